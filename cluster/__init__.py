@@ -1,0 +1,1 @@
+"""fleetsim.cluster: router, policies, backends, metrics, config loading and the CLI."""

@@ -1,0 +1,99 @@
+"""`fleetsim` command line: run, validate."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cluster.config import load_cluster_config
+from cluster.errors import InputError
+from costmodel import CostModelError
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("vLLM engine overrides (all instances)")
+    g.add_argument("--max-num-seqs", type=int)
+    g.add_argument("--max-num-batched-tokens", type=int)
+    g.add_argument("--block-size", type=int)
+    g.add_argument("--num-gpu-blocks", type=int)
+    g.add_argument("--gpu-memory-utilization", type=float)
+    g.add_argument("--long-prefill-token-threshold", type=int)
+    g.add_argument("--max-model-len", type=int)
+    g.add_argument("--no-prefix-caching", action="store_true")
+    g.add_argument("--no-chunked-prefill", action="store_true")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleetsim", description="Simulate LLM serving fleets in simulated time.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="simulate one cluster config on one workload")
+    run.add_argument("--cluster", required=True, help="fleetsim YAML or LLMServingSim cluster JSON")
+    run.add_argument("--workload", required=True, help="LLMServingSim workload JSONL")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--num-requests", type=int, help="use only the first N requests")
+    run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
+    run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
+    run.add_argument("--seed", type=int, help="run seed (overrides the config's)")
+    run.add_argument("--quiet", action="store_true", help="no summary table on stdout")
+    _engine_flags(run)
+    val = sub.add_parser("validate", help="compare a simulated run with a real vLLM run")
+    val.add_argument("--real", required=True, help="real run directory (requests.jsonl + meta.json)")
+    val.add_argument("--sim", required=True, help="fleetsim --out directory")
+    val.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    return p
+
+
+def cmd_run(args) -> int:
+    import dataclasses
+    from cluster.report import summary_table
+    from cluster.simulation import run_single
+    from cluster.workload import load_llmservingsim_jsonl
+
+    config = load_cluster_config(args.cluster)
+    config = config.with_engine_overrides(
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+        block_size=args.block_size, num_gpu_blocks=args.num_gpu_blocks,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        long_prefill_token_threshold=args.long_prefill_token_threshold, max_model_len=args.max_model_len,
+        enable_prefix_caching=False if args.no_prefix_caching else None,
+        enable_chunked_prefill=False if args.no_chunked_prefill else None)
+    for i, spec in enumerate(config.instances):
+        try:
+            spec.engine.validate("command line")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    if args.seed is not None:
+        if args.seed < 0:
+            raise InputError("--seed must be >= 0")
+        config = dataclasses.replace(config, seed=args.seed)
+    workload = load_llmservingsim_jsonl(args.workload, args.num_requests)
+    summary = run_single(config, workload, args.out, args.perf_root, args.models_root)
+    if not args.quiet:
+        print(summary_table(summary))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from cluster.validate import compare, format_table, load_real, load_sim
+    result = compare(load_real(args.real), load_sim(args.sim))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result), end="")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "validate": cmd_validate}[args.command](args)
+    except (InputError, CostModelError) as exc:
+        print(f"fleetsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fleetsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Cluster configuration: fleetsim's YAML, or an LLMServingSim cluster JSON unchanged.
+
+fleetsim YAML (every key optional except `model` and `hardware`)::
+
+    model: meta-llama/Llama-3.1-8B     # HF name, config under <models-root>/<org>/<name>.json
+    hardware: RTXPRO6000               # configs/hardware/<name>.yaml
+    cost_model: profile                # latency backend
+    tp: 1
+    variant: bf16                      # perf bundle variant
+    memory_gib: 96                     # override the hardware's memory
+    decode_skew: true                  # bundle's decode-length skew correction
+    overhead: {step_us: 0, per_seq_us: 0}   # host CPU time added to every step
+    engine:                            # vLLM names (instance.config.EngineConfig)
+      max_num_seqs: 128
+      max_num_batched_tokens: 2048
+    instances: 1                       # a count, or a list of per-instance overrides:
+    #  - {count: 2, hardware: H100-SXM-80GB, tp: 2, engine: {max_num_seqs: 64}}
+    router: {policy: round_robin, sync_interval_ms: 50, options: {}}
+    seed: 0
+
+LLMServingSim JSON: every entry of `nodes[].instances[]` becomes one instance with its
+`model_name`, `hardware`, `tp_size`, `npu_mem.mem_size` (GiB) and `npu_mem.mem_util`; engine
+limits default to LLMServingSim's own (max_num_seqs 128, max_num_batched_tokens 2048).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from cluster.errors import InputError
+from instance.config import EngineConfig
+
+ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
+INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "variant", "memory_gib", "decode_skew", "overhead",
+                 "engine", "count"}
+TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root"}
+LLMSERVINGSIM_ENGINE = {"max_num_seqs": 128, "max_num_batched_tokens": 2048}
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    model: str
+    hardware: str
+    cost_model: str = "profile"
+    tp: int = 1
+    variant: str = "bf16"
+    memory_gib: float | None = None
+    decode_skew: bool = True
+    overhead_ns: int = 0
+    overhead_per_seq_ns: int = 0
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    policy: str = "round_robin"
+    sync_interval_ms: float = 50.0
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    instances: tuple[InstanceSpec, ...]
+    router: RouterSpec = RouterSpec()
+    seed: int = 0
+    perf_root: str | None = None
+    models_root: str | None = None
+    source: str = ""
+
+    def with_engine_overrides(self, **overrides) -> "ClusterConfig":
+        """Apply vLLM-named engine overrides (None = keep) to every instance."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        inst = tuple(dataclasses.replace(s, engine=dataclasses.replace(s.engine, **given)) for s in self.instances)
+        return dataclasses.replace(self, instances=inst)
+
+
+def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
+    if doc is None:
+        return base
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: 'engine' must be a mapping")
+    unknown = sorted(set(doc) - ENGINE_KEYS)
+    if unknown:
+        raise InputError(f"{where}: engine: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ENGINE_KEYS))}")
+    cfg = dataclasses.replace(base, **doc)
+    try:
+        cfg.validate(f"{where}: engine")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return cfg
+
+
+def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
+    merged = {**base, **{k: v for k, v in doc.items() if k not in ("engine", "count")}}
+    for key in ("model", "hardware"):
+        if not isinstance(merged.get(key), str) or not merged.get(key):
+            raise InputError(f"{where}: field {key!r} is required (a name)")
+    tp = merged.get("tp", 1)
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise InputError(f"{where}: field 'tp' must be a positive integer, got {tp!r}")
+    mem = merged.get("memory_gib")
+    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or mem <= 0):
+        raise InputError(f"{where}: field 'memory_gib' must be a positive number, got {mem!r}")
+    overhead = merged.get("overhead") or {}
+    if not isinstance(overhead, dict) or set(overhead) - {"step_us", "per_seq_us"}:
+        raise InputError(f"{where}: 'overhead' must be a mapping with step_us and/or per_seq_us")
+    engine = _engine(base.get("engine"), EngineConfig(), where)
+    engine = _engine(doc.get("engine"), engine, where)
+    return InstanceSpec(
+        model=merged["model"], hardware=merged["hardware"], cost_model=str(merged.get("cost_model", "profile")),
+        tp=tp, variant=str(merged.get("variant", "bf16")), memory_gib=mem,
+        decode_skew=bool(merged.get("decode_skew", True)),
+        overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
+        overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),
+        engine=engine)
+
+
+def _router(doc, where: str) -> RouterSpec:
+    if doc is None:
+        return RouterSpec()
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: 'router' must be a mapping")
+    unknown = sorted(set(doc) - {"policy", "sync_interval_ms", "options"})
+    if unknown:
+        raise InputError(f"{where}: router: unknown key(s) {', '.join(unknown)}")
+    sync = doc.get("sync_interval_ms", 50.0)
+    if isinstance(sync, bool) or not isinstance(sync, (int, float)) or sync < 0:
+        raise InputError(f"{where}: router.sync_interval_ms must be a number >= 0, got {sync!r}")
+    options = doc.get("options") or {}
+    if not isinstance(options, dict):
+        raise InputError(f"{where}: router.options must be a mapping")
+    return RouterSpec(str(doc.get("policy", "round_robin")), float(sync), dict(options))
+
+
+def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a mapping at the top level")
+    unknown = sorted(set(doc) - TOP_KEYS)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    base = {k: v for k, v in doc.items() if k in INSTANCE_KEYS}
+    inst_doc = doc.get("instances", 1)
+    specs: list[InstanceSpec] = []
+    if isinstance(inst_doc, int) and not isinstance(inst_doc, bool):
+        if inst_doc < 1:
+            raise InputError(f"{where}: 'instances' must be >= 1, got {inst_doc}")
+        specs = [_instance({}, base, where)] * inst_doc
+    elif isinstance(inst_doc, list) and inst_doc:
+        for i, item in enumerate(inst_doc):
+            item_where = f"{where}: instances[{i}]"
+            if not isinstance(item, dict):
+                raise InputError(f"{item_where}: expected a mapping")
+            unknown = sorted(set(item) - INSTANCE_KEYS)
+            if unknown:
+                raise InputError(f"{item_where}: unknown key(s) {', '.join(unknown)}")
+            count = item.get("count", 1)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise InputError(f"{item_where}: 'count' must be a positive integer")
+            specs.extend([_instance(item, base, item_where)] * count)
+    else:
+        raise InputError(f"{where}: 'instances' must be a positive count or a non-empty list")
+    seed = doc.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"{where}: 'seed' must be an integer >= 0")
+    return ClusterConfig(tuple(specs), _router(doc.get("router"), where), seed,
+                         doc.get("perf_root"), doc.get("models_root"), where)
+
+
+def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
+    specs = []
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise InputError(f"{where}: field 'nodes' must be a non-empty list")
+    engine = EngineConfig(**LLMSERVINGSIM_ENGINE)
+    for n, node in enumerate(nodes):
+        insts = node.get("instances") if isinstance(node, dict) else None
+        if not isinstance(insts, list) or not insts:
+            raise InputError(f"{where}: nodes[{n}].instances must be a non-empty list")
+        for i, inst in enumerate(insts):
+            iw = f"{where}: nodes[{n}].instances[{i}]"
+            if not isinstance(inst, dict):
+                raise InputError(f"{iw}: expected an object")
+            mem = inst.get("npu_mem") or {}
+            item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"),
+                    "tp": inst.get("tp_size", 1) or 1}
+            if "mem_size" in mem:
+                item["memory_gib"] = mem["mem_size"]
+            spec = _instance(item, {}, iw)
+            util = mem.get("mem_util", 0.9)
+            spec = dataclasses.replace(spec, engine=_engine({"gpu_memory_utilization": util}, engine, iw))
+            if inst.get("pd_type") not in (None, "", "none"):
+                raise InputError(f"{iw}: pd_type {inst.get('pd_type')!r}: disaggregated prefill/decode is not supported")
+            specs.append(spec)
+    return ClusterConfig(tuple(specs), RouterSpec(), 0, None, None, where)
+
+
+def load_cluster_config(path: str) -> ClusterConfig:
+    """Read a fleetsim YAML or LLMServingSim JSON cluster file (chosen by content)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read cluster config: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)     # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: malformed YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if isinstance(doc, dict) and "nodes" in doc:
+        return from_llmservingsim_json(doc, path)
+    cfg = from_fleetsim_yaml(doc, path)
+    base = os.path.dirname(os.path.abspath(path))
+    fix = {k: os.path.join(base, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
+    return dataclasses.replace(cfg, **fix) if fix else cfg
+
+
+__all__ = ["ClusterConfig", "InstanceSpec", "RouterSpec", "load_cluster_config"]

@@ -1,0 +1,91 @@
+"""Per-request metrics, aggregated as finished requests stream in.
+
+Definitions (ns, DESIGN.md): TTFT = end of the prompt-finishing step − arrival; ITL = gaps
+between a request's token-producing steps; TPOT = (E2E − TTFT)/(output − 1), rounded to the
+nearest ns (requests with one output token have no TPOT: written as 0 in the CSV, left out of
+the statistics); E2E = end of the last token's step − arrival; queueing = start of the first
+step that schedules the request − arrival. Percentiles are linear-interpolated (numpy's
+default). Throughput is over the span from the first arrival to the last completion.
+"""
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
+CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latency,queuing_delay,"
+              "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens")
+
+
+def request_row(req, model: str) -> tuple:
+    """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits)."""
+    times = req.token_times
+    arrival = req.arrival_ns
+    end = times[-1]
+    ttft = times[0] - arrival
+    e2e = end - arrival
+    n = req.output_len
+    tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0
+    itl = [times[i] - times[i - 1] for i in range(1, len(times))]
+    return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
+            ttft, tpot, itl, req.preemptions, req.hit_tokens)
+
+
+def format_row(row: tuple, model: str) -> str:
+    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
+    itl_text = "[" + ", ".join(map(str, itl)) + "]"
+    return f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot},"{itl_text}",{pre},{hits}\n'
+
+
+def stats_ms(values) -> dict:
+    """{mean, p50, p90, p95, p99} in ms of ns values (zeros when empty)."""
+    if len(values) == 0:
+        return {k: 0.0 for k in ("mean", "p50", "p90", "p95", "p99")}
+    a = np.asarray(values, dtype=np.float64) / 1e6
+    p = np.percentile(a, [50, 90, 95, 99])
+    return {"mean": float(a.mean()), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3])}
+
+
+class MetricsCollector:
+    """Accumulates finished requests: compact int64 arrays, counters, per-instance totals."""
+
+    def __init__(self):
+        self.values = {m: array("q") for m in METRICS}
+        self.count = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.first_arrival = None
+        self.last_end = 0
+        self.preemptions = 0
+
+    def add(self, row: tuple) -> None:
+        _, _, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, _ = row
+        v = self.values
+        v["ttft"].append(ttft)
+        v["e2e"].append(e2e)
+        v["queueing"].append(q)
+        if out > 1:
+            v["tpot"].append(tpot)
+        v["itl"].extend(itl)
+        self.count += 1
+        self.input_tokens += inp
+        self.output_tokens += out
+        self.first_arrival = arr if self.first_arrival is None else min(self.first_arrival, arr)
+        self.last_end = max(self.last_end, end)
+        self.preemptions += pre
+
+    def summary(self) -> dict:
+        span_s = max(1e-9, (self.last_end - (self.first_arrival or 0)) / 1e9)
+        out = {"num_requests": self.count}
+        for m in METRICS:
+            key = "e2e_ms" if m == "e2e" else f"{m}_ms"
+            out[key] = stats_ms(np.frombuffer(self.values[m], dtype=np.int64) if len(self.values[m]) else [])
+        out["throughput"] = {
+            "requests_per_s": self.count / span_s,
+            "input_tokens_per_s": self.input_tokens / span_s,
+            "output_tokens_per_s": self.output_tokens / span_s,
+        }
+        out["simulated_s"] = self.last_end / 1e9
+        out["preemptions"] = self.preemptions
+        return out

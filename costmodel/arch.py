@@ -1,0 +1,102 @@
+"""`ModelArch`: the shapes of a decoder-only transformer, derived from a Hugging Face config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from costmodel.errors import CostModelError
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "float8": 1}
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """Architecture numbers of one model (per full model, unsharded).
+
+    `head_dim` defaults to hidden_size / num_attention_heads. MoE models set `num_experts`
+    (HF `num_experts` or `num_local_experts`), `experts_per_token` and `moe_intermediate_size`
+    (Mixtral has no separate key: its `intermediate_size` is the per-expert size).
+    """
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    dtype_bytes: int = 2
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+
+    @classmethod
+    def from_hf_config(cls, name: str, cfg: dict, source: str = "config") -> "ModelArch":
+        """Build from a parsed HF `config.json` dict; `source` names the file in errors."""
+        def need(key):
+            value = cfg.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise CostModelError(f"{source}: field {key!r} must be a positive integer, got {value!r}")
+            return value
+        hidden = need("hidden_size")
+        heads = need("num_attention_heads")
+        experts = cfg.get("num_experts") or cfg.get("num_local_experts") or 0
+        moe_inter = cfg.get("moe_intermediate_size") or (need("intermediate_size") if experts else 0)
+        dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16")
+        return cls(
+            name=name,
+            hidden_size=hidden,
+            num_layers=need("num_hidden_layers"),
+            num_heads=heads,
+            num_kv_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or hidden // heads,
+            intermediate_size=need("intermediate_size"),
+            vocab_size=need("vocab_size"),
+            max_position_embeddings=cfg.get("max_position_embeddings") or 0,
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            dtype_bytes=DTYPE_BYTES.get(dtype, 2),
+            num_experts=int(experts),
+            experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
+            moe_intermediate_size=int(moe_inter),
+        )
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def kv_heads_per_rank(self, tp: int) -> int:
+        """KV heads held by one TP rank (replicated when there are fewer KV heads than ranks)."""
+        return max(1, self.num_kv_heads // tp)
+
+    def kv_bytes_per_token(self, tp: int = 1) -> int:
+        """K and V bytes of one token over all layers on one rank."""
+        return 2 * self.num_layers * self.kv_heads_per_rank(tp) * self.head_dim * self.dtype_bytes
+
+    def layer_weight_params(self) -> int:
+        """Parameters of one decoder layer (attention + MLP or experts + router + norms)."""
+        h, d = self.hidden_size, self.head_dim
+        attn = h * self.num_heads * d + 2 * h * self.num_kv_heads * d + self.num_heads * d * h
+        if self.is_moe:
+            mlp = self.num_experts * 3 * h * self.moe_intermediate_size + h * self.num_experts
+        else:
+            mlp = 3 * h * self.intermediate_size
+        return attn + mlp + 2 * h
+
+    def weight_bytes(self, tp: int = 1) -> int:
+        """Weight bytes held by one TP rank: layers and vocab-parallel embeddings sharded by tp,
+        norms replicated; KV projections replicated when KV heads < tp."""
+        h, d = self.hidden_size, self.head_dim
+        embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        per_layer = self.layer_weight_params() - 2 * h
+        kv_extra = 0
+        if self.num_kv_heads < tp:
+            kv_extra = 2 * h * d * (self.kv_heads_per_rank(tp) * tp - self.num_kv_heads)
+        sharded = (embed + self.num_layers * (per_layer + kv_extra)) // tp
+        replicated = self.num_layers * 2 * h + h
+        return (sharded + replicated) * self.dtype_bytes
+
+    def num_params(self) -> int:
+        """Total parameters (unsharded)."""
+        embed = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        return embed + self.num_layers * self.layer_weight_params() + self.hidden_size

@@ -1,0 +1,74 @@
+"""Attention latency over the scattered 4-D grid (prefill_chunk, kv_prefill, n_decode, kv_decode).
+
+Measured bundles are not full tensor grids: each (prefill_chunk, n_decode) slice has its own
+kv_prefill rows, and each row its own kv_decode keys. A query is answered by nested linear
+interpolation: along kv_decode within each bracketing kv_prefill row, then across kv_prefill
+(one slice), then across n_decode and finally prefill_chunk between the bracketing slices.
+A bracketing slice that was not measured is replaced by the nearest measured one (Euclidean
+distance on the raw (prefill_chunk, n_decode) values, ties to the smaller key). Axis edges
+follow `interp.bracket` (clamp below, extrapolate above). Values are in ns.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from costmodel.interp import Curve, bracket, us_to_ns
+
+
+class _Slice:
+    __slots__ = ("kp_keys", "rows")
+
+    def __init__(self, rows: dict):
+        self.kp_keys = sorted(rows)
+        self.rows = [rows[k] for k in self.kp_keys]
+
+    def raw(self, kp: float, kvd: float) -> float:
+        lo, hi, w = bracket(self.kp_keys, kp)
+        v = self.rows[lo].raw(kvd)
+        if hi != lo and w:
+            v += w * (self.rows[hi].raw(kvd) - v)
+        return v
+
+
+class AttentionTable:
+    """`lookup(pc, kp, nd, kvd)` → ns (float, untruncated) for one layer's attention."""
+
+    def __init__(self, pc, kp, nd, kvd, time_us):
+        pc, kp, nd, kvd = (np.asarray(a, dtype=np.int64) for a in (pc, kp, nd, kvd))
+        ns = us_to_ns(time_us)
+        groups: dict = {}
+        for i in range(len(ns)):
+            groups.setdefault((int(pc[i]), int(nd[i])), {}).setdefault(int(kp[i]), ([], []))
+            keys, vals = groups[(int(pc[i]), int(nd[i]))][int(kp[i])]
+            keys.append(int(kvd[i]))
+            vals.append(int(ns[i]))
+        self.slices = {
+            key: _Slice({k: Curve(ks, vs) for k, (ks, vs) in rows.items()}) for key, rows in groups.items()
+        }
+        self.pc_keys = sorted({k[0] for k in self.slices})
+        self.nd_keys = sorted({k[1] for k in self.slices})
+        self._resolved: dict = {}
+
+    def _slice(self, pc: int, nd: int) -> _Slice:
+        found = self._resolved.get((pc, nd))
+        if found is None:
+            found = self.slices.get((pc, nd))
+            if found is None:
+                best = min(self.slices, key=lambda k: ((k[0] - pc) ** 2 + (k[1] - nd) ** 2, k))
+                found = self.slices[best]
+            self._resolved[(pc, nd)] = found
+        return found
+
+    def _along_nd(self, pc: int, nd: float, kp: float, kvd: float) -> float:
+        lo, hi, w = bracket(self.nd_keys, nd)
+        v = self._slice(pc, self.nd_keys[lo]).raw(kp, kvd)
+        if hi != lo and w:
+            v += w * (self._slice(pc, self.nd_keys[hi]).raw(kp, kvd) - v)
+        return v
+
+    def lookup(self, pc: float, kp: float, nd: float, kvd: float) -> float:
+        lo, hi, w = bracket(self.pc_keys, pc)
+        v = self._along_nd(self.pc_keys[lo], nd, kp, kvd)
+        if hi != lo and w:
+            v += w * (self._along_nd(self.pc_keys[hi], nd, kp, kvd) - v)
+        return v

@@ -1,0 +1,114 @@
+"""`CostModel`: one (model, hardware, backend, tp) combination, priced per engine step."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Sequence
+
+from costmodel.arch import ModelArch
+from costmodel.batch import BatchShape
+from costmodel.errors import CostModelError
+from costmodel.files import load_json, load_yaml
+from costmodel.hardware import Hardware
+from costmodel.paths import bundle_dir, hardware_path, model_config_path
+from costmodel.profile import ProfileBackend, ProfileTables
+
+BACKENDS = ("profile",)
+_LOADED: dict = {}
+_LOCK = threading.Lock()
+
+
+def load_arch(model: str, models_roots: tuple[str, ...] = ()) -> ModelArch:
+    path = model_config_path(model, models_roots)
+    return ModelArch.from_hf_config(model, load_json(path), source=path)
+
+
+def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
+    path = hardware_path(name, hardware_roots)
+    return Hardware.from_dict(load_yaml(path), source=path)
+
+
+def _as_tuple(root) -> tuple[str, ...]:
+    if root is None:
+        return ()
+    if isinstance(root, str):
+        return (root,)
+    return tuple(str(r) for r in root)
+
+
+class CostModel:
+    """Per-iteration latency of one serving instance.
+
+    `iteration_time_ns(seqs)` takes `(new_tokens, context_before)` pairs and returns the step's
+    GPU time in integer ns; `cpu_overhead_ns(seqs)` is the host time around it
+    (`overhead_ns + overhead_per_seq_ns·S`, 0 unless configured).
+    """
+
+    def __init__(self, arch: ModelArch, hardware: Hardware, backend, tp: int = 1,
+                 overhead_ns: int = 0, overhead_per_seq_ns: int = 0):
+        self.arch = arch
+        self.hardware = hardware
+        self.backend = backend
+        self.tp = tp
+        self.overhead_ns = int(overhead_ns)
+        self.overhead_per_seq_ns = int(overhead_per_seq_ns)
+
+    @classmethod
+    def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
+             models_root=None, variant: str = "bf16", decode_skew: bool = True,
+             overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None) -> "CostModel":
+        """Load (once per process; later calls with the same arguments share the objects).
+
+        `memory_gib` overrides the hardware's memory (e.g. from an LLMServingSim cluster JSON).
+        """
+        if backend not in BACKENDS:
+            raise CostModelError(f"cost model backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
+        if not isinstance(tp, int) or tp < 1:
+            raise CostModelError(f"tp must be a positive integer, got {tp!r}")
+        perf_roots, models_roots = _as_tuple(perf_root), _as_tuple(models_root)
+        key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew)
+        with _LOCK:
+            shared = _LOADED.get(key)
+        if shared is None:
+            arch = load_arch(model, models_roots)
+            hw = load_hardware(hardware)
+            tables = ProfileTables(bundle_dir(hardware, model, variant, tp, perf_roots), tp)
+            engine = ProfileBackend(tables, arch.num_layers, arch.hidden_size, arch.dtype_bytes, tp, hw, decode_skew)
+            shared = (arch, hw, engine)
+            with _LOCK:
+                _LOADED.setdefault(key, shared)
+        arch, hw, engine = shared
+        if memory_gib is not None:
+            hw = dataclasses.replace(hw, memory_gib=float(memory_gib))
+        return cls(arch, hw, engine, tp, overhead_ns, overhead_per_seq_ns)
+
+    def time_batch(self, batch: BatchShape) -> int:
+        """GPU time of one step described by a `BatchShape`."""
+        return self.backend.time_batch(batch)
+
+    def iteration_time_ns(self, seqs: Sequence[tuple[int, int]]) -> int:
+        """GPU time of one step: `seqs` are `(new_tokens, context_before)` pairs."""
+        if not seqs:
+            return 0
+        return self.backend.time_batch(BatchShape.from_seqs(seqs))
+
+    def breakdown(self, seqs: Sequence[tuple[int, int]]) -> dict[str, int]:
+        """Per-op ns of one step."""
+        return self.backend.breakdown(BatchShape.from_seqs(seqs))
+
+    def cpu_overhead_ns(self, num_seqs: int) -> int:
+        return self.overhead_ns + self.overhead_per_seq_ns * num_seqs
+
+    def kv_block_bytes(self, block_size: int) -> int:
+        return block_size * self.arch.kv_bytes_per_token(self.tp)
+
+    def num_kv_blocks(self, block_size: int, gpu_memory_utilization: float) -> int:
+        """floor((mem_GiB·2^30·util − weight_bytes) / block_bytes) on one rank."""
+        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - self.arch.weight_bytes(self.tp)
+        return int(free // self.kv_block_bytes(block_size))
+
+
+def clear_loaded() -> None:
+    """Forget shared cost models (tests only)."""
+    with _LOCK:
+        _LOADED.clear()

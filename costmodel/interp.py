@@ -1,0 +1,54 @@
+"""Interpolation over measured tables, in integer nanoseconds.
+
+Conventions (those of LLMServingSim's bundles, so its arithmetic is reproduced exactly):
+table values are converted µs → ns per row as `max(1, round(us*1000))`; a query below an axis'
+first key takes the first value; above the last key it extrapolates linearly from the top two
+keys; in between it is linear; the final value is truncated to an integer, at least 1.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import numpy as np
+
+
+def us_to_ns(us: np.ndarray) -> np.ndarray:
+    """Per-row µs → ns: max(1, round(us·1000)) (round half to even, as Python's round)."""
+    return np.maximum(1, np.round(np.asarray(us, dtype=np.float64) * 1000.0)).astype(np.int64)
+
+
+def bracket(keys: list, x: float) -> tuple[int, int, float]:
+    """Indices (lo, hi) and weight w of `x` on sorted `keys`: value = v[lo] + w·(v[hi] − v[lo])."""
+    n = len(keys)
+    if n == 1 or x <= keys[0]:
+        return 0, 0, 0.0
+    if x >= keys[-1]:
+        lo, hi = n - 2, n - 1
+    else:
+        hi = bisect_left(keys, x)
+        if keys[hi] == x:
+            return hi, hi, 0.0
+        lo = hi - 1
+    return lo, hi, (x - keys[lo]) / (keys[hi] - keys[lo])
+
+
+class Curve:
+    """A 1-D piecewise-linear table `key -> ns`."""
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys, values_ns):
+        order = np.argsort(np.asarray(keys, dtype=np.float64), kind="stable")
+        k = np.asarray(keys, dtype=np.float64)[order]
+        v = np.asarray(values_ns, dtype=np.int64)[order]
+        # duplicate keys: the last row wins
+        last = np.r_[k[1:] != k[:-1], True]
+        self.keys = [float(x) for x in k[last]]
+        self.values = [int(x) for x in v[last]]
+
+    def raw(self, x: float) -> float:
+        lo, hi, w = bracket(self.keys, x)
+        v = self.values
+        return v[lo] + w * (v[hi] - v[lo])
+
+    def __call__(self, x: float) -> int:
+        return max(1, int(self.raw(x)))

@@ -1,0 +1,42 @@
+"""Where configs live: the shipped `configs/` folder plus user roots searched first."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from costmodel.errors import CostModelError
+
+SHIPPED = Path(os.environ.get("FLEETSIM_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
+
+
+def model_config_path(name: str, models_roots: tuple[str, ...] = ()) -> str:
+    """`<root>/<org>/<name>.json` for the first root (user roots, then shipped) that has it."""
+    roots = [*models_roots, str(SHIPPED / "models")]
+    for root in roots:
+        candidate = os.path.join(root, name + ".json")
+        if os.path.isfile(candidate):
+            return candidate
+    raise CostModelError(f"model {name!r}: no config.json found as <org>/<name>.json under {', '.join(roots)}")
+
+
+def hardware_path(name: str, hardware_roots: tuple[str, ...] = ()) -> str:
+    """`<root>/<name>.yaml` for the first root that has it."""
+    roots = [*hardware_roots, str(SHIPPED / "hardware")]
+    for root in roots:
+        candidate = os.path.join(root, name + ".yaml")
+        if os.path.isfile(candidate):
+            return candidate
+    known = sorted(p.stem for p in (SHIPPED / "hardware").glob("*.yaml"))
+    raise CostModelError(f"hardware {name!r}: unknown; shipped: {', '.join(known)}")
+
+
+def bundle_dir(hardware: str, model: str, variant: str, tp: int, perf_roots: tuple[str, ...] = ()) -> str:
+    """`<root>/<hardware>/<org>/<name>/<variant>/tp<N>` for the first root that has it."""
+    roots = [*perf_roots, str(SHIPPED / "perf")]
+    for root in roots:
+        candidate = os.path.join(root, hardware, model, variant, f"tp{tp}")
+        if os.path.isdir(candidate):
+            return candidate
+    raise CostModelError(
+        f"profile bundle {hardware}/{model}/{variant}/tp{tp}: not found under {', '.join(roots)} "
+        "(give --perf-root, or use the roofline backend)")

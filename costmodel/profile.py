@@ -1,0 +1,140 @@
+"""The *profile* backend: per-op latencies looked up in a measured perf bundle.
+
+Reads LLMServingSim's bundle layout (`<variant>/meta.yaml`, `tp<N>/dense.csv`,
+`tp<N>/per_sequence.csv`, `tp<N>/attention.csv`, optional `tp<N>/skew_fit.csv`). One step of a
+dense decoder, T = tokens in the step, S = sequences in the step:
+
+    embedding(T) + L·[2·layernorm(T) + qkv_proj(T) + rotary_emb(T) + attention(batch) + o_proj(T)
+    + gate_up_proj(T) + act_fn(T) + down_proj(T) (+ 2 all-reduces if tp > 1)]
+    + final_layernorm(T) + lm_head(S) + sampler(S)
+
+Every op is an integer number of ns (see `interp`). Attention is looked up at
+prefill_chunk = Σ chunks, kv_prefill = Σ chunk contexts, n_decode, kv_decode = ⌊mean decode
+context⌋ (context = tokens already in the KV cache before the step); with `decode_skew` on and
+a fit in the bundle, decodes of unequal length are corrected towards the max-context time.
+"""
+from __future__ import annotations
+
+import os
+
+from costmodel.attention_table import AttentionTable
+from costmodel.batch import BatchShape
+from costmodel.decode_skew import DecodeSkew
+from costmodel.errors import CostModelError
+from costmodel.files import load_csv_columns, load_yaml
+from costmodel.interp import Curve, us_to_ns
+
+LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+PRE_OPS = ("embedding",)
+POST_OPS = ("final_layernorm",)
+SEQ_OPS = ("lm_head", "sampler")
+
+
+class ProfileTables:
+    """The parsed tables of one bundle directory `tp<N>/` (shared, read-only)."""
+
+    def __init__(self, tp_dir: str, tp: int):
+        self.source = tp_dir
+        dense = load_csv_columns(os.path.join(tp_dir, "dense.csv"), ("tokens", "time_us"))
+        per_seq = load_csv_columns(os.path.join(tp_dir, "per_sequence.csv"), ("sequences", "time_us"))
+        att = load_csv_columns(os.path.join(tp_dir, "attention.csv"),
+                               ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+        self.dense = self._curves(dense, "layer", "tokens", os.path.join(tp_dir, "dense.csv"),
+                                  set(LAYER_OPS + PRE_OPS + POST_OPS))
+        self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(tp_dir, "per_sequence.csv"),
+                                         set(SEQ_OPS))
+        self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
+                                        att["kv_decode"], att["time_us"])
+        meta_path = os.path.join(os.path.dirname(tp_dir), "meta.yaml")
+        meta = load_yaml(meta_path) if os.path.isfile(meta_path) else {}
+        fit_path = os.path.join(tp_dir, "skew_fit.csv")
+        self.skew = None
+        if (meta.get("skew_fit") or {}).get("enabled") and os.path.isfile(fit_path):
+            fit = load_csv_columns(fit_path, ("pc", "alpha"))
+            self.skew = DecodeSkew(meta, fit, tp, fit_path)
+
+    @staticmethod
+    def _curves(cols, name_col, key_col, path, needed):
+        if name_col not in cols:
+            raise CostModelError(f"{path}: missing column {name_col}")
+        names = cols[name_col]
+        curves = {}
+        for op in sorted(set(names.tolist())):
+            mask = names == op
+            curves[op] = Curve(cols[key_col][mask], us_to_ns(cols["time_us"][mask]))
+        missing = sorted(needed - set(curves))
+        if missing:
+            raise CostModelError(f"{path}: no rows for op(s) {', '.join(missing)}")
+        return curves
+
+
+class ProfileBackend:
+    """Prices a `BatchShape` from `ProfileTables` (+ TP all-reduces from the hardware spec)."""
+
+    name = "profile"
+
+    def __init__(self, tables: ProfileTables, num_layers: int, hidden_size: int, dtype_bytes: int,
+                 tp: int = 1, hardware=None, decode_skew: bool = True):
+        self.tables = tables
+        self.num_layers = num_layers
+        self.allreduce_bytes_per_token = hidden_size * dtype_bytes
+        self.tp = tp
+        self.hardware = hardware
+        self.decode_skew = decode_skew and tables.skew is not None
+        self._dense_cache: dict = {}
+        self._seq_cache: dict = {}
+
+    def dense_ns(self, tokens: int) -> tuple[int, int]:
+        """(once-per-step ns, per-layer ns) of the token-proportional ops for T tokens."""
+        hit = self._dense_cache.get(tokens)
+        if hit is None:
+            d = self.tables.dense
+            once = sum(d[op](tokens) for op in PRE_OPS + POST_OPS)
+            per_layer = sum(d[op](tokens) for op in LAYER_OPS)
+            if self.tp > 1:
+                per_layer += 2 * self.hardware.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
+            hit = self._dense_cache[tokens] = (once, per_layer)
+        return hit
+
+    def sequence_ns(self, seqs: int) -> int:
+        hit = self._seq_cache.get(seqs)
+        if hit is None:
+            hit = self._seq_cache[seqs] = sum(self.tables.per_sequence[op](seqs) for op in SEQ_OPS)
+        return hit
+
+    def attention_ns(self, b: BatchShape) -> int:
+        """One layer's attention for the whole batch."""
+        pc = sum(c for c, _ in b.prefills)
+        kp = sum(k for _, k in b.prefills)
+        nd = b.decodes
+        if pc == 0 and nd == 0:
+            return 0
+        kv_mean = b.decode_ctx_sum // nd if nd else 0
+        table = self.tables.attention
+        t_mean = max(1, int(table.lookup(pc, kp, nd, kv_mean)))
+        if self.decode_skew and nd > 1 and b.decode_ctx_max != kv_mean:
+            alpha = self.tables.skew.alpha(pc, nd, b.decode_ctx_sum / nd, b.decode_ctx_min, b.decode_ctx_max, kp)
+            if alpha:
+                t_max = max(1, int(table.lookup(pc, kp, nd, b.decode_ctx_max)))
+                if t_max > t_mean:
+                    return round(t_mean + alpha * (t_max - t_mean))
+        return t_mean
+
+    def breakdown(self, b: BatchShape) -> dict[str, int]:
+        """Per-op ns of one step (ops summed over layers)."""
+        d, L, T = self.tables.dense, self.num_layers, max(1, b.tokens)
+        out = {op: d[op](T) for op in PRE_OPS}
+        for op in dict.fromkeys(LAYER_OPS):
+            out[op] = L * LAYER_OPS.count(op) * d[op](T)
+        out["attention"] = L * self.attention_ns(b)
+        if self.tp > 1:
+            out["allreduce"] = L * 2 * self.hardware.allreduce_ns(T * self.allreduce_bytes_per_token, self.tp)
+        for op in POST_OPS:
+            out[op] = d[op](T)
+        for op in SEQ_OPS:
+            out[op] = self.tables.per_sequence[op](b.seqs)
+        return out
+
+    def time_batch(self, b: BatchShape) -> int:
+        once, per_layer = self.dense_ns(max(1, b.tokens))
+        return once + self.num_layers * (per_layer + self.attention_ns(b)) + self.sequence_ns(b.seqs)

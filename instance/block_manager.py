@@ -1,0 +1,107 @@
+"""`BlockManager`: paged KV cache with prefix caching, as vLLM v1's KV cache manager.
+
+Blocks are integers 0..n−1. Free blocks sit in an LRU queue (head = next to be reused); a freed
+block keeps its hash and stays findable until it is reused, at which point its hash is evicted.
+A request's blocks are freed tail first, so its last blocks are reused first.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from instance.request import Request
+
+
+class BlockManager:
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True):
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.enable_caching = enable_caching
+        self.free_queue: OrderedDict[int, None] = OrderedDict((b, None) for b in range(num_blocks))
+        self.ref_cnt = [0] * num_blocks
+        self.block_hash: list = [None] * num_blocks
+        self.cached: dict[int, int] = {}
+
+    @property
+    def num_free(self) -> int:
+        return len(self.free_queue)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self.free_queue)
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def find_cached_prefix(self, req: Request) -> list[int]:
+        """Blocks of the longest cached prefix of `req`, capped so ≥ 1 token is left to compute."""
+        if not self.enable_caching:
+            return []
+        bs, cached = self.block_size, self.cached
+        hits = []
+        for i in range((req.num_tokens - 1) // bs):
+            b = cached.get(req.block_hash(i, bs))
+            if b is None:
+                break
+            hits.append(b)
+        return hits
+
+    def allocate(self, req: Request, num_new_tokens: int, hits: list[int] = ()) -> bool:
+        """Give `req` blocks for `num_new_tokens` more tokens (after `hits`); False if they do not fit."""
+        ref, free = self.ref_cnt, self.free_queue
+        computed = req.num_computed + len(hits) * self.block_size
+        need = self.blocks_for(computed + num_new_tokens) - len(req.blocks) - len(hits)
+        if hits:
+            evictable_hits = sum(1 for b in hits if ref[b] == 0)
+            if need > len(free) - evictable_hits:
+                return False
+            for b in hits:
+                if ref[b] == 0:
+                    del free[b]
+                ref[b] += 1
+            req.blocks.extend(hits)
+            req.num_cached_blocks = len(req.blocks)
+        elif need > len(free):
+            return False
+        if need > 0:
+            blocks, hashes, cached = req.blocks, self.block_hash, self.cached
+            for _ in range(need):
+                b = free.popitem(last=False)[0]
+                h = hashes[b]
+                if h is not None:
+                    if cached.get(h) == b:
+                        del cached[h]
+                    hashes[b] = None
+                ref[b] = 1
+                blocks.append(b)
+        if self.enable_caching:
+            self._cache_full_blocks(req, min(computed + num_new_tokens, req.num_tokens))
+        return True
+
+    def _cache_full_blocks(self, req: Request, tokens: int) -> None:
+        full = tokens // self.block_size
+        if full <= req.num_cached_blocks:
+            return
+        bs, cached, hashes, blocks = self.block_size, self.cached, self.block_hash, req.blocks
+        for i in range(req.num_cached_blocks, full):
+            h = req.block_hash(i, bs)
+            if h not in cached:
+                cached[h] = blocks[i]
+                hashes[blocks[i]] = h
+        req.num_cached_blocks = full
+
+    def free(self, req: Request) -> None:
+        """Release `req`'s blocks, tail first; hashed blocks stay cached until reused."""
+        ref, free = self.ref_cnt, self.free_queue
+        for b in reversed(req.blocks):
+            ref[b] -= 1
+            if ref[b] == 0:
+                free[b] = None
+        req.blocks = []
+        req.num_cached_blocks = 0
+
+    def check_invariants(self) -> None:
+        """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""
+        for b in range(self.num_blocks):
+            assert (self.ref_cnt[b] == 0) == (b in self.free_queue), f"block {b} ref/free mismatch"
+        for h, b in self.cached.items():
+            assert self.block_hash[b] == h, f"cached hash of block {b} out of sync"

@@ -1,0 +1,152 @@
+"""`Engine`: one serving instance advanced through simulated time, step by step.
+
+Steps are events: a step starts when the previous one ends (or, when idle, at the next
+arrival), takes `cost_model.time_batch + cpu_overhead` ns, and its tokens count at its end.
+Requests that arrive while a step runs are first seen by the next step's scheduler. The first
+output token comes from the step that computes the last prompt token; each later step of a
+running request produces one token.
+"""
+from __future__ import annotations
+
+import heapq
+
+from costmodel.batch import BatchShape
+from instance.block_manager import BlockManager
+from instance.config import EngineConfig
+from instance.request import Request
+from instance.scheduler import Scheduler
+
+NEVER = 1 << 62
+
+
+class RequestRejected(ValueError):
+    """A request this engine can never serve (longer than max_model_len or the KV cache)."""
+
+
+class Engine:
+    def __init__(self, cost_model, config: EngineConfig, instance_id: int = 0):
+        config.validate()
+        self.cost_model = cost_model
+        self.config = config
+        self.instance_id = instance_id
+        num_blocks = config.num_gpu_blocks or cost_model.num_kv_blocks(config.block_size, config.gpu_memory_utilization)
+        if num_blocks < 1:
+            raise ValueError(
+                f"model {cost_model.arch.name} does not fit: weights need {cost_model.arch.weight_bytes(cost_model.tp) / 2**30:.1f} GiB"
+                f" per GPU, {cost_model.hardware.name} offers {cost_model.hardware.memory_gib * config.gpu_memory_utilization:.1f} GiB"
+                f" at gpu_memory_utilization {config.gpu_memory_utilization}")
+        self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(config, self.blocks)
+        self.max_model_len = min(config.max_model_len or cost_model.arch.max_position_embeddings or NEVER,
+                                 num_blocks * config.block_size)
+        self.now = 0
+        self.pending: list = []           # heap of (arrival_ns, rid, request)
+        self.finished: list[Request] = []
+        self.steps = 0
+        self.busy_ns = 0
+        self.prompt_tokens_done = 0
+        self.output_tokens_done = 0
+
+    def check_request(self, req: Request) -> None:
+        """Raise RequestRejected if `req` can never be served here."""
+        total = req.prompt_len + req.output_len
+        if total > self.max_model_len:
+            raise RequestRejected(f"request {req.rid}: {req.prompt_len}+{req.output_len} tokens exceed "
+                                  f"max_model_len {self.max_model_len} of instance {self.instance_id}")
+        if not self.config.enable_chunked_prefill and total > self.config.max_num_batched_tokens:
+            raise RequestRejected(f"request {req.rid}: {total} tokens exceed max_num_batched_tokens "
+                                  f"{self.config.max_num_batched_tokens} with chunked prefill off")
+
+    def add_request(self, req: Request) -> None:
+        self.check_request(req)
+        req.instance = self.instance_id
+        heapq.heappush(self.pending, (req.arrival_ns, req.rid, req))
+
+    @property
+    def has_work(self) -> bool:
+        s = self.scheduler
+        return bool(self.pending or s.running or s.waiting)
+
+    def next_event_ns(self) -> int:
+        """When this engine next does something on its own (NEVER if idle with nothing pending)."""
+        s = self.scheduler
+        if s.running or s.waiting:
+            return self.now
+        return self.pending[0][0] if self.pending else NEVER
+
+    def advance_until(self, t_end: int) -> None:
+        """Run every step that starts before `t_end` (the last may end after it).
+
+        Returns early, right after the step, when a request with a follow-up turn finished, so
+        that the caller can release the follow-up at its exact arrival time.
+        """
+        sched, pending, waiting = self.scheduler, self.pending, self.scheduler.waiting
+        while True:
+            while pending and pending[0][0] <= self.now:
+                waiting.append(heapq.heappop(pending)[2])
+            if not sched.running and not waiting:
+                if pending and pending[0][0] < t_end:
+                    self.now = pending[0][0]
+                    continue
+                return
+            if self.now >= t_end:
+                return
+            if self._step():
+                return
+
+    def run_to_completion(self) -> None:
+        while self.has_work:
+            self.advance_until(NEVER)
+
+    def _step(self) -> bool:
+        """One engine step; True if a request with a follow-up turn finished in it."""
+        start = self.now
+        scheduled = self.scheduler.schedule(start)
+        if not scheduled:
+            raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
+        prefills = []
+        d_n = d_sum = d_max = 0
+        d_min = NEVER
+        tokens = 0
+        for req, n in scheduled:
+            ctx = req.num_computed
+            tokens += n
+            if n > 1:
+                prefills.append((n, ctx))
+            else:
+                d_n += 1
+                d_sum += ctx
+                if ctx > d_max:
+                    d_max = ctx
+                if ctx < d_min:
+                    d_min = ctx
+        batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
+        cm = self.cost_model
+        end = start + cm.time_batch(batch) + cm.cpu_overhead_ns(len(scheduled))
+        self.now = end
+        self.steps += 1
+        self.busy_ns += end - start
+        done = []
+        for req, n in scheduled:
+            req.num_computed += n
+            if req.num_computed >= req.num_tokens:
+                if req.num_output == 0:
+                    self.prompt_tokens_done += req.prompt_len
+                req.num_output += 1
+                req.token_times.append(end)
+                self.output_tokens_done += 1
+                if req.num_output >= req.output_len:
+                    done.append(req)
+        followup = False
+        if done:
+            running = self.scheduler.running
+            for req in done:
+                running.remove(req)
+                self.blocks.free(req)
+                self.finished.append(req)
+                followup = followup or req.followup is not None
+        return followup
+
+    def drain_finished(self) -> list[Request]:
+        out, self.finished = self.finished, []
+        return out

@@ -1,0 +1,68 @@
+"""`Request`: one inference request and its progress through an engine."""
+from __future__ import annotations
+
+
+class Request:
+    """A request: `prompt_len` tokens in, `output_len` tokens out (the first included).
+
+    Prefix-cache identity of its tokens comes from `token_ids` (prompt ids, then output ids when
+    the workload has them) or from `hash_ids` (one id per `hash_block` prompt tokens, as in the
+    Mooncake trace). Tokens with no identity get keys unique to this request, so only the request
+    itself can hit them (e.g. when recomputing after a preemption). Block hashes are chained
+    (each covers the whole prefix) with Python's tuple-of-int hash, which is not salted and so is
+    identical in every process.
+    """
+    __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
+                 "session", "followup", "think_ns", "num_computed", "num_output", "blocks", "num_cached_blocks", "hashes",
+                 "first_scheduled_ns", "token_times", "preemptions", "hit_tokens", "instance")
+
+    def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
+                 token_ids=None, hash_ids=None, hash_block: int = 512, session=None):
+        self.rid = rid
+        self.arrival_ns = arrival_ns
+        self.prompt_len = prompt_len
+        self.output_len = output_len
+        self.token_ids = token_ids
+        self.hash_ids = hash_ids
+        self.hash_block = hash_block
+        self.session = session
+        self.followup = None    # next turn of the same session: arrives think_ns after this ends
+        self.think_ns = 0
+        self.instance = -1
+        self.reset_progress()
+
+    def reset_progress(self) -> None:
+        """Fresh state (new request); `preempt` keeps outputs, this does not."""
+        self.num_computed = 0
+        self.num_output = 0
+        self.blocks: list[int] = []
+        self.num_cached_blocks = 0
+        self.hashes: list[int] = []
+        self.first_scheduled_ns = -1
+        self.token_times: list[int] = []
+        self.preemptions = 0
+        self.hit_tokens = 0
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens known so far: the prompt plus the outputs generated."""
+        return self.prompt_len + self.num_output
+
+    def _block_key(self, i: int, bs: int):
+        lo, hi = i * bs, (i + 1) * bs
+        ids = self.token_ids
+        if ids is not None and hi <= len(ids):
+            return tuple(ids[lo:hi])
+        if self.hash_ids is not None and hi <= self.prompt_len:
+            j = lo // self.hash_block
+            if j < len(self.hash_ids) and (hi - 1) // self.hash_block == j:
+                return (self.hash_ids[j], lo - j * self.hash_block)
+        return (-1, self.rid, i)
+
+    def block_hash(self, i: int, bs: int) -> int:
+        """Chained hash of full block i (tokens [i·bs, (i+1)·bs) must be known)."""
+        hashes = self.hashes
+        while len(hashes) <= i:
+            k = len(hashes)
+            hashes.append(hash((hashes[k - 1] if k else 0, self._block_key(k, bs))))
+        return hashes[i]

@@ -1,0 +1,98 @@
+"""`Scheduler`: one step of vLLM v1's scheduler (FCFS policy, recompute preemption).
+
+Per step, with a token budget of `max_num_batched_tokens`:
+1. Running requests, in order: each gets min(remaining, long_prefill_token_threshold, budget)
+   tokens (a decode gets 1). If its KV blocks do not fit, the request at the *tail* of the
+   running list is preempted (blocks freed, computed tokens reset to 0, outputs kept, put at the
+   head of the waiting queue) until they fit; if the tail is the request itself, it is preempted
+   and the running pass ends.
+2. Only if nothing was preempted this step: waiting requests in FCFS order are admitted while
+   the running set is below `max_num_seqs` and budget remains. A newly admitted request first
+   takes its longest prefix-cache hit. Admission never preempts and stops at the first request
+   that does not fit (blocks, or, without chunked prefill, a prompt larger than the budget).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from instance.block_manager import BlockManager
+from instance.config import EngineConfig
+from instance.request import Request
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig, blocks: BlockManager):
+        self.config = config
+        self.blocks = blocks
+        self.running: list[Request] = []
+        self.waiting: deque[Request] = deque()
+        self.preemptions = 0
+        self.prefix_queries = 0   # tokens looked up in the prefix cache at admission
+        self.prefix_hits = 0      # of which were cached
+
+    def schedule(self, now_ns: int) -> list[tuple[Request, int]]:
+        """Choose this step's (request, new_tokens) pairs; updates running/waiting and blocks."""
+        cfg, kv = self.config, self.blocks
+        budget = cfg.max_num_batched_tokens
+        threshold = cfg.long_prefill_token_threshold
+        running = self.running
+        scheduled: list[tuple[Request, int]] = []
+        preempted = False
+        i = 0
+        while i < len(running) and budget > 0:
+            req = running[i]
+            n = req.num_tokens - req.num_computed
+            if 0 < threshold < n:
+                n = threshold
+            if n > budget:
+                n = budget
+            if n <= 0:
+                i += 1
+                continue
+            fits = True
+            while not kv.allocate(req, n):
+                victim = running.pop()
+                self._preempt(victim)
+                preempted = True
+                if victim is req:
+                    fits = False
+                    break
+            if not fits:
+                break
+            scheduled.append((req, n))
+            budget -= n
+            i += 1
+
+        if not preempted:
+            waiting = self.waiting
+            while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+                req = waiting[0]
+                hits = kv.find_cached_prefix(req)
+                hit_tokens = len(hits) * kv.block_size
+                n = req.num_tokens - hit_tokens
+                if 0 < threshold < n:
+                    n = threshold
+                if n > budget:
+                    if not cfg.enable_chunked_prefill:
+                        break
+                    n = budget
+                if not kv.allocate(req, n, hits):
+                    break
+                waiting.popleft()
+                running.append(req)
+                req.num_computed = hit_tokens
+                self.prefix_queries += req.num_tokens
+                self.prefix_hits += hit_tokens
+                req.hit_tokens += hit_tokens
+                if req.first_scheduled_ns < 0:
+                    req.first_scheduled_ns = now_ns
+                scheduled.append((req, n))
+                budget -= n
+        return scheduled
+
+    def _preempt(self, req: Request) -> None:
+        self.blocks.free(req)
+        req.num_computed = 0
+        req.preemptions += 1
+        self.preemptions += 1
+        self.waiting.appendleft(req)
