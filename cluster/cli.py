@@ -34,7 +34,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
     run.add_argument("--seed", type=int, help="run seed (overrides the config's)")
-    run.add_argument("--quiet", action="store_true", help="no summary table on stdout")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    f = run.add_argument_group("fleet")
+    f.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: all instances in this process (default); ray: instances in Ray actors")
+    f.add_argument("--instances", type=int, help="number of (identical) instances")
+    f.add_argument("--router", help="routing policy name or dotted path")
+    f.add_argument("--sync-interval-ms", type=float, help="router signal staleness Δ (0 = exact)")
+    f.add_argument("--actors", type=int, help="ray: number of actors (default: Ray's CPUs)")
+    f.add_argument("--instances-per-actor", type=int, help="ray: instances packed per actor")
+    f.add_argument("--ray-address", help="ray: join an existing cluster (e.g. auto) instead of starting one")
     _engine_flags(run)
     val = sub.add_parser("validate", help="compare a simulated run with a real vLLM run")
     val.add_argument("--real", required=True, help="real run directory (requests.jsonl + meta.json)")
@@ -45,8 +54,8 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_run(args) -> int:
     import dataclasses
+    from cluster.fleet import run_fleet
     from cluster.report import summary_table
-    from cluster.simulation import run_single
     from cluster.workload import load_llmservingsim_jsonl
 
     config = load_cluster_config(args.cluster)
@@ -66,8 +75,15 @@ def cmd_run(args) -> int:
         if args.seed < 0:
             raise InputError("--seed must be >= 0")
         config = dataclasses.replace(config, seed=args.seed)
+    config = config.with_fleet_overrides(instances=args.instances, policy=args.router,
+                                         sync_interval_ms=args.sync_interval_ms)
     workload = load_llmservingsim_jsonl(args.workload, args.num_requests)
-    summary = run_single(config, workload, args.out, args.perf_root, args.models_root)
+    options = {k: v for k, v in (("actors", args.actors), ("instances_per_actor", args.instances_per_actor),
+                                 ("ray_address", args.ray_address)) if v is not None}
+    if options and args.backend != "ray":
+        raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
+    summary = run_fleet(config, workload, args.out, args.backend, args.perf_root, args.models_root,
+                        progress=not args.quiet, **options)
     if not args.quiet:
         print(summary_table(summary))
     return 0

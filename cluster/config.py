@@ -79,6 +79,25 @@ class ClusterConfig:
         return dataclasses.replace(self, instances=inst)
 
 
+    def with_fleet_overrides(self, instances=None, policy=None, sync_interval_ms=None) -> "ClusterConfig":
+        """Apply --instances / --router / --sync-interval-ms (None = keep)."""
+        cfg = self
+        if instances is not None:
+            if instances < 1:
+                raise InputError(f"--instances must be >= 1, got {instances}")
+            if len(set(cfg.instances)) != 1:
+                raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
+            cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
+        if sync_interval_ms is not None and sync_interval_ms < 0:
+            raise InputError(f"--sync-interval-ms must be >= 0, got {sync_interval_ms}")
+        if policy is not None or sync_interval_ms is not None:
+            r = cfg.router
+            cfg = dataclasses.replace(cfg, router=RouterSpec(policy or r.policy,
+                                                             r.sync_interval_ms if sync_interval_ms is None else sync_interval_ms,
+                                                             r.options))
+        return cfg
+
+
 def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
     if doc is None:
         return base

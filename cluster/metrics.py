@@ -50,7 +50,8 @@ def stats_ms(values) -> dict:
 class MetricsCollector:
     """Accumulates finished requests: compact int64 arrays, counters, per-instance totals."""
 
-    def __init__(self):
+    def __init__(self, num_instances: int = 1):
+        self.per_inst = [[0, 0, 0] for _ in range(num_instances)]   # finished, input, output tokens
         self.values = {m: array("q") for m in METRICS}
         self.count = 0
         self.input_tokens = 0
@@ -74,6 +75,22 @@ class MetricsCollector:
         self.first_arrival = arr if self.first_arrival is None else min(self.first_arrival, arr)
         self.last_end = max(self.last_end, end)
         self.preemptions += pre
+        p = self.per_inst[row[0]]
+        p[0] += 1
+        p[1] += inp
+        p[2] += out
+
+    def per_instance(self, stats: dict, routed: list) -> list[dict]:
+        """Per-instance breakdown: routed, finished, tokens, busy fraction, steps, preemptions, hits."""
+        span = max(1, self.last_end)
+        out = []
+        for i, (done, inp, outp) in enumerate(self.per_inst):
+            s = stats[i]
+            out.append({"instance": i, "routed": routed[i], "finished": done, "input_tokens": inp,
+                        "output_tokens": outp, "busy_fraction": s["busy_ns"] / span, "steps": s["steps"],
+                        "preemptions": s["preemptions"], "kv_blocks": s["kv_blocks"],
+                        "prefix_hit_rate": s["prefix_hits"] / s["prefix_queries"] if s["prefix_queries"] else 0.0})
+        return out
 
     def summary(self) -> dict:
         span_s = max(1e-9, (self.last_end - (self.first_arrival or 0)) / 1e9)

@@ -11,7 +11,7 @@ from costmodel.errors import CostModelError
 from costmodel.files import load_json, load_yaml
 from costmodel.hardware import Hardware
 from costmodel.paths import bundle_dir, hardware_path, model_config_path
-from costmodel.profile import ProfileBackend, ProfileTables
+from costmodel.profile import ProfileBackend, ProfileTables, read_bundle
 
 BACKENDS = ("profile",)
 _LOADED: dict = {}
@@ -34,6 +34,25 @@ def _as_tuple(root) -> tuple[str, ...]:
     if isinstance(root, str):
         return (root,)
     return tuple(str(r) for r in root)
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModelState:
+    """Everything parsed from files for one cost model: picklable, numpy tables read-only, so one
+    copy can be shared (ray.put) and every process rebuilds its lookup structures from it."""
+    arch: ModelArch
+    hardware: Hardware
+    backend: str
+    tp: int
+    decode_skew: bool
+    raw_tables: dict
+    source: str
+
+    def build_backend(self):
+        tables = ProfileTables(self.raw_tables, self.tp, self.source)
+        a = self.arch
+        return ProfileBackend(tables, a.num_layers, a.hidden_size, a.dtype_bytes, self.tp, self.hardware,
+                              self.decode_skew)
 
 
 class CostModel:
@@ -72,15 +91,28 @@ class CostModel:
         if shared is None:
             arch = load_arch(model, models_roots)
             hw = load_hardware(hardware)
-            tables = ProfileTables(bundle_dir(hardware, model, variant, tp, perf_roots), tp)
-            engine = ProfileBackend(tables, arch.num_layers, arch.hidden_size, arch.dtype_bytes, tp, hw, decode_skew)
-            shared = (arch, hw, engine)
+            tp_dir = bundle_dir(hardware, model, variant, tp, perf_roots)
+            state = CostModelState(arch, hw, backend, tp, decode_skew, read_bundle(tp_dir), tp_dir)
+            shared = (state, state.build_backend())
             with _LOCK:
                 _LOADED.setdefault(key, shared)
-        arch, hw, engine = shared
+        state, engine = shared
+        return cls._assemble(state, engine, overhead_ns, overhead_per_seq_ns, memory_gib)
+
+    @classmethod
+    def _assemble(cls, state, engine, overhead_ns, overhead_per_seq_ns, memory_gib) -> "CostModel":
+        hw = state.hardware
         if memory_gib is not None:
             hw = dataclasses.replace(hw, memory_gib=float(memory_gib))
-        return cls(arch, hw, engine, tp, overhead_ns, overhead_per_seq_ns)
+        cm = cls(state.arch, hw, engine, state.tp, overhead_ns, overhead_per_seq_ns)
+        cm.state = state
+        return cm
+
+    @classmethod
+    def from_state(cls, state: "CostModelState", overhead_ns: int = 0, overhead_per_seq_ns: int = 0,
+                   memory_gib: float | None = None) -> "CostModel":
+        """Rebuild from shared parsed state (e.g. from the Ray object store) without touching files."""
+        return cls._assemble(state, state.build_backend(), overhead_ns, overhead_per_seq_ns, memory_gib)
 
     def time_batch(self, batch: BatchShape) -> int:
         """GPU time of one step described by a `BatchShape`."""

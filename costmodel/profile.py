@@ -30,28 +30,43 @@ POST_OPS = ("final_layernorm",)
 SEQ_OPS = ("lm_head", "sampler")
 
 
-class ProfileTables:
-    """The parsed tables of one bundle directory `tp<N>/` (shared, read-only)."""
+TABLE_COLUMNS = {
+    "dense.csv": ("tokens", "time_us"),
+    "per_sequence.csv": ("sequences", "time_us"),
+    "attention.csv": ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"),
+    "skew_fit.csv": ("pc", "alpha"),
+}
 
-    def __init__(self, tp_dir: str, tp: int):
-        self.source = tp_dir
-        dense = load_csv_columns(os.path.join(tp_dir, "dense.csv"), ("tokens", "time_us"))
-        per_seq = load_csv_columns(os.path.join(tp_dir, "per_sequence.csv"), ("sequences", "time_us"))
-        att = load_csv_columns(os.path.join(tp_dir, "attention.csv"),
-                               ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
-        self.dense = self._curves(dense, "layer", "tokens", os.path.join(tp_dir, "dense.csv"),
+
+def read_bundle(tp_dir: str) -> dict:
+    """The raw parsed files of one bundle `tp<N>/` directory: {file name: columns} + "meta.yaml"."""
+    raw = {}
+    for name, numeric in TABLE_COLUMNS.items():
+        path = os.path.join(tp_dir, name)
+        if name == "skew_fit.csv" and not os.path.isfile(path):
+            continue
+        raw[name] = load_csv_columns(path, numeric)
+    meta_path = os.path.join(os.path.dirname(tp_dir), "meta.yaml")
+    raw["meta.yaml"] = load_yaml(meta_path) if os.path.isfile(meta_path) else {}
+    return raw
+
+
+class ProfileTables:
+    """Lookup structures built from a bundle's raw columns (`read_bundle`); no file access."""
+
+    def __init__(self, raw: dict, tp: int, source: str):
+        self.source = source
+        dense, per_seq, att = raw["dense.csv"], raw["per_sequence.csv"], raw["attention.csv"]
+        self.dense = self._curves(dense, "layer", "tokens", os.path.join(source, "dense.csv"),
                                   set(LAYER_OPS + PRE_OPS + POST_OPS))
-        self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(tp_dir, "per_sequence.csv"),
+        self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(source, "per_sequence.csv"),
                                          set(SEQ_OPS))
         self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
                                         att["kv_decode"], att["time_us"])
-        meta_path = os.path.join(os.path.dirname(tp_dir), "meta.yaml")
-        meta = load_yaml(meta_path) if os.path.isfile(meta_path) else {}
-        fit_path = os.path.join(tp_dir, "skew_fit.csv")
+        meta = raw.get("meta.yaml") or {}
         self.skew = None
-        if (meta.get("skew_fit") or {}).get("enabled") and os.path.isfile(fit_path):
-            fit = load_csv_columns(fit_path, ("pc", "alpha"))
-            self.skew = DecodeSkew(meta, fit, tp, fit_path)
+        if (meta.get("skew_fit") or {}).get("enabled") and "skew_fit.csv" in raw:
+            self.skew = DecodeSkew(meta, raw["skew_fit.csv"], tp, os.path.join(source, "skew_fit.csv"))
 
     @staticmethod
     def _curves(cols, name_col, key_col, path, needed):

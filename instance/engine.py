@@ -15,6 +15,7 @@ from instance.block_manager import BlockManager
 from instance.config import EngineConfig
 from instance.request import Request
 from instance.scheduler import Scheduler
+from instance.timeseries import TimeSeries
 
 NEVER = 1 << 62
 
@@ -46,6 +47,7 @@ class Engine:
         self.busy_ns = 0
         self.prompt_tokens_done = 0
         self.output_tokens_done = 0
+        self.series = TimeSeries()
 
     def check_request(self, req: Request) -> None:
         """Raise RequestRejected if `req` can never be served here."""
@@ -105,6 +107,7 @@ class Engine:
         if not scheduled:
             raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
         prefills = []
+        prompt_tokens = 0
         d_n = d_sum = d_max = 0
         d_min = NEVER
         tokens = 0
@@ -113,6 +116,7 @@ class Engine:
             tokens += n
             if n > 1:
                 prefills.append((n, ctx))
+                prompt_tokens += n
             else:
                 d_n += 1
                 d_sum += ctx
@@ -127,6 +131,7 @@ class Engine:
         self.steps += 1
         self.busy_ns += end - start
         done = []
+        produced_before = self.output_tokens_done
         for req, n in scheduled:
             req.num_computed += n
             if req.num_computed >= req.num_tokens:
@@ -145,8 +150,31 @@ class Engine:
                 self.blocks.free(req)
                 self.finished.append(req)
                 followup = followup or req.followup is not None
+        sched = self.scheduler
+        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running), len(sched.waiting),
+                           self.blocks.num_used)
         return followup
 
     def drain_finished(self) -> list[Request]:
         out, self.finished = self.finished, []
         return out
+
+    def load_tuple(self) -> tuple:
+        """(waiting, running, kv_used, kv_total, prefill_outstanding, decode_outstanding, now).
+
+        Waiting counts requests queued or not yet arrived; outstanding prefill is prompt tokens
+        not yet computed, outstanding decode is output tokens not yet produced.
+        """
+        s = self.scheduler
+        prefill = decode = 0
+        for req in s.running:
+            prefill += max(0, req.prompt_len - req.num_computed)
+            decode += req.output_len - req.num_output
+        for req in s.waiting:
+            prefill += req.num_tokens - req.num_computed
+            decode += req.output_len - req.num_output
+        for _, _, req in self.pending:
+            prefill += req.prompt_len
+            decode += req.output_len
+        return (len(s.waiting) + len(self.pending), len(s.running), self.blocks.num_used, self.blocks.num_blocks,
+                prefill, decode, self.now)

@@ -59,6 +59,15 @@ class Request:
                 return (self.hash_ids[j], lo - j * self.hash_block)
         return (-1, self.rid, i)
 
+    def prompt_block_hashes(self, bs: int) -> list[int]:
+        """Chained hashes of the prompt's full blocks for block size `bs`, computed afresh (the
+        router's view; does not touch the engine's cached `hashes`)."""
+        out, h = [], 0
+        for i in range(self.prompt_len // bs):
+            h = hash((h, self._block_key(i, bs)))
+            out.append(h)
+        return out
+
     def block_hash(self, i: int, bs: int) -> int:
         """Chained hash of full block i (tokens [i·bs, (i+1)·bs) must be known)."""
         hashes = self.hashes

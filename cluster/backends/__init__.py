@@ -1,0 +1,1 @@
+"""Backends: where the instances run. Both expose the same calls (see `local.LocalBackend`)."""

@@ -1,0 +1,23 @@
+"""`local`: every instance in the calling process (the default and the reference; no Ray)."""
+from __future__ import annotations
+
+from cluster.host import InstanceHost
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, engines: dict, models: dict):
+        self.host = InstanceHost(engines, models)
+
+    def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
+        return self.host.window(deliveries, t_end, want_snapshots)
+
+    def snapshots(self) -> list:
+        return self.host.snapshots()
+
+    def stats(self) -> list:
+        return self.host.stats()
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,135 @@
+"""`ray`: instances packed into Ray actors, one batched call per actor per window.
+
+The driver parses every config and table once and puts the parsed state (`CostModelState`:
+arch, hardware, numpy tables) in the object store once; every actor gets the same reference
+and rebuilds its lookup structures from it without opening a file. By default there are as
+many actors as Ray has CPUs, instances spread over them in contiguous blocks
+(`instances_per_actor` or `actors` change that). Ray stays on 127.0.0.1, with no dashboard
+and no usage stats, unless `ray_address` joins an existing cluster.
+"""
+from __future__ import annotations
+
+import os
+
+from cluster.errors import InputError
+from cluster.records import pack_rows, unpack_rows
+
+QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+             "RAY_DEDUP_LOGS": "0"}
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int = 512):
+    """Start (or join) Ray quietly on loopback; returns the ray module and whether we started it."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--backend ray needs Ray: pip install 'fleetsim[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 object_store_memory=object_store_mb * 2**20, _node_ip_address="127.0.0.1")
+    return ray, True
+
+
+class HostActorImpl:
+    """What each actor runs: an `InstanceHost` built from the shared state."""
+
+    def __init__(self, shared: dict, assignments: list):
+        import sys as _sys
+        self.opened: list[str] = []
+        _sys.addaudithook(self._audit)
+        from cluster.host import InstanceHost
+        from costmodel import CostModel
+        from instance.engine import Engine
+        engines, models = {}, {}
+        for idx, key, spec in assignments:
+            cm = CostModel.from_state(shared[key], spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib)
+            engines[idx] = Engine(cm, spec.engine, idx)
+            models[idx] = spec.model
+        self.host = InstanceHost(engines, models)
+
+    def _audit(self, event, args):
+        if event == "open" and args and isinstance(args[0], str):
+            self.opened.append(args[0])
+
+    def window(self, deliveries, t_end, want_snapshots):
+        rows, snaps, series = self.host.window(deliveries, t_end, want_snapshots)
+        return pack_rows(rows), snaps, series
+
+    def snapshots(self):
+        return self.host.snapshots()
+
+    def stats(self):
+        return self.host.stats()
+
+    def files_opened(self):
+        return list(self.opened)
+
+    def pid(self):
+        return os.getpid()
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
+                 ray_address: str | None = None, num_cpus: int | None = None):
+        self.ray, self.started = start_ray(ray_address, num_cpus)
+        ray = self.ray
+        n = len(specs)
+        if instances_per_actor:
+            if instances_per_actor < 1:
+                raise InputError("--instances-per-actor must be >= 1")
+            actors = -(-n // instances_per_actor)
+        if not actors:
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        if actors < 1:
+            raise InputError("--actors must be >= 1")
+        actors = min(actors, n)
+        keys = {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
+        shared_ref = ray.put({keys[s]: cost_models[s].state for s in keys})
+        blocks = [list(range(n))[a * n // actors:(a + 1) * n // actors] for a in range(actors)]
+        actor_cls = ray.remote(num_cpus=0)(HostActorImpl)
+        self.owner = {}
+        self.actors = []
+        for a, block in enumerate(blocks):
+            for idx in block:
+                self.owner[idx] = a
+            self.actors.append(actor_cls.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block]))
+
+    def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
+        per_actor = [{} for _ in self.actors]
+        for idx, reqs in deliveries.items():
+            per_actor[self.owner[idx]][idx] = reqs
+        results = self.ray.get([a.window.remote(d, t_end, want_snapshots) for a, d in zip(self.actors, per_actor)])
+        rows, snaps, series = [], [], []
+        for packed, s, b in results:
+            rows.extend(unpack_rows(packed))
+            snaps.extend(s)
+            series.extend(b)
+        return rows, snaps, series
+
+    def snapshots(self) -> list:
+        return [s for part in self.ray.get([a.snapshots.remote() for a in self.actors]) for s in part]
+
+    def stats(self) -> list:
+        return [s for part in self.ray.get([a.stats.remote() for a in self.actors]) for s in part]
+
+    def files_opened(self) -> list[list[str]]:
+        return self.ray.get([a.files_opened.remote() for a in self.actors])
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+__all__ = ["RayBackend", "start_ray"]

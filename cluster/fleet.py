@@ -1,0 +1,146 @@
+"""Run a workload through a fleet: router + backend + streamed metrics and output files."""
+from __future__ import annotations
+
+import sys
+import time
+
+from cluster.config import ClusterConfig, InstanceSpec
+from cluster.errors import InputError
+from cluster.metrics import MetricsCollector
+from cluster.policies import make_policy
+from cluster.report import RunOutput
+from cluster.router import Router
+from cluster.timeseries_writer import TimeSeriesWriter
+from cluster.workload import Workload
+from costmodel import CostModel
+from instance.engine import NEVER, Engine, RequestRejected
+
+
+def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> CostModel:
+    return CostModel.load(model=spec.model, hardware=spec.hardware, backend=spec.cost_model, tp=spec.tp,
+                          perf_root=perf_root, models_root=models_root, variant=spec.variant,
+                          decode_skew=spec.decode_skew, overhead_ns=spec.overhead_ns,
+                          overhead_per_seq_ns=spec.overhead_per_seq_ns, memory_gib=spec.memory_gib)
+
+
+def make_engine(cm: CostModel, spec: InstanceSpec, index: int) -> Engine:
+    try:
+        return Engine(cm, spec.engine, index)
+    except ValueError as exc:
+        raise InputError(f"instance {index}: {exc}") from None
+
+
+def check_workload(workload: Workload, probes: list[Engine]) -> None:
+    """Reject up front any request that some instance could never serve."""
+    try:
+        for req in workload.initial:
+            for eng in probes:
+                eng.check_request(req)
+                nxt = req.followup
+                while nxt is not None:
+                    eng.check_request(nxt)
+                    nxt = nxt.followup
+    except RequestRejected as exc:
+        raise InputError(f"{workload.source}: {exc}") from None
+
+
+class Progress:
+    """One self-overwriting stderr line: simulated time and requests finished."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.last = total, enabled and sys.stderr.isatty(), 0.0
+
+    def update(self, sim_ns: int, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last > 0.2):
+            self.last = now
+            sys.stderr.write(f"\rfleetsim: simulated {sim_ns / 1e9:9.2f} s | {done}/{self.total} requests")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: str = "local",
+              perf_root=None, models_root=None, progress: bool = False, **backend_options) -> dict:
+    """Simulate; write requests.csv, summary.json and timeseries.csv to `out_dir`."""
+    wall0 = time.perf_counter()
+    perf_root = perf_root or config.perf_root
+    models_root = models_root or config.models_root
+    specs = config.instances
+    n = len(specs)
+    cost_models = {}
+    probes = {}
+    for spec in dict.fromkeys(specs):
+        cost_models[spec] = load_cost_model(spec, perf_root, models_root)
+        probes[spec] = make_engine(cost_models[spec], spec, 0)
+    check_workload(workload, list(probes.values()))
+    policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
+    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
+    fleet = _make_backend(backend, specs, cost_models, backend_options)
+    out = RunOutput(out_dir)
+    series = TimeSeriesWriter(out_dir, n)
+    metrics = MetricsCollector(n)
+    bar = Progress(len(workload), progress)
+    models = [s.model for s in specs]
+    try:
+        router.set_snapshots(fleet.snapshots())
+        router.add_arrivals(workload.initial)
+        t = 0
+        while True:
+            start, end, exact = router.plan(t)
+            if start > t and policy.needs_load:
+                _collect(router, fleet.window({}, start, True), start, metrics, out, series, models)
+                t = start
+            deliveries, end = router.route(end, exact)
+            _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series, models)
+            t = end
+            bar.update(min(t, metrics.last_end), metrics.count)
+            if t >= NEVER:
+                if router.done:
+                    break
+                raise RuntimeError("router holds requests after the final window")
+        bar.update(metrics.last_end, metrics.count, force=True)
+        summary = metrics.summary()
+        stats = dict(fleet.stats())
+        queries = sum(s["prefix_queries"] for s in stats.values())
+        hits = sum(s["prefix_hits"] for s in stats.values())
+        summary["prefix_hit_rate"] = hits / queries if queries else 0.0
+        summary["wall_s"] = time.perf_counter() - wall0
+        summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
+        summary["instances"] = metrics.per_instance(stats, router.routed)
+        series.close()
+        out.add_json("summary.json", summary)
+        out.commit()
+        series.commit()
+    except BaseException:
+        out.abort()
+        series.abort()
+        raise
+    finally:
+        bar.close()
+        fleet.close()
+    return summary
+
+
+def _collect(router, result, next_start, metrics, out, series, models) -> None:
+    rows, snaps, buckets = result
+    rows = router.finished(rows, next_start)
+    for row in rows:
+        metrics.add(row)
+    out.write_rows(rows, models)
+    if snaps:
+        router.set_snapshots(snaps)
+    series.add(buckets)
+
+
+def _make_backend(name: str, specs, cost_models: dict, options: dict):
+    if name == "local":
+        from cluster.backends.local import LocalBackend
+        engines = {i: make_engine(cost_models[s], s, i) for i, s in enumerate(specs)}
+        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)})
+    if name == "ray":
+        from cluster.backends.ray_backend import RayBackend
+        return RayBackend(specs, cost_models, **options)
+    raise InputError(f"--backend {name!r}: unknown; choose local or ray")

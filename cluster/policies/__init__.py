@@ -1,0 +1,36 @@
+"""Routing policies, selectable by name or by dotted path (`package.module:Class`)."""
+from __future__ import annotations
+
+import importlib
+
+from cluster.errors import InputError
+from cluster.policies.base import Policy, stable_hash
+from cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
+from cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
+from cluster.policies.prefix_aware import PrefixAware
+from cluster.policies.weighted import Weighted
+
+POLICIES = {p.name: p for p in (RoundRobin, Random, LeastLoaded, LeastOutstandingTokens, LeastKV, PowerOfTwo,
+                                PrefixAware, SessionAffinity, Weighted)}
+
+
+def policy_class(name: str) -> type:
+    if name in POLICIES:
+        return POLICIES[name]
+    if "." in name or ":" in name:
+        module, _, attr = name.replace(":", ".").rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise InputError(f"router.policy {name!r}: cannot import ({exc})") from None
+        if not (isinstance(cls, type) and hasattr(cls, "choose")):
+            raise InputError(f"router.policy {name!r}: not a class with a choose() method")
+        return cls
+    raise InputError(f"router.policy {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
+
+
+def make_policy(name: str, num_instances: int, options: dict | None = None, block_size: int = 16) -> Policy:
+    return policy_class(name)(num_instances, options or {}, block_size)
+
+
+__all__ = ["POLICIES", "Policy", "make_policy", "policy_class", "stable_hash"]

@@ -1,0 +1,50 @@
+"""Policies that ignore load: round_robin, random, session_affinity (routed without syncs)."""
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from cluster.policies.base import Policy, stable_hash
+
+
+class RoundRobin(Policy):
+    """Instances in turn, in arrival order."""
+    name = "round_robin"
+    needs_load = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.next = 0
+
+    def choose(self, request, snapshots, rng) -> int:
+        i = self.next
+        self.next = (i + 1) % self.n
+        return i
+
+
+class Random(Policy):
+    """A uniformly random instance from the router's seeded generator."""
+    name = "random"
+    needs_load = False
+
+    def choose(self, request, snapshots, rng) -> int:
+        return int(rng.integers(self.n))
+
+
+class SessionAffinity(Policy):
+    """Consistent hashing of the session id (request id when there is none) onto a ring with
+    `virtual_nodes` points per instance (option, default 64): a session stays on one instance,
+    and resizing the fleet moves only about 1/n of the sessions."""
+    name = "session_affinity"
+    needs_load = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        vnodes = int(self.options.get("virtual_nodes", 64))
+        ring = sorted((stable_hash(f"instance-{i}-{v}"), i) for i in range(self.n) for v in range(vnodes))
+        self.points = [p for p, _ in ring]
+        self.owners = [i for _, i in ring]
+
+    def choose(self, request, snapshots, rng) -> int:
+        key = request.session if request.session is not None else f"request-{request.rid}"
+        k = bisect_left(self.points, stable_hash(key)) % len(self.points)
+        return self.owners[k]

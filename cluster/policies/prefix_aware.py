@@ -1,0 +1,79 @@
+"""prefix_aware: route to the instance most likely to hold the request's prompt prefix.
+
+The router keeps an approximate index of the prompt block hashes it has sent to each
+instance (LRU, `index_blocks` per instance, default 65536). Candidates are the instances whose
+load (4·waiting + running) is within `load_cap` (default 16) of the least loaded; among them
+the longest indexed prefix wins, then lower load, then lower index.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from cluster.policies.base import Policy, queue_score
+
+
+class PrefixIndex:
+    """Which instances were sent which prompt block hashes (per-instance LRU)."""
+
+    def __init__(self, num_instances: int, capacity: int):
+        self.capacity = capacity
+        self.lru = [OrderedDict() for _ in range(num_instances)]
+        self.owners: dict[int, set] = {}
+
+    def match_lengths(self, hashes: list[int]) -> dict[int, int]:
+        """Instance → number of leading blocks of `hashes` indexed there (only instances with ≥ 1)."""
+        result: dict[int, int] = {}
+        alive = None
+        for depth, h in enumerate(hashes, 1):
+            owners = self.owners.get(h)
+            if not owners:
+                break
+            alive = set(owners) if alive is None else alive & owners
+            if not alive:
+                break
+            for i in alive:
+                result[i] = depth
+        return result
+
+    def add(self, index: int, hashes: list[int]) -> None:
+        lru = self.lru[index]
+        for h in hashes:
+            if h in lru:
+                lru.move_to_end(h)
+                continue
+            lru[h] = None
+            self.owners.setdefault(h, set()).add(index)
+            if len(lru) > self.capacity:
+                old, _ = lru.popitem(last=False)
+                owners = self.owners[old]
+                owners.discard(index)
+                if not owners:
+                    del self.owners[old]
+
+
+class PrefixAware(Policy):
+    name = "prefix_aware"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.load_cap = int(self.options.get("load_cap", 16))
+        self.index = PrefixIndex(self.n, int(self.options.get("index_blocks", 65536)))
+        self._hashes = None
+
+    def choose(self, request, snapshots, rng) -> int:
+        self._hashes = request.prompt_block_hashes(self.block_size)
+        matches = self.index.match_lengths(self._hashes)
+        floor = min(queue_score(s) for s in snapshots) + self.load_cap
+        best, best_key = 0, None
+        for s in snapshots:
+            load = queue_score(s)
+            if load > floor:
+                continue
+            key = (-matches.get(s.index, 0), load, s.index)
+            if best_key is None or key < best_key:
+                best, best_key = s.index, key
+        return best
+
+    def routed(self, request, index: int) -> None:
+        self.index.add(index, self._hashes if self._hashes is not None else request.prompt_block_hashes(self.block_size))
+        self._hashes = None

@@ -1,0 +1,115 @@
+"""The router: owns arrivals, routes them window by window, releases session follow-ups.
+
+Protocol (DESIGN.md "The cluster"). For a window [t, t+Δ) the router routes every arrival in
+it with the instance snapshots taken at t plus its own record of what it sent during the
+window; every instance gets its new requests and advances to t+Δ (all steps that start before
+t+Δ); instances return finished-request rows and fresh snapshots. Details:
+
+- Δ = `router.sync_interval_ms` (default 50 ms). Windows lie on the grid k·Δ; windows with no
+  arrival (and no session turn in flight) are merged, so idle or busy stretches without
+  arrivals cost one sync, not one per Δ.
+- Δ = 0 is exact: a sync at every distinct arrival time.
+- Policies that ignore load (round_robin, random, session_affinity) need no snapshots: their
+  windows are 1 s of simulated time, only to stream results.
+- Session follow-ups: a turn's successor is released when the router sees the turn finish
+  (at the sync ending the window in which it finished). Its arrival is the finish time plus
+  the tool/think time if that is still ahead of the next window start; otherwise it is delayed
+  to the next window start (the first window that can still honour it). While session turns
+  are in flight, windows are at most max(Δ, 1 ms) long, so that delay is at most one window.
+- Records of a window are ordered by (end time, instance, request id) before they are
+  aggregated, so the output does not depend on how instances are spread over workers.
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from cluster.policies import stable_hash
+from cluster.snapshot import Snapshot
+from instance.engine import NEVER
+
+LOAD_BLIND_WINDOW_NS = 1_000_000_000
+SESSION_WINDOW_NS = 1_000_000
+
+
+class Router:
+    def __init__(self, policy, num_instances: int, sync_interval_ns: int, seed: int):
+        self.policy = policy
+        self.n = num_instances
+        self.sync_ns = int(sync_interval_ns)
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stable_hash("router")])))
+        self.arrivals: list = []                  # heap of (arrival_ns, rid, request)
+        self.followups: dict[int, object] = {}    # rid -> next turn (held by the router)
+        self.snapshots = [Snapshot(i) for i in range(num_instances)]
+        self.routed = [0] * num_instances
+
+    def add_arrivals(self, requests) -> None:
+        for req in requests:
+            if req.followup is not None:
+                self.followups[req.rid] = (req.followup, req.think_ns)
+                req.followup = None
+            heapq.heappush(self.arrivals, (req.arrival_ns, req.rid, req))
+
+    def set_snapshots(self, snaps) -> None:
+        for idx, t in snaps:
+            self.snapshots[idx] = Snapshot.from_tuple(idx, t)
+
+    @property
+    def done(self) -> bool:
+        return not self.arrivals and not self.followups
+
+    def plan(self, t: int) -> tuple[int, int, bool]:
+        """(start, end, exact) of the next window after the fleet reached `t`.
+
+        The fleet syncs at `start` first when start > t and the policy reads load. With
+        `exact` (Δ = 0) only the arrivals at `start` are routed and `end` is set by `route`.
+        """
+        if self.done:
+            return t, NEVER, False
+        first = self.arrivals[0][0] if self.arrivals else NEVER
+        if self.policy.needs_load and self.sync_ns == 0:
+            if self.followups and first > t + SESSION_WINDOW_NS:
+                return t, t + SESSION_WINDOW_NS, False
+            return max(t, first), NEVER, True
+        step = LOAD_BLIND_WINDOW_NS if not self.policy.needs_load else self.sync_ns
+        if self.followups:
+            step = min(step, max(self.sync_ns, SESSION_WINDOW_NS))
+            return t, (t // step + 1) * step, False
+        start = max(t, (first // step) * step)
+        return start, (start // step + 1) * step, False
+
+    def route(self, t_end: int, exact: bool) -> tuple[dict[int, list], int]:
+        """Route held arrivals before `t_end` (exact: those at the first arrival time only).
+
+        Returns ({instance: [requests]}, window end)."""
+        out: dict[int, list] = {}
+        arrivals, policy, snaps, rng = self.arrivals, self.policy, self.snapshots, self.rng
+        start = arrivals[0][0] if arrivals else 0
+        if exact and arrivals:
+            t_end = start + 1
+        while arrivals and arrivals[0][0] < t_end:
+            req = heapq.heappop(arrivals)[2]
+            idx = policy.choose(req, snaps, rng)
+            if not 0 <= idx < self.n:
+                raise ValueError(f"policy {policy.name} returned instance {idx} of {self.n}")
+            snaps[idx].note_routed(req)
+            policy.routed(req, idx)
+            self.routed[idx] += 1
+            out.setdefault(idx, []).append(req)
+        if exact:
+            t_end = arrivals[0][0] if arrivals else NEVER
+            if self.followups:
+                t_end = min(t_end, start + SESSION_WINDOW_NS)
+        return out, t_end
+
+    def finished(self, rows: list, next_start: int) -> list:
+        """Order a window's rows; release follow-ups of finished turns. Returns the ordered rows."""
+        rows.sort(key=lambda r: (r[5], r[0], r[1]))
+        for r in rows:
+            held = self.followups.pop(r[1], None)
+            if held is not None:
+                nxt, think = held
+                nxt.arrival_ns = max(r[5] + think, next_start)
+                self.add_arrivals([nxt])
+        return rows

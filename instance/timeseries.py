@@ -1,0 +1,41 @@
+"""`TimeSeries`: 1-second buckets of one instance's activity.
+
+Per bucket (by step end time): prompt tokens computed, generation tokens produced, steps, and
+the running / waiting / KV-blocks-used levels at the end of the bucket's last step.
+"""
+from __future__ import annotations
+
+BUCKET_NS = 1_000_000_000
+
+
+class TimeSeries:
+    __slots__ = ("rows", "_bucket", "_cur")
+
+    def __init__(self):
+        self.rows: list[tuple] = []    # (bucket, prompt_tokens, gen_tokens, steps, running, waiting, kv_used)
+        self._bucket = -1
+        self._cur = None
+
+    def record(self, end_ns: int, prompt_tokens: int, gen_tokens: int, running: int, waiting: int, kv_used: int):
+        b = end_ns // BUCKET_NS
+        cur = self._cur
+        if b != self._bucket:
+            if cur is not None:
+                self.rows.append(tuple(cur))
+            self._bucket = b
+            self._cur = [b, prompt_tokens, gen_tokens, 1, running, waiting, kv_used]
+            return
+        cur[1] += prompt_tokens
+        cur[2] += gen_tokens
+        cur[3] += 1
+        cur[4] = running
+        cur[5] = waiting
+        cur[6] = kv_used
+
+    def drain(self, final: bool = False) -> list[tuple]:
+        """Completed buckets (and the open one too when `final`)."""
+        if final and self._cur is not None:
+            self.rows.append(tuple(self._cur))
+            self._cur, self._bucket = None, -1
+        out, self.rows = self.rows, []
+        return out

@@ -1,0 +1,204 @@
+"""KV block manager: unit cases and a hypothesis fuzz of whole engine runs."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from instance.block_manager import BlockManager
+from instance.request import Request
+from conftest import check_clean, make_engine
+
+
+def _r(rid, n, ids=None):
+    return Request(rid, 0, n, 1, token_ids=ids)
+
+
+def test_allocate_and_free_count_blocks():
+    bm = BlockManager(8, 4)
+    a = _r(0, 10)
+    assert bm.blocks_for(10) == 3 and bm.blocks_for(12) == 3 and bm.blocks_for(13) == 4
+    assert bm.allocate(a, 10)
+    assert len(a.blocks) == 3 and bm.num_free == 5 and bm.num_used == 3
+    a.num_computed = 10
+    assert bm.allocate(a, 2)                      # 12 tokens still fit 3 blocks
+    assert len(a.blocks) == 3
+    a.num_computed = 12
+    assert bm.allocate(a, 1)                      # 13th token needs a 4th block
+    assert len(a.blocks) == 4 and bm.num_free == 4
+    bm.check_invariants()
+    bm.free(a)
+    assert a.blocks == [] and bm.num_free == 8
+    bm.check_invariants()
+
+
+def test_allocate_that_does_not_fit_changes_nothing():
+    bm = BlockManager(3, 4)
+    a, b = _r(0, 8), _r(1, 8)
+    assert bm.allocate(a, 8)
+    assert not bm.allocate(b, 8)
+    assert b.blocks == [] and bm.num_free == 1
+    bm.check_invariants()
+
+
+def test_free_is_tail_first_and_reuse_is_lru():
+    bm = BlockManager(4, 4)
+    a = _r(0, 8, ids=list(range(8)))
+    assert bm.allocate(a, 8)
+    assert a.blocks == [0, 1]
+    bm.free(a)
+    assert list(bm.free_queue) == [2, 3, 1, 0]    # never-used blocks first, then a's tail first
+    b = _r(1, 12, ids=[90 + i for i in range(12)])
+    assert bm.allocate(b, 12)
+    assert b.blocks == [2, 3, 1]
+    c = _r(2, 9, ids=list(range(8)) + [5])
+    assert bm.find_cached_prefix(c) == [0]        # a's block 1 was evicted by reuse
+    bm.check_invariants()
+
+
+def test_freed_blocks_stay_cached_until_reused():
+    bm = BlockManager(4, 4)
+    a = _r(0, 8, ids=list(range(8)))
+    bm.allocate(a, 8)
+    bm.free(a)
+    c = _r(1, 9, ids=list(range(8)) + [5])
+    assert bm.find_cached_prefix(c) == [0, 1]
+    d = _r(2, 8, ids=list(range(8)))
+    assert bm.find_cached_prefix(d) == [0]        # capped: one token must be computed
+
+
+def test_hits_on_free_blocks_count_as_available():
+    """4 blocks: a's 3 freed blocks are hits for b, which needs only 1 more; then nothing is left."""
+    bm = BlockManager(4, 4)
+    a = _r(0, 12, ids=list(range(12)))
+    bm.allocate(a, 12)
+    bm.free(a)
+    b = _r(1, 16, ids=list(range(16)))
+    hits = bm.find_cached_prefix(b)
+    assert hits == [0, 1, 2]
+    assert bm.allocate(b, 4, hits)
+    assert b.blocks == [0, 1, 2, 3] and bm.num_free == 0
+    assert not bm.allocate(_r(2, 4), 4)
+    bm.check_invariants()
+    bm.free(b)
+    assert bm.num_free == 4
+    bm.check_invariants()
+
+
+def test_shared_blocks_are_ref_counted():
+    bm = BlockManager(8, 4)
+    a = _r(0, 9, ids=list(range(9)))
+    bm.allocate(a, 9)
+    b = _r(1, 9, ids=list(range(9)))
+    hits = bm.find_cached_prefix(b)
+    assert hits == [0, 1]
+    assert bm.allocate(b, 1, hits)
+    assert [bm.ref_cnt[x] for x in (0, 1)] == [2, 2]
+    assert b.blocks[:2] == [0, 1] and b.blocks[2] not in a.blocks
+    bm.free(a)
+    assert 0 not in bm.free_queue and bm.ref_cnt[0] == 1
+    bm.free(b)
+    assert bm.num_free == 8
+    bm.check_invariants()
+
+
+# --------------------------------------------------------------------------- fuzz
+
+PREFIXES = [list(range(1, 41)), list(range(1, 21)) + list(range(500, 520)), [3] * 40]
+
+
+@st.composite
+def scenario(draw):
+    block_size = draw(st.sampled_from([2, 4, 8, 16]))
+    n = draw(st.integers(1, 12))
+    use_ids = draw(st.booleans())
+    reqs = []
+    t = 0
+    for rid in range(n):
+        t += draw(st.integers(0, 3_000))
+        prompt = draw(st.integers(1, 48))
+        output = draw(st.integers(1, 16))
+        ids = None
+        if use_ids:
+            base = PREFIXES[draw(st.integers(0, len(PREFIXES) - 1))]
+            keep = draw(st.integers(0, min(prompt, len(base))))
+            ids = base[:keep] + [10_000 + rid * 100 + i for i in range(prompt - keep)]
+            if draw(st.booleans()):
+                ids = ids + [20_000 + i for i in range(output)]
+        reqs.append((rid, t, prompt, output, ids))
+    longest = max(p + o for _, _, p, o, _ in reqs)
+    min_blocks = -(-longest // block_size)
+    chunked = draw(st.booleans())
+    budget = draw(st.integers(1, 96)) if chunked else draw(st.integers(longest, longest + 64))
+    cfg = dict(
+        block_size=block_size,
+        num_gpu_blocks=min_blocks + draw(st.integers(0, 6)),
+        max_num_seqs=draw(st.integers(1, 6)),
+        max_num_batched_tokens=budget,
+        enable_chunked_prefill=chunked,
+        enable_prefix_caching=draw(st.booleans()),
+        long_prefill_token_threshold=draw(st.sampled_from([0, 0, 1, 5, 17])),
+    )
+    return cfg, reqs
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario())
+def test_fuzz_engine_runs_to_completion_cleanly(case):
+    cfg, specs = case
+    e = make_engine(**cfg)
+    reqs = [Request(rid, t, p, o, token_ids=ids) for rid, t, p, o, ids in specs]
+    for r in reqs:
+        e.add_request(r)
+    sched = e.scheduler
+    orig = sched.schedule
+
+    def checked_schedule(now):
+        out = orig(now)
+        assert sum(n for _, n in out) <= cfg["max_num_batched_tokens"]
+        assert len(sched.running) <= cfg["max_num_seqs"]
+        assert len({id(r) for r, _ in out}) == len(out)
+        for r, n in out:
+            assert n >= 1 and r.num_computed + n <= r.num_tokens
+            assert r.hit_tokens % cfg["block_size"] == 0
+            assert len(r.blocks) * cfg["block_size"] >= r.num_computed + n
+            if cfg["long_prefill_token_threshold"] and n > 1:
+                assert n <= cfg["long_prefill_token_threshold"]
+        return out
+
+    sched.schedule = checked_schedule
+    guard = 0
+    while e.has_work:
+        e.advance_until(max(e.now, e.next_event_ns()) + 1)   # one step (or one idle jump) at a time
+        e.blocks.check_invariants()
+        used = sum(1 for c in e.blocks.ref_cnt if c > 0)
+        assert used == e.blocks.num_used
+        guard += 1
+        assert guard < 100_000
+    check_clean(e)
+    assert len(e.finished) == len(reqs)
+    for r in reqs:
+        assert r.num_output == r.output_len
+        assert len(r.token_times) == r.output_len
+        assert all(a < b for a, b in zip(r.token_times, r.token_times[1:]))
+        assert r.token_times[0] - r.arrival_ns > 0                # TTFT > 0
+        assert r.first_scheduled_ns >= r.arrival_ns
+        assert r.token_times[0] > r.first_scheduled_ns
+        assert r.blocks == []
+    assert sum(r.preemptions for r in reqs) == sched.preemptions
+    assert e.output_tokens_done == sum(r.output_len for r in reqs)
+    assert e.prompt_tokens_done == sum(r.prompt_len for r in reqs)
+    if not cfg["enable_prefix_caching"]:
+        assert sched.prefix_hits == 0
+    event("preempted" if sched.preemptions else "no preemption")
+    event("prefix hits" if sched.prefix_hits else "no prefix hits")
+
+
+def test_fuzz_like_tiny_cache_does_preempt():
+    """Sanity for the fuzz: a tiny cache with many growing requests really preempts (and finishes)."""
+    e = make_engine(num_gpu_blocks=6, block_size=2, max_num_batched_tokens=32)
+    reqs = [Request(i, i * 10, 3, 8) for i in range(5)]
+    for r in reqs:
+        e.add_request(r)
+    e.run_to_completion()
+    check_clean(e)
+    assert e.scheduler.preemptions > 0
+    assert all(len(r.token_times) == 8 for r in reqs)
