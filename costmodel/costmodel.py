@@ -114,6 +114,11 @@ class CostModel:
         """Rebuild from shared parsed state (e.g. from the Ray object store) without touching files."""
         return cls._assemble(state, state.build_backend(), overhead_ns, overhead_per_seq_ns, memory_gib)
 
+    def variant(self, overhead_ns: int = 0, overhead_per_seq_ns: int = 0,
+                memory_gib: float | None = None) -> "CostModel":
+        """The same (shared) latency backend with other per-instance settings."""
+        return self._assemble(self.state, self.backend, overhead_ns, overhead_per_seq_ns, memory_gib)
+
     def time_batch(self, batch: BatchShape) -> int:
         """GPU time of one step described by a `BatchShape`."""
         return self.backend.time_batch(batch)

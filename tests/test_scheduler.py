@@ -268,3 +268,17 @@ def test_arrival_during_step_is_seen_by_next_step():
     # r1 arrives 1 ns into r0's 2000 ns prefill step: first scheduled at 2000.
     assert r1.first_scheduled_ns == 2_000
     assert scheduled_per_step(e)[1] == (11, 2, ((10, 0),), 1)
+
+
+def test_prefix_cache_with_trace_hash_ids():
+    """Mooncake-style hash ids (one per 512 prompt tokens): sharing the first id shares 512 tokens."""
+    e = make_engine(block_size=16)
+    r0 = req(0, 0, 600, 1)
+    r0.hash_ids = [7, 8]
+    r1 = req(1, 10_000, 600, 1)
+    r1.hash_ids = [7, 9]
+    r2 = req(2, 20_000, 600, 1)
+    r2.hash_ids = [6, 8]                                  # chained: a different first block breaks all
+    run_all(e, [r0, r1, r2])
+    assert (r0.hit_tokens, r1.hit_tokens, r2.hit_tokens) == (0, 512, 0)
+    assert r1.token_times == [10_000 + step_ns(88)]

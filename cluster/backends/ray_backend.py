@@ -10,6 +10,7 @@ and no usage stats, unless `ray_address` joins an existing cluster.
 from __future__ import annotations
 
 import os
+import sys
 
 from cluster.errors import InputError
 from cluster.records import pack_rows, unpack_rows
@@ -37,21 +38,31 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
 
 
 class HostActorImpl:
-    """What each actor runs: an `InstanceHost` built from the shared state."""
+    """What each actor runs: an `InstanceHost` built from the shared state.
 
-    def __init__(self, shared: dict, assignments: list):
-        import sys as _sys
+    Actors are pooled per driver process and reloaded for each run (`load`), so sweeps and
+    test suites pay Ray's worker start-up once. An audit hook records every file the actor
+    opens (tests assert it opens no config or table file).
+    """
+
+    def __init__(self):
         self.opened: list[str] = []
-        _sys.addaudithook(self._audit)
+        self.host = None
+        sys.addaudithook(self._audit)
+
+    def load(self, shared: dict, assignments: list) -> None:
         from cluster.host import InstanceHost
         from costmodel import CostModel
         from instance.engine import Engine
-        engines, models = {}, {}
+        engines, models, built = {}, {}, {}
         for idx, key, spec in assignments:
-            cm = CostModel.from_state(shared[key], spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib)
+            if key not in built:
+                built[key] = CostModel.from_state(shared[key])
+            cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib)
             engines[idx] = Engine(cm, spec.engine, idx)
             models[idx] = spec.model
         self.host = InstanceHost(engines, models)
+        self.opened = []
 
     def _audit(self, event, args):
         if event == "open" and args and isinstance(args[0], str):
@@ -94,13 +105,14 @@ class RayBackend:
         keys = {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
         shared_ref = ray.put({keys[s]: cost_models[s].state for s in keys})
         blocks = [list(range(n))[a * n // actors:(a + 1) * n // actors] for a in range(actors)]
-        actor_cls = ray.remote(num_cpus=0)(HostActorImpl)
+        self.actors = _pooled_actors(ray, actors)
         self.owner = {}
-        self.actors = []
+        loads = []
         for a, block in enumerate(blocks):
             for idx in block:
                 self.owner[idx] = a
-            self.actors.append(actor_cls.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block]))
+            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block]))
+        ray.get(loads)
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
         per_actor = [{} for _ in self.actors]
@@ -124,12 +136,24 @@ class RayBackend:
         return self.ray.get([a.files_opened.remote() for a in self.actors])
 
     def close(self) -> None:
-        for a in self.actors:
-            self.ray.kill(a)
         self.actors = []
         if self.started:
+            _POOL.clear()
             self.ray.shutdown()
             self.started = False
+
+
+_POOL: list = []
+
+
+def _pooled_actors(ray, count: int) -> list:
+    """`count` host actors from this process's pool, started on first need."""
+    if _POOL and not ray.is_initialized():
+        _POOL.clear()
+    actor_cls = ray.remote(num_cpus=0)(HostActorImpl)
+    while len(_POOL) < count:
+        _POOL.append(actor_cls.remote())
+    return _POOL[:count]
 
 
 __all__ = ["RayBackend", "start_ray"]

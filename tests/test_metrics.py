@@ -1,0 +1,94 @@
+"""Metric definitions (DESIGN.md "One instance"): TTFT, ITL, TPOT, E2E, queueing, per request."""
+from __future__ import annotations
+
+import pytest
+
+from cluster.metrics import MetricsCollector, format_row, request_row
+from instance.request import Request
+from conftest import make_engine, req, run_all
+
+
+def test_one_request_row():
+    """Prompt 50, 4 outputs, budget 32, arrival 300: chunks 32 (1320) + 18 (1180), 3 decodes (1010)."""
+    e = make_engine(max_num_batched_tokens=32)
+    (r,) = run_all(e, [req(7, 300, 50, 4)])
+    assert r.token_times == [2_800, 3_810, 4_820, 5_830]
+    row = request_row(r, "m")
+    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
+    assert (inst, rid, inp, out, arr, end) == (0, 7, 50, 4, 300, 5_830)
+    assert ttft == 2_500
+    assert e2e == 5_530
+    assert itl == [1_010, 1_010, 1_010]
+    assert tpot == 1_010                       # (5530 − 2500) / 3
+    assert q == 0
+    assert (pre, hits) == (0, 0)
+
+
+def test_two_request_rows():
+    """r0 (20 in, 4 out, t=0) and r1 (10 in, 2 out, t=1500); fake steps of 1000 + 10/token.
+
+    step 1 0→1200 r0 prefill 20 | step 2 1200→2210 r0 decode (r1 not yet arrived)
+    step 3 2210→3320 r0 decode + r1 prefill 10 | step 4 3320→4340 both decode."""
+    e = make_engine()
+    r0, r1 = run_all(e, [req(0, 0, 20, 4), req(1, 1_500, 10, 2)])
+    assert r0.token_times == [1_200, 2_210, 3_320, 4_340]
+    assert r1.token_times == [3_320, 4_340]
+    row0, row1 = request_row(r0, "m"), request_row(r1, "m")
+    # r0: TTFT 1200, E2E 4340, ITL [1010, 1110, 1020], TPOT 3140/3 = 1046.67 → 1047, queueing 0
+    assert row0[6:11] == (4_340, 0, 1_200, 1_047, [1_010, 1_110, 1_020])
+    # r1: TTFT 3320 − 1500 = 1820, E2E 2840, ITL [1020], TPOT 1020, queueing 2210 − 1500 = 710
+    assert row1[6:11] == (2_840, 710, 1_820, 1_020, [1_020])
+    assert format_row(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,"[1010, 1110, 1020]",0,0\n'
+    assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0\n'
+
+    mc = MetricsCollector()
+    mc.add(row0)
+    mc.add(row1)
+    s = mc.summary()
+    assert s["num_requests"] == 2
+    assert s["ttft_ms"]["mean"] == pytest.approx((1_200 + 1_820) / 2 / 1e6)
+    assert s["tpot_ms"]["mean"] == pytest.approx((1_047 + 1_020) / 2 / 1e6)
+    assert s["itl_ms"]["mean"] == pytest.approx((1_010 + 1_110 + 1_020 + 1_020) / 4 / 1e6)
+    assert s["e2e_ms"]["p50"] == pytest.approx((4_340 + 2_840) / 2 / 1e6)
+    assert s["queueing_ms"]["mean"] == pytest.approx(710 / 2 / 1e6)
+    assert s["throughput"]["output_tokens_per_s"] == pytest.approx(6 / 4_340e-9)
+    assert s["simulated_s"] == pytest.approx(4_340e-9)
+
+
+def _fake_req(arrival, times, first_sched=None):
+    r = Request(0, arrival, 5, len(times))
+    r.token_times = list(times)
+    r.first_scheduled_ns = arrival if first_sched is None else first_sched
+    return r
+
+
+@pytest.mark.parametrize("arrival, times, expected_tpot", [
+    (0, [10, 13, 17, 20], 3),              # 10/3 = 3.33 → 3
+    (0, [10, 15, 21, 27], 6),              # 17/3 = 5.67 → 6
+    (5, [10, 1_010, 2_011, 3_013], 1_001),  # 3003/3 = 1001 exactly
+    (0, [7, 9], 2),                        # 2 outputs: the single gap
+])
+def test_tpot_rounds_to_nearest_ns(arrival, times, expected_tpot):
+    row = request_row(_fake_req(arrival, times), "m")
+    assert row[9] == expected_tpot
+    assert row[8] == times[0] - arrival and row[6] == times[-1] - arrival
+
+
+def test_single_output_request_has_no_tpot_and_no_itl():
+    row = request_row(_fake_req(1_000, [4_000], first_sched=1_500), "m")
+    assert row[6:11] == (3_000, 500, 3_000, 0, [])
+    mc = MetricsCollector()
+    mc.add(row)
+    s = mc.summary()
+    assert s["tpot_ms"] == {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0}
+    assert s["ttft_ms"]["mean"] == pytest.approx(3e-3)
+
+
+def test_ttft_of_preempted_request_keeps_first_token():
+    """A preempted request's TTFT is its first token's step, not the recompute's."""
+    e = make_engine(num_gpu_blocks=4, block_size=4, enable_prefix_caching=False)
+    r0, r1 = run_all(e, [req(0, 0, 6, 2), req(1, 0, 8, 3)])
+    row = request_row(r1, "m")
+    assert row[8] == 1_140 and row[6] == 4_250 and row[10] == [2_100, 1_010]
+    assert row[9] == 1_555                         # 3110 / 2
+    assert row[11] == 1

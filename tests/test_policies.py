@@ -1,0 +1,136 @@
+"""Each routing policy on hand-made snapshots."""
+import numpy as np
+import pytest
+
+from cluster.errors import InputError
+from cluster.policies import POLICIES, make_policy, stable_hash
+from cluster.snapshot import Snapshot
+from instance.request import Request
+
+
+def snaps(*loads):
+    """Snapshots from (waiting, running, kv_used, prefill, decode) tuples."""
+    return [Snapshot(i, w, r, kv, 100, p, d) for i, (w, r, kv, p, d) in enumerate(loads)]
+
+
+def rng():
+    return np.random.Generator(np.random.PCG64(1))
+
+
+def r(rid=0, prompt=32, session=None, ids=None):
+    q = Request(rid, 0, prompt, 4, token_ids=ids)
+    q.session = session
+    return q
+
+
+def test_round_robin_cycles():
+    p = make_policy("round_robin", 3)
+    assert [p.choose(r(i), snaps(*[(0,) * 5] * 3), rng()) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert not p.needs_load
+
+
+def test_random_is_seeded_and_uniformish():
+    p = make_policy("random", 4)
+    a, b = rng(), rng()
+    first = [p.choose(r(), [], a) for _ in range(400)]
+    assert first == [p.choose(r(), [], b) for _ in range(400)]
+    assert set(np.bincount(first, minlength=4)) and min(np.bincount(first)) > 60
+
+
+def test_least_loaded_uses_vllm_score_and_lowest_index_on_ties():
+    p = make_policy("least_loaded", 3)
+    # scores 4w+r: 4·1+0=4, 0+3=3, 4·0+3=3 -> tie between 1 and 2 -> 1
+    assert p.choose(r(), snaps((1, 0, 0, 0, 0), (0, 3, 0, 0, 0), (0, 3, 0, 0, 0)), rng()) == 1
+    assert p.choose(r(), snaps((0, 5, 0, 0, 0), (1, 0, 0, 0, 0)), rng()) == 1
+
+
+def test_least_outstanding_tokens():
+    p = make_policy("least_outstanding_tokens", 3)
+    assert p.choose(r(), snaps((0, 0, 0, 500, 10), (9, 9, 0, 100, 100), (0, 0, 0, 300, 0)), rng()) == 1
+
+
+def test_least_kv_then_waiting():
+    p = make_policy("least_kv", 3)
+    assert p.choose(r(), snaps((0, 0, 50, 0, 0), (3, 0, 10, 0, 0), (1, 0, 10, 0, 0)), rng()) == 2
+
+
+def test_power_of_two_picks_lighter_of_two_seeded_samples():
+    p = make_policy("power_of_two", 8)
+    s = snaps(*[(i, 0, 0, 0, 0) for i in range(8)])   # instance i has score 4i
+    g = rng()
+    draws = rng()
+    for _ in range(50):
+        a, b = draws.choice(8, size=2, replace=False)
+        assert p.choose(r(), s, g) == min(a, b)
+
+
+def test_session_affinity_is_sticky_and_stable():
+    p = make_policy("session_affinity", 16)
+    picks = {p.choose(r(i, session="user-42"), [], rng()) for i in range(20)}
+    assert len(picks) == 1
+    spread = {p.choose(r(i, session=f"user-{i}"), [], rng()) for i in range(400)}
+    assert len(spread) >= 12
+    # growing the fleet moves only a minority of sessions
+    q = make_policy("session_affinity", 17)
+    moved = sum(p.choose(r(i, session=f"u{i}"), [], rng()) != q.choose(r(i, session=f"u{i}"), [], rng())
+                for i in range(1000))
+    assert moved < 200
+
+
+def test_stable_hash_is_not_salted():
+    assert stable_hash("router") == stable_hash("router")
+    assert stable_hash("router") == int.from_bytes(
+        __import__("hashlib").blake2b(b"router", digest_size=8).digest(), "little")
+
+
+def test_prefix_aware_prefers_cached_prefix_within_load_cap():
+    p = make_policy("prefix_aware", 3, {"load_cap": 4}, block_size=16)
+    ids = list(range(64))
+    idle = snaps((0, 0, 0, 0, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0, 0))
+    first = p.choose(r(0, 64, ids=ids), idle, rng())
+    assert first == 0
+    p.routed(r(0, 64, ids=ids), 2)           # pretend it went to instance 2
+    same_prefix = r(1, 80, ids=ids + list(range(500, 516)))
+    assert p.choose(same_prefix, idle, rng()) == 2
+    # instance 2 now too loaded (score 8 > 0 + cap 4): the prefix no longer wins
+    busy = snaps((0, 0, 0, 0, 0), (0, 1, 0, 0, 0), (2, 0, 0, 0, 0))
+    assert p.choose(same_prefix, busy, rng()) == 0
+    # unrelated prompt: least loaded, lowest index
+    assert p.choose(r(2, 64, ids=list(range(900, 964))), busy, rng()) == 0
+
+
+def test_weighted_combines_scorers():
+    p = make_policy("weighted", 2, {"weights": {"queue": 1.0, "kv": 0.0}})
+    assert p.choose(r(), snaps((0, 4, 90, 0, 0), (0, 2, 10, 0, 0)), rng()) == 1
+    p = make_policy("weighted", 2, {"weights": {"queue": 0.0, "kv": 1.0}})
+    assert p.choose(r(), snaps((0, 1, 90, 0, 0), (0, 9, 10, 0, 0)), rng()) == 1
+    with pytest.raises(InputError):
+        make_policy("weighted", 2, {"weights": {"bogus": 1}})
+
+
+class FirstIdle:
+    needs_load = True
+    name = "first_idle"
+
+    def __init__(self, n, options, block_size):
+        self.n = n
+
+    def choose(self, request, snapshots, rng):
+        return next((s.index for s in snapshots if s.waiting + s.running == 0), self.n - 1)
+
+    def routed(self, request, index):
+        pass
+
+
+def test_user_policy_by_dotted_path():
+    p = make_policy("test_policies:FirstIdle", 3)
+    assert p.choose(r(), snaps((1, 0, 0, 0, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0, 0)), rng()) == 1
+    with pytest.raises(InputError):
+        make_policy("no_such_module.Policy", 2)
+    with pytest.raises(InputError):
+        make_policy("nonsense", 2)
+
+
+def test_every_named_policy_is_registered():
+    assert set(POLICIES) == {"round_robin", "random", "least_loaded", "least_outstanding_tokens", "least_kv",
+                             "power_of_two", "prefix_aware", "session_affinity", "weighted"}

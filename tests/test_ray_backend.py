@@ -1,0 +1,71 @@
+"""The Ray backend: byte-identical to local for every policy and any packing; shared, parse-once state."""
+import os
+
+import pytest
+
+from fleet_helpers import outputs, run_cli, write_session_workload
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+
+POLICIES = ["round_robin", "random", "least_loaded", "least_outstanding_tokens", "least_kv", "power_of_two",
+            "prefix_aware", "session_affinity", "weighted"]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole pytest session, on loopback, quiet (RAY-NOTES.md rule 8)."""
+    from cluster.backends.ray_backend import start_ray
+    r, started = start_ray(num_cpus=2, object_store_mb=256)
+    yield r
+    if started:
+        r.shutdown()
+
+
+@pytest.fixture(scope="module")
+def session_workload(tmp_path_factory):
+    return write_session_workload(tmp_path_factory.mktemp("wl") / "sessions.jsonl")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_ray_matches_local_for_every_packing(ray_session, tmp_path, policy):
+    common = ("--instances", "32", "--router", policy, "--num-requests", "60")
+    local = outputs(run_cli(tmp_path / "local", *common))
+    assert local == outputs(run_cli(tmp_path / "local2", *common))
+    for actors in ("1", "2", "4"):
+        got = outputs(run_cli(tmp_path / f"ray{actors}", *common, "--backend", "ray", "--actors", actors))
+        assert got == local, f"{policy}: ray with {actors} actors differs from local"
+
+
+def test_ray_matches_local_with_sessions_and_instances_per_actor(ray_session, tmp_path, session_workload):
+    common = ("--instances", "5", "--router", "least_loaded", "--sync-interval-ms", "20")
+    local = outputs(run_cli(tmp_path / "l", *common, workload=session_workload))
+    got = outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--instances-per-actor", "2",
+                          workload=session_workload))
+    assert got == local
+
+
+def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
+    from cluster.backends.ray_backend import RayBackend
+    from cluster.config import load_cluster_config
+    from cluster.fleet import load_cost_model
+    from costmodel.files import READS
+    from fleet_helpers import FLEET_CLUSTER
+
+    cfg = load_cluster_config(str(FLEET_CLUSTER))
+    spec = cfg.instances[0]
+    cm = load_cost_model(spec)
+    backend = RayBackend(cfg.instances[:6], {spec: cm}, actors=3)
+    try:
+        pids = ray.get([a.pid.remote() for a in backend.actors])
+        assert len(set(pids)) == 3 and os.getpid() not in pids
+        assert len(backend.snapshots()) == 6
+        opened = backend.files_opened()
+        assert len(opened) == 3
+        for files in opened:
+            bad = [f for f in files if f.endswith((".csv", ".json", ".yaml")) and "configs" in f]
+            assert bad == [], f"an actor opened config/table files: {bad}"
+        # the driver parsed each file exactly once
+        assert READS and all(v == 1 for v in READS.values())
+    finally:
+        backend.close()
