@@ -114,9 +114,10 @@ class Engine:
         for req, n in scheduled:
             ctx = req.num_computed
             tokens += n
+            if n > 1 or req.num_output == 0:
+                prompt_tokens += n
             if n > 1:
                 prefills.append((n, ctx))
-                prompt_tokens += n
             else:
                 d_n += 1
                 d_sum += ctx
@@ -162,17 +163,18 @@ class Engine:
     def load_tuple(self) -> tuple:
         """(waiting, running, kv_used, kv_total, prefill_outstanding, decode_outstanding, now).
 
-        Waiting counts requests queued or not yet arrived; outstanding prefill is prompt tokens
-        not yet computed, outstanding decode is output tokens not yet produced.
+        Waiting counts requests queued or not yet arrived; outstanding prefill is tokens still to
+        compute before the next token can be sampled (prompt, or prompt + outputs when
+        recomputing after a preemption); outstanding decode is output tokens not yet produced.
         """
         s = self.scheduler
         prefill = decode = 0
-        for req in s.running:
-            prefill += max(0, req.prompt_len - req.num_computed)
-            decode += req.output_len - req.num_output
-        for req in s.waiting:
-            prefill += req.num_tokens - req.num_computed
-            decode += req.output_len - req.num_output
+        for queue in (s.running, s.waiting):
+            for req in queue:
+                left = req.num_tokens - req.num_computed
+                if left > 1 or req.num_output == 0:
+                    prefill += left
+                decode += req.output_len - req.num_output
         for _, _, req in self.pending:
             prefill += req.prompt_len
             decode += req.output_len

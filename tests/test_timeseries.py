@@ -30,10 +30,6 @@ def test_series_buckets_by_step_end():
     assert rows[1][1:4] == (20, 2, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: instance/engine.py counts a step's prompt tokens only for chunks "
-                   "of more than 1 token, so a 1-token prompt chunk (last chunk of a 65-token prompt with "
-                   "budget 64, a prompt left with 1 token after a prefix hit, or a 1-token prompt) is "
-                   "missing from the time series' prompt tokens")
 def test_series_counts_one_token_prompt_chunks():
     e = make_engine(max_num_batched_tokens=64)
     run_all(e, [req(0, 0, 65, 2)])                     # chunks 64 + 1

@@ -37,6 +37,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
     return ray, True
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM), in KiB; 0 where /proc is unavailable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
 class HostActorImpl:
     """What each actor runs: an `InstanceHost` built from the shared state.
 
@@ -83,6 +92,9 @@ class HostActorImpl:
 
     def pid(self):
         return os.getpid()
+
+    def peak_rss_kb(self):
+        return peak_rss_kb()
 
 
 class RayBackend:
@@ -131,6 +143,9 @@ class RayBackend:
 
     def stats(self) -> list:
         return [s for part in self.ray.get([a.stats.remote() for a in self.actors]) for s in part]
+
+    def actor_peak_rss_kb(self) -> list[int]:
+        return self.ray.get([a.peak_rss_kb.remote() for a in self.actors])
 
     def files_opened(self) -> list[list[str]]:
         return self.ray.get([a.files_opened.remote() for a in self.actors])
