@@ -83,7 +83,6 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     series = TimeSeriesWriter(out_dir, n)
     metrics = MetricsCollector(n)
     bar = Progress(len(workload), progress)
-    models = [s.model for s in specs]
     try:
         router.set_snapshots(fleet.snapshots())
         router.add_arrivals(workload.initial)
@@ -91,10 +90,10 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         while True:
             start, end, exact = router.plan(t)
             if start > t and policy.needs_load:
-                _collect(router, fleet.window({}, start, True), start, metrics, out, series, models)
+                _collect(router, fleet.window({}, start, True), start, metrics, out, series)
                 t = start
             deliveries, end = router.route(end, exact)
-            _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series, models)
+            _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series)
             t = end
             bar.update(min(t, metrics.last_end), metrics.count)
             if t >= NEVER:
@@ -124,12 +123,11 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     return summary
 
 
-def _collect(router, result, next_start, metrics, out, series, models) -> None:
-    rows, snaps, buckets = result
-    rows = router.finished(rows, next_start)
-    for row in rows:
-        metrics.add(row)
-    out.write_rows(rows, models)
+def _collect(router, result, next_start, metrics, out, series) -> None:
+    batch, snaps, buckets = result
+    batch = router.finished(batch, next_start)
+    metrics.add_batch(batch)
+    out.write_lines(batch.lines)
     if snaps:
         router.set_snapshots(snaps)
     series.add(buckets)

@@ -7,6 +7,7 @@ snapshots and completed time-series buckets out.
 from __future__ import annotations
 
 from cluster.metrics import request_row
+from cluster.records import RecordBatch
 from instance.engine import NEVER, Engine
 
 
@@ -19,7 +20,7 @@ class InstanceHost:
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool) -> tuple:
         """Deliver `{index: [Request]}`, advance all engines to `t_end`.
 
-        Returns (rows, snapshots, series): rows of finished requests (see `metrics.request_row`),
+        Returns (records, snapshots, series): a `RecordBatch` of the finished requests,
         `[(index, load_tuple)]` if wanted, and `[(index, bucket_row)]` of completed buckets.
         """
         for idx in sorted(deliveries):
@@ -38,7 +39,7 @@ class InstanceHost:
                 snaps.append((idx, eng.load_tuple()))
             total = eng.blocks.num_blocks
             series.extend((idx, b[:6] + (round(100.0 * b[6] / total, 2),)) for b in eng.series.drain(final))
-        return rows, snaps, series
+        return RecordBatch.from_rows(rows, self.models), snaps, series
 
     def snapshots(self) -> list:
         return [(idx, self.engines[idx].load_tuple()) for idx in self.order]

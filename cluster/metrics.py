@@ -9,8 +9,6 @@ default). Throughput is over the span from the first arrival to the last complet
 """
 from __future__ import annotations
 
-from array import array
-
 import numpy as np
 
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
@@ -47,12 +45,16 @@ def stats_ms(values) -> dict:
     return {"mean": float(a.mean()), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3])}
 
 
+# columns of the fixed part of a record (see records.RecordBatch)
+INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS = range(12)
+
+
 class MetricsCollector:
-    """Accumulates finished requests: compact int64 arrays, counters, per-instance totals."""
+    """Accumulates finished requests as int64 array chunks, counters and per-instance totals."""
 
     def __init__(self, num_instances: int = 1):
-        self.per_inst = [[0, 0, 0] for _ in range(num_instances)]   # finished, input, output tokens
-        self.values = {m: array("q") for m in METRICS}
+        self.per_inst = np.zeros((num_instances, 3), dtype=np.int64)   # finished, input, output tokens
+        self.chunks: dict[str, list] = {m: [] for m in METRICS}
         self.count = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -61,30 +63,39 @@ class MetricsCollector:
         self.preemptions = 0
 
     def add(self, row: tuple) -> None:
-        _, _, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, _ = row
-        v = self.values
-        v["ttft"].append(ttft)
-        v["e2e"].append(e2e)
-        v["queueing"].append(q)
-        if out > 1:
-            v["tpot"].append(tpot)
-        v["itl"].extend(itl)
-        self.count += 1
-        self.input_tokens += inp
-        self.output_tokens += out
-        self.first_arrival = arr if self.first_arrival is None else min(self.first_arrival, arr)
-        self.last_end = max(self.last_end, end)
-        self.preemptions += pre
-        p = self.per_inst[row[0]]
-        p[0] += 1
-        p[1] += inp
-        p[2] += out
+        """One `request_row` tuple."""
+        self.add_arrays(np.array([row[:10] + row[11:]], dtype=np.int64), np.array(row[10], dtype=np.int64))
+
+    def add_arrays(self, fixed: np.ndarray, itl: np.ndarray) -> None:
+        """A batch: `fixed` rows in the column order above, `itl` all their inter-token gaps."""
+        if len(fixed) == 0:
+            return
+        c = self.chunks
+        c["ttft"].append(fixed[:, TTFT])
+        c["e2e"].append(fixed[:, E2E])
+        c["queueing"].append(fixed[:, QUEUEING])
+        c["tpot"].append(fixed[fixed[:, OUTPUT] > 1, TPOT])
+        c["itl"].append(itl)
+        self.count += len(fixed)
+        self.input_tokens += int(fixed[:, INPUT].sum())
+        self.output_tokens += int(fixed[:, OUTPUT].sum())
+        first = int(fixed[:, ARRIVAL].min())
+        self.first_arrival = first if self.first_arrival is None else min(self.first_arrival, first)
+        self.last_end = max(self.last_end, int(fixed[:, END].max()))
+        self.preemptions += int(fixed[:, PREEMPTIONS].sum())
+        inst = fixed[:, INSTANCE]
+        np.add.at(self.per_inst, (inst, 0), 1)
+        np.add.at(self.per_inst, (inst, 1), fixed[:, INPUT])
+        np.add.at(self.per_inst, (inst, 2), fixed[:, OUTPUT])
+
+    def add_batch(self, batch) -> None:
+        self.add_arrays(batch.fixed, batch.itl)
 
     def per_instance(self, stats: dict, routed: list) -> list[dict]:
         """Per-instance breakdown: routed, finished, tokens, busy fraction, steps, preemptions, hits."""
         span = max(1, self.last_end)
         out = []
-        for i, (done, inp, outp) in enumerate(self.per_inst):
+        for i, (done, inp, outp) in enumerate(self.per_inst.tolist()):
             s = stats[i]
             out.append({"instance": i, "routed": routed[i], "finished": done, "input_tokens": inp,
                         "output_tokens": outp, "busy_fraction": s["busy_ns"] / span, "steps": s["steps"],
@@ -97,7 +108,7 @@ class MetricsCollector:
         out = {"num_requests": self.count}
         for m in METRICS:
             key = "e2e_ms" if m == "e2e" else f"{m}_ms"
-            out[key] = stats_ms(np.frombuffer(self.values[m], dtype=np.int64) if len(self.values[m]) else [])
+            out[key] = stats_ms(np.concatenate(self.chunks[m]) if self.chunks[m] else [])
         out["throughput"] = {
             "requests_per_s": self.count / span_s,
             "input_tokens_per_s": self.input_tokens / span_s,

@@ -1,31 +1,53 @@
-"""Compact transport of finished-request rows: one int64 matrix + one concatenated ITL array."""
+"""`RecordBatch`: finished requests of one window, compact for transport and aggregation.
+
+`fixed` is an int64 matrix, one row per request: instance, request id, input, output, arrival,
+end, e2e, queueing, ttft, tpot, preemptions, prefix hit tokens; `itl` concatenates every
+request's inter-token gaps; `lines` are the requests.csv lines, formatted where the requests
+finished (in the Ray actors, in parallel).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-FIXED = 12   # row fields other than the ITL list
+from cluster.metrics import END, INSTANCE, RID, format_row
 
 
-def pack_rows(rows: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(rows)
-    fixed = np.empty((n, FIXED), dtype=np.int64)
-    lengths = np.empty(n, dtype=np.int64)
-    itls = []
-    for i, r in enumerate(rows):
-        fixed[i, :10] = r[:10]
-        fixed[i, 10] = r[11]
-        fixed[i, 11] = r[12]
-        lengths[i] = len(r[10])
-        itls.extend(r[10])
-    return fixed, lengths, np.array(itls, dtype=np.int64)
+class RecordBatch:
+    __slots__ = ("fixed", "itl", "lines")
 
+    def __init__(self, fixed: np.ndarray, itl: np.ndarray, lines: list[str]):
+        self.fixed, self.itl, self.lines = fixed, itl, lines
 
-def unpack_rows(packed) -> list:
-    fixed, lengths, itl = packed
-    rows = []
-    pos = 0
-    flat = itl.tolist()
-    for f, n in zip(fixed.tolist(), lengths.tolist()):
-        rows.append((*f[:10], flat[pos:pos + n], f[10], f[11]))
-        pos += n
-    return rows
+    @classmethod
+    def from_rows(cls, rows: list, models: dict) -> "RecordBatch":
+        """From `metrics.request_row` tuples; `models[instance]` names the model in the CSV."""
+        if not rows:
+            return cls.empty()
+        fixed = np.array([r[:10] + r[11:] for r in rows], dtype=np.int64)
+        itl = np.fromiter((x for r in rows for x in r[10]), dtype=np.int64)
+        return cls(fixed, itl, [format_row(r, models[r[0]]) for r in rows])
+
+    @classmethod
+    def empty(cls) -> "RecordBatch":
+        return cls(np.empty((0, 12), dtype=np.int64), np.empty(0, dtype=np.int64), [])
+
+    @classmethod
+    def concat(cls, batches: list) -> "RecordBatch":
+        batches = [b for b in batches if len(b.lines)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        return cls(np.concatenate([b.fixed for b in batches]), np.concatenate([b.itl for b in batches]),
+                   [line for b in batches for line in b.lines])
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def ordered(self) -> "RecordBatch":
+        """Rows in (end time, instance, request id) order: independent of how work was spread."""
+        if len(self.lines) < 2:
+            return self
+        f = self.fixed
+        order = np.lexsort((f[:, RID], f[:, INSTANCE], f[:, END]))
+        return RecordBatch(f[order], self.itl, [self.lines[i] for i in order.tolist()])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 
-from cluster.metrics import CSV_HEADER, format_row
+from cluster.metrics import CSV_HEADER
 
 
 class RunOutput:
@@ -20,9 +20,9 @@ class RunOutput:
         self._csv.write(CSV_HEADER + "\n")
         self._tmp: list[tuple[str, str]] = []
 
-    def write_rows(self, rows, models) -> None:
-        """Append rows; `models[i]` is instance i's model name."""
-        self._csv.write("".join(format_row(r, models[r[0]]) for r in rows))
+    def write_lines(self, lines: list[str]) -> None:
+        """Append formatted requests.csv lines."""
+        self._csv.write("".join(lines))
 
     def add_json(self, name: str, doc) -> None:
         path = os.path.join(self.out_dir, name)

@@ -26,6 +26,7 @@ import heapq
 import numpy as np
 
 from cluster.policies import stable_hash
+from cluster.metrics import END, RID
 from cluster.snapshot import Snapshot
 from instance.engine import NEVER
 
@@ -103,13 +104,14 @@ class Router:
                 t_end = min(t_end, start + SESSION_WINDOW_NS)
         return out, t_end
 
-    def finished(self, rows: list, next_start: int) -> list:
-        """Order a window's rows; release follow-ups of finished turns. Returns the ordered rows."""
-        rows.sort(key=lambda r: (r[5], r[0], r[1]))
-        for r in rows:
-            held = self.followups.pop(r[1], None)
-            if held is not None:
-                nxt, think = held
-                nxt.arrival_ns = max(r[5] + think, next_start)
-                self.add_arrivals([nxt])
-        return rows
+    def finished(self, batch, next_start: int):
+        """Order a window's `RecordBatch`; release follow-ups of finished turns."""
+        batch = batch.ordered()
+        if self.followups and len(batch):
+            for rid, end in batch.fixed[:, [RID, END]].tolist():
+                held = self.followups.pop(rid, None)
+                if held is not None:
+                    nxt, think = held
+                    nxt.arrival_ns = max(end + think, next_start)
+                    self.add_arrivals([nxt])
+        return batch

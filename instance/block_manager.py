@@ -2,7 +2,9 @@
 
 Blocks are integers 0..n−1. Free blocks sit in an LRU queue (head = next to be reused); a freed
 block keeps its hash and stays findable until it is reused, at which point its hash is evicted.
-A request's blocks are freed tail first, so its last blocks are reused first.
+A request's blocks are freed tail first, so its last blocks are reused first. The queue starts
+as 0..n−1 and freed blocks join its tail, so it is kept as the never-used blocks
+`next_fresh..n−1` (the head) followed by an ordered dict of freed blocks.
 """
 from __future__ import annotations
 
@@ -16,18 +18,23 @@ class BlockManager:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.enable_caching = enable_caching
-        self.free_queue: OrderedDict[int, None] = OrderedDict((b, None) for b in range(num_blocks))
+        self.next_fresh = 0
+        self.free_queue: OrderedDict[int, None] = OrderedDict()
         self.ref_cnt = [0] * num_blocks
         self.block_hash: list = [None] * num_blocks
         self.cached: dict[int, int] = {}
 
     @property
     def num_free(self) -> int:
-        return len(self.free_queue)
+        return self.num_blocks - self.next_fresh + len(self.free_queue)
 
     @property
     def num_used(self) -> int:
-        return self.num_blocks - len(self.free_queue)
+        return self.next_fresh - len(self.free_queue)
+
+    def free_order(self) -> list[int]:
+        """The free queue, head (next reused) first."""
+        return list(range(self.next_fresh, self.num_blocks)) + list(self.free_queue)
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -47,12 +54,20 @@ class BlockManager:
 
     def allocate(self, req: Request, num_new_tokens: int, hits: list[int] = ()) -> bool:
         """Give `req` blocks for `num_new_tokens` more tokens (after `hits`); False if they do not fit."""
+        bs = self.block_size
+        if not hits:
+            total = req.num_computed + num_new_tokens
+            if total <= len(req.blocks) * bs:          # fast path: a decode inside its last block
+                if self.enable_caching and total // bs > req.num_cached_blocks:
+                    self._cache_full_blocks(req, min(total, req.num_tokens))
+                return True
         ref, free = self.ref_cnt, self.free_queue
-        computed = req.num_computed + len(hits) * self.block_size
+        num_free = self.num_blocks - self.next_fresh + len(free)
+        computed = req.num_computed + len(hits) * bs
         need = self.blocks_for(computed + num_new_tokens) - len(req.blocks) - len(hits)
         if hits:
             evictable_hits = sum(1 for b in hits if ref[b] == 0)
-            if need > len(free) - evictable_hits:
+            if need > num_free - evictable_hits:
                 return False
             for b in hits:
                 if ref[b] == 0:
@@ -60,11 +75,16 @@ class BlockManager:
                 ref[b] += 1
             req.blocks.extend(hits)
             req.num_cached_blocks = len(req.blocks)
-        elif need > len(free):
+        elif need > num_free:
             return False
         if need > 0:
             blocks, hashes, cached = req.blocks, self.block_hash, self.cached
             for _ in range(need):
+                if self.next_fresh < self.num_blocks:
+                    blocks.append(self.next_fresh)
+                    ref[self.next_fresh] = 1
+                    self.next_fresh += 1
+                    continue
                 b = free.popitem(last=False)[0]
                 h = hashes[b]
                 if h is not None:
@@ -102,6 +122,8 @@ class BlockManager:
     def check_invariants(self) -> None:
         """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""
         for b in range(self.num_blocks):
-            assert (self.ref_cnt[b] == 0) == (b in self.free_queue), f"block {b} ref/free mismatch"
+            free = b >= self.next_fresh or b in self.free_queue
+            assert (self.ref_cnt[b] == 0) == free, f"block {b} ref/free mismatch"
+            assert b < self.next_fresh or self.block_hash[b] is None, f"never-used block {b} has a hash"
         for h, b in self.cached.items():
             assert self.block_hash[b] == h, f"cached hash of block {b} out of sync"

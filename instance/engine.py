@@ -139,6 +139,7 @@ class Engine:
                 if req.num_output == 0:
                     self.prompt_tokens_done += req.prompt_len
                 req.num_output += 1
+                req.num_tokens += 1
                 req.token_times.append(end)
                 self.output_tokens_done += 1
                 if req.num_output >= req.output_len:

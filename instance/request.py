@@ -13,7 +13,7 @@ class Request:
     identical in every process.
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
-                 "session", "followup", "think_ns", "num_computed", "num_output", "blocks", "num_cached_blocks", "hashes",
+                 "session", "followup", "think_ns", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
                  "first_scheduled_ns", "token_times", "preemptions", "hit_tokens", "instance")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
@@ -35,6 +35,7 @@ class Request:
         """Fresh state (new request); `preempt` keeps outputs, this does not."""
         self.num_computed = 0
         self.num_output = 0
+        self.num_tokens = self.prompt_len   # tokens known so far: prompt + outputs generated
         self.blocks: list[int] = []
         self.num_cached_blocks = 0
         self.hashes: list[int] = []
@@ -42,11 +43,6 @@ class Request:
         self.token_times: list[int] = []
         self.preemptions = 0
         self.hit_tokens = 0
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens known so far: the prompt plus the outputs generated."""
-        return self.prompt_len + self.num_output
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs

@@ -45,7 +45,7 @@ def test_free_is_tail_first_and_reuse_is_lru():
     assert bm.allocate(a, 8)
     assert a.blocks == [0, 1]
     bm.free(a)
-    assert list(bm.free_queue) == [2, 3, 1, 0]    # never-used blocks first, then a's tail first
+    assert bm.free_order() == [2, 3, 1, 0]    # never-used blocks first, then a's tail first
     b = _r(1, 12, ids=[90 + i for i in range(12)])
     assert bm.allocate(b, 12)
     assert b.blocks == [2, 3, 1]
@@ -94,7 +94,7 @@ def test_shared_blocks_are_ref_counted():
     assert [bm.ref_cnt[x] for x in (0, 1)] == [2, 2]
     assert b.blocks[:2] == [0, 1] and b.blocks[2] not in a.blocks
     bm.free(a)
-    assert 0 not in bm.free_queue and bm.ref_cnt[0] == 1
+    assert 0 not in bm.free_order() and bm.ref_cnt[0] == 1
     bm.free(b)
     assert bm.num_free == 8
     bm.check_invariants()

@@ -13,7 +13,7 @@ import os
 import sys
 
 from cluster.errors import InputError
-from cluster.records import pack_rows, unpack_rows
+from cluster.records import RecordBatch
 
 QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
              "RAY_DEDUP_LOGS": "0"}
@@ -78,8 +78,7 @@ class HostActorImpl:
             self.opened.append(args[0])
 
     def window(self, deliveries, t_end, want_snapshots):
-        rows, snaps, series = self.host.window(deliveries, t_end, want_snapshots)
-        return pack_rows(rows), snaps, series
+        return self.host.window(deliveries, t_end, want_snapshots)
 
     def snapshots(self):
         return self.host.snapshots()
@@ -131,12 +130,11 @@ class RayBackend:
         for idx, reqs in deliveries.items():
             per_actor[self.owner[idx]][idx] = reqs
         results = self.ray.get([a.window.remote(d, t_end, want_snapshots) for a, d in zip(self.actors, per_actor)])
-        rows, snaps, series = [], [], []
-        for packed, s, b in results:
-            rows.extend(unpack_rows(packed))
+        snaps, series = [], []
+        for _, s, b in results:
             snaps.extend(s)
             series.extend(b)
-        return rows, snaps, series
+        return RecordBatch.concat([r for r, _, _ in results]), snaps, series
 
     def snapshots(self) -> list:
         return [s for part in self.ray.get([a.snapshots.remote() for a in self.actors]) for s in part]
