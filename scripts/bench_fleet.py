@@ -6,8 +6,8 @@ max_num_seqs 128, max_num_batched_tokens 2048; measured with this simulator), lo
     python scripts/bench_fleet.py --instances 8 64 --backends local --policies round_robin
 
 Each configuration runs in a fresh process; prints one JSON line per configuration: wall time
-(whole run incl. Ray start-up and its part), simulated requests per wall second, peak RSS of the
-driver and of each Ray actor.
+(whole, Ray start-up, and the run itself: actors, routing, simulation, output), simulated
+requests per wall second of the run, peak RSS of the driver and of each Ray actor.
 """
 from __future__ import annotations
 
@@ -46,11 +46,17 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
             orig_close(self)
         rb.RayBackend.close = close
     t0 = time.perf_counter()
+    if backend == "ray":
+        from cluster.backends.ray_backend import start_ray
+        start_ray()
+    t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         summary = run_fleet(cfg, wl, out, backend, **options)
-    wall = time.perf_counter() - t0
+    t2 = time.perf_counter()
+    wall, ray_start, sim_wall = t2 - t0, t1 - t0, t2 - t1
     return {"instances": n, "backend": backend + (f"({actors})" if backend == "ray" else ""), "policy": policy,
-            "requests": requests, "wall_s": round(wall, 2), "sim_requests_per_wall_s": round(requests / wall),
+            "requests": requests, "wall_s": round(wall, 2), "ray_start_s": round(ray_start, 2),
+            "run_wall_s": round(sim_wall, 2), "sim_requests_per_wall_s": round(requests / sim_wall),
             "simulated_s": round(summary["simulated_s"], 2), "ttft_p50_ms": round(summary["ttft_ms"]["p50"], 1),
             "driver_peak_rss_mb": round(peak_rss_kb() / 1024), "actor_peak_rss_mb": [round(k / 1024) for k in actor_rss]}
 
