@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
     run.add_argument("--seed", type=int, help="run seed (overrides the config's)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    run.add_argument("--no-fast-forward", action="store_true",
+                     help="step every iteration one by one (same results, slower; for checking)")
     f = run.add_argument_group("fleet")
     f.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local: all instances in this process (default); ray: instances in Ray actors")
@@ -83,7 +85,7 @@ def cmd_run(args) -> int:
     if options and args.backend != "ray":
         raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
     summary = run_fleet(config, workload, args.out, args.backend, args.perf_root, args.models_root,
-                        progress=not args.quiet, **options)
+                        progress=not args.quiet, fast_forward=not args.no_fast_forward, **options)
     if not args.quiet:
         print(summary_table(summary))
     return 0

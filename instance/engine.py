@@ -13,6 +13,7 @@ import heapq
 from costmodel.batch import BatchShape
 from instance.block_manager import BlockManager
 from instance.config import EngineConfig
+from instance.fast_forward import fast_forward
 from instance.request import Request
 from instance.scheduler import Scheduler
 from instance.timeseries import TimeSeries
@@ -25,7 +26,7 @@ class RequestRejected(ValueError):
 
 
 class Engine:
-    def __init__(self, cost_model, config: EngineConfig, instance_id: int = 0):
+    def __init__(self, cost_model, config: EngineConfig, instance_id: int = 0, fast_forward: bool = True):
         config.validate()
         self.cost_model = cost_model
         self.config = config
@@ -48,6 +49,7 @@ class Engine:
         self.prompt_tokens_done = 0
         self.output_tokens_done = 0
         self.series = TimeSeries()
+        self.fast_forward = fast_forward   # exact multi-step decode (instance/fast_forward.py)
 
     def check_request(self, req: Request) -> None:
         """Raise RequestRejected if `req` can never be served here."""
@@ -93,6 +95,13 @@ class Engine:
                 return
             if self.now >= t_end:
                 return
+            if self.fast_forward:
+                limit = min(t_end, pending[0][0]) if pending else t_end
+                k, followup = fast_forward(self, limit)
+                if k:
+                    if followup:
+                        return
+                    continue
             if self._step():
                 return
 
@@ -144,6 +153,14 @@ class Engine:
                 self.output_tokens_done += 1
                 if req.num_output >= req.output_len:
                     done.append(req)
+        followup = self.finish(done)
+        sched = self.scheduler
+        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running), len(sched.waiting),
+                           self.blocks.num_used)
+        return followup
+
+    def finish(self, done: list[Request]) -> bool:
+        """Retire finished requests; True if one of them has a follow-up turn."""
         followup = False
         if done:
             running = self.scheduler.running
@@ -152,9 +169,6 @@ class Engine:
                 self.blocks.free(req)
                 self.finished.append(req)
                 followup = followup or req.followup is not None
-        sched = self.scheduler
-        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running), len(sched.waiting),
-                           self.blocks.num_used)
         return followup
 
     def drain_finished(self) -> list[Request]:

@@ -59,7 +59,7 @@ class HostActorImpl:
         self.host = None
         sys.addaudithook(self._audit)
 
-    def load(self, shared: dict, assignments: list) -> None:
+    def load(self, shared: dict, assignments: list, fast_forward: bool = True) -> None:
         from cluster.host import InstanceHost
         from costmodel import CostModel
         from instance.engine import Engine
@@ -68,7 +68,7 @@ class HostActorImpl:
             if key not in built:
                 built[key] = CostModel.from_state(shared[key])
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib)
-            engines[idx] = Engine(cm, spec.engine, idx)
+            engines[idx] = Engine(cm, spec.engine, idx, fast_forward)
             models[idx] = spec.model
         self.host = InstanceHost(engines, models)
         self.opened = []
@@ -100,7 +100,7 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
-                 ray_address: str | None = None, num_cpus: int | None = None):
+                 ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True):
         self.ray, self.started = start_ray(ray_address, num_cpus)
         ray = self.ray
         n = len(specs)
@@ -122,7 +122,8 @@ class RayBackend:
         for a, block in enumerate(blocks):
             for idx in block:
                 self.owner[idx] = a
-            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block]))
+            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block],
+                                                    fast_forward))
         ray.get(loads)
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool):

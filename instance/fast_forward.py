@@ -1,0 +1,133 @@
+"""Exact multi-step fast-forward of a decode-only batch.
+
+When every running request is decoding, nobody can be admitted (the queue is empty or the
+running set is full), and the KV cache has enough free blocks for every block the next steps
+will need, the next k steps have the same composition: each running request decodes one token
+per step, contexts growing by one. They are then run as one event: step times still come from
+the cost model step by step; per-request token times, block allocations (in running order,
+step by step, so block ids and LRU order are those of stepping), prefix-cache registration of
+filled blocks and time-series buckets are recorded exactly as stepping one by one would.
+k stops before a step that would start at or after `limit` (the next arrival or window end)
+and at the first step in which a request finishes (that step is included).
+"""
+from __future__ import annotations
+
+from costmodel.batch import BatchShape
+
+MIN_STEPS = 2
+
+
+def fast_forward(engine, limit: int) -> tuple[int, bool]:
+    """Run k ≥ MIN_STEPS identical decode steps if possible; returns (k, a finished request had a follow-up)."""
+    sched = engine.scheduler
+    running = sched.running
+    n = len(running)
+    cfg = engine.config
+    if n == 0 or n > cfg.max_num_batched_tokens or (sched.waiting and n < cfg.max_num_seqs):
+        return 0, False
+    kv = engine.blocks
+    bs = kv.block_size
+    k_max = 1 << 62
+    ctx_sum = 0
+    ctx_min = 1 << 62
+    ctx_max = 0
+    for req in running:
+        c = req.num_computed
+        if req.num_tokens - c != 1:
+            return 0, False
+        left = req.output_len - req.num_output
+        if left < k_max:
+            k_max = left
+        ctx_sum += c
+        if c < ctx_min:
+            ctx_min = c
+        if c > ctx_max:
+            ctx_max = c
+    if k_max < MIN_STEPS:
+        return 0, False
+    k_max = _alloc_limit(running, bs, kv.num_free, k_max)
+    if k_max < MIN_STEPS:
+        return 0, False
+    cm = engine.cost_model
+    overhead = cm.cpu_overhead_ns(n)
+    ends = []
+    t = engine.now
+    while len(ends) < k_max and t < limit:
+        j = len(ends)
+        t += cm.time_batch(BatchShape(n, n, (), n, ctx_sum + j * n, ctx_min + j, ctx_max + j)) + overhead
+        ends.append(t)
+    k = len(ends)
+    if k < MIN_STEPS:
+        return 0, False
+    # block events, step by step in running order: a step whose token fills a block (it gets
+    # cached) or needs a new one; plus step 0 where a cache registration lags, so that it
+    # happens where stepping would do it
+    events: dict[int, list] = {}
+    caching = kv.enable_caching
+    for req in running:
+        c = req.num_computed
+        for j in range(len(req.blocks) * bs - c, k, bs):
+            events.setdefault(j, []).append(req)
+        if caching:
+            if req.num_cached_blocks < (c + 1) // bs:
+                events.setdefault(0, []).append(req)
+            for j in range((-(c + 1)) % bs, k, bs):
+                events.setdefault(j, []).append(req)
+    order = {id(r): i for i, r in enumerate(running)}
+    starting = [r for r in running if r.num_output == 0]    # last prompt token: first output
+    engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
+    series = engine.series
+    waiting = len(sched.waiting)
+    for j in range(k):
+        todo = events.get(j)
+        if todo:
+            todo.sort(key=lambda r: order[id(r)])
+            for req in todo:
+                c0, t0 = req.num_computed, req.num_tokens
+                req.num_computed, req.num_tokens = c0 + j, t0 + j
+                ok = kv.allocate(req, 1)
+                req.num_computed, req.num_tokens = c0, t0
+                if not ok:
+                    raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
+        if j < k - 1:
+            series.record(ends[j], len(starting) if j == 0 else 0, n, n, waiting, kv.num_used)
+    done = []
+    for req in running:
+        req.num_computed += k
+        req.num_output += k
+        req.num_tokens += k
+        req.token_times.extend(ends)
+        if req.num_output >= req.output_len:
+            done.append(req)
+    start = engine.now
+    engine.now = ends[-1]
+    engine.steps += k
+    engine.busy_ns += ends[-1] - start
+    engine.output_tokens_done += n * k
+    followup = engine.finish(done)
+    series.record(ends[-1], 0, n, len(running), waiting, kv.num_used)
+    return k, followup
+
+
+def _allocs(running, bs: int, k: int) -> int:
+    """New blocks the running decodes need over the next k steps."""
+    total = 0
+    for req in running:
+        first_new = len(req.blocks) * bs - req.num_computed
+        if first_new < k:
+            total += 1 + (k - 1 - first_new) // bs
+    return total
+
+
+def _alloc_limit(running, bs: int, free: int, k_max: int) -> int:
+    """Largest k ≤ k_max whose block needs fit in `free` blocks (so no step can preempt)."""
+    if _allocs(running, bs, k_max) <= free:
+        return k_max
+    lo, hi = 0, k_max          # allocs(lo) fits, allocs(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _allocs(running, bs, mid) <= free:
+            lo = mid
+        else:
+            hi = mid
+    return lo
