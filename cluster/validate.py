@@ -26,8 +26,9 @@ def _stats(ms: np.ndarray) -> dict:
     return {"Mean": float(ms.mean()), "Median": float(p[0]), "P90": float(p[1]), "P95": float(p[2]), "P99": float(p[3])}
 
 
-def load_real(run_dir: str) -> dict[str, np.ndarray]:
-    """TTFT / TPOT / Latency in ms from a real vLLM run directory."""
+def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
+    """TTFT / TPOT / Latency in ms from a real vLLM run directory (its first `limit` requests,
+    in file order = workload order, when given)."""
     path = os.path.join(run_dir, "requests.jsonl")
     if not os.path.isfile(path):
         raise InputError(f"{path}: not found (expected a real vLLM run directory)")
@@ -37,6 +38,8 @@ def load_real(run_dir: str) -> dict[str, np.ndarray]:
     ttft, tpot, lat = [], [], []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
+            if limit is not None and len(ttft) >= limit:
+                break
             if not line.strip():
                 continue
             try:

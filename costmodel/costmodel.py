@@ -8,12 +8,13 @@ from typing import Sequence
 from costmodel.arch import ModelArch
 from costmodel.batch import BatchShape
 from costmodel.errors import CostModelError
-from costmodel.files import load_json, load_yaml
+from costmodel.files import load_json
 from costmodel.hardware import Hardware
 from costmodel.paths import bundle_dir, hardware_path, model_config_path
 from costmodel.profile import ProfileBackend, ProfileTables, read_bundle
+from costmodel.roofline import RooflineBackend, resolve_hardware_doc
 
-BACKENDS = ("profile",)
+BACKENDS = ("profile", "roofline")
 _LOADED: dict = {}
 _LOCK = threading.Lock()
 
@@ -24,8 +25,9 @@ def load_arch(model: str, models_roots: tuple[str, ...] = ()) -> ModelArch:
 
 
 def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
+    """The hardware entry, with `inherit_efficiency_from` resolved (see roofline.resolve_hardware_doc)."""
     path = hardware_path(name, hardware_roots)
-    return Hardware.from_dict(load_yaml(path), source=path)
+    return Hardware.from_dict(resolve_hardware_doc(name, hardware_roots), source=path)
 
 
 def _as_tuple(root) -> tuple[str, ...]:
@@ -47,8 +49,14 @@ class CostModelState:
     decode_skew: bool
     raw_tables: dict
     source: str
+    ep: int = 1
+    moe_skew: float = 0.0
 
     def build_backend(self):
+        if self.backend == "roofline":
+            doc = self.raw_tables.get("hardware.yaml") or {}
+            return RooflineBackend(self.arch, self.hardware, self.tp, self.ep, self.moe_skew,
+                                   sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"))
         tables = ProfileTables(self.raw_tables, self.tp, self.source)
         a = self.arch
         return ProfileBackend(tables, a.num_layers, a.hidden_size, a.dtype_bytes, self.tp, self.hardware,
@@ -75,24 +83,36 @@ class CostModel:
     @classmethod
     def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
              models_root=None, variant: str = "bf16", decode_skew: bool = True,
-             overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None) -> "CostModel":
+             overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None,
+             ep: int = 1, moe_skew: float = 0.0) -> "CostModel":
         """Load (once per process; later calls with the same arguments share the objects).
 
         `memory_gib` overrides the hardware's memory (e.g. from an LLMServingSim cluster JSON).
+        `ep` (expert-parallel degree) and `moe_skew` (Zipf exponent of seeded skewed routing, 0 =
+        balanced) apply to MoE models on the roofline backend.
         """
         if backend not in BACKENDS:
             raise CostModelError(f"cost model backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
         if not isinstance(tp, int) or tp < 1:
             raise CostModelError(f"tp must be a positive integer, got {tp!r}")
+        if not isinstance(ep, int) or ep < 1:
+            raise CostModelError(f"ep must be a positive integer, got {ep!r}")
+        if backend == "profile" and (ep != 1 or moe_skew):
+            raise CostModelError("ep / moe_skew need the roofline backend")
         perf_roots, models_roots = _as_tuple(perf_root), _as_tuple(models_root)
-        key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew)
+        key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew, ep, float(moe_skew))
         with _LOCK:
             shared = _LOADED.get(key)
         if shared is None:
             arch = load_arch(model, models_roots)
             hw = load_hardware(hardware)
-            tp_dir = bundle_dir(hardware, model, variant, tp, perf_roots)
-            state = CostModelState(arch, hw, backend, tp, decode_skew, read_bundle(tp_dir), tp_dir)
+            if backend == "roofline":
+                source = hardware_path(hardware)
+                raw = {"hardware.yaml": resolve_hardware_doc(hardware)}
+            else:
+                source = bundle_dir(hardware, model, variant, tp, perf_roots)
+                raw = read_bundle(source)
+            state = CostModelState(arch, hw, backend, tp, decode_skew, raw, source, ep, float(moe_skew))
             shared = (state, state.build_backend())
             with _LOCK:
                 _LOADED.setdefault(key, shared)

@@ -32,10 +32,11 @@ the all-reduces from the hardware spec):
   attention           one varlen causal attention call per layer over a batch of one prefill chunk
                       (`prefill_chunk` new tokens after `kv_prefill` cached ones) plus `n_decode`
                       decodes each attending to `kv_decode` tokens; GQA; causal mask aligned
-                      bottom-right. CUDA + bf16/fp16: PyTorch's built-in FlashAttention-2 varlen
-                      kernel (torch.ops.aten._flash_attention_forward, what
-                      torch.nn.attention.varlen.varlen_attn calls). Otherwise (CPU, fp32, or the
-                      kernel missing) the fallback is F.scaled_dot_product_attention with one call
+                      bottom-right. CUDA + bf16/fp16 (`--attention auto`): PyTorch's built-in
+                      FlashAttention-2 varlen kernel (torch.ops.aten._flash_attention_forward, what
+                      torch.nn.attention.varlen.varlen_attn calls), else the flash-attn package's
+                      flash_attn_varlen_func if installed. Otherwise (CPU, fp32, neither kernel
+                      usable) the fallback is F.scaled_dot_product_attention with one call
                       per uniform group — the prefill with an explicit bottom-right causal mask,
                       the decodes as one [n, H, 1, D] batch (no padding needed: the grid's decodes
                       share one length) — timed together as one op. K/V are rotated among copies
@@ -129,6 +130,16 @@ class Arch:
         }[op]
 
 
+def hardware_name(device: str) -> str:
+    """A catalogue-style name for a CUDA device name (`--hardware auto`)."""
+    known = (("H200", "H200-SXM-141GB"), ("H100 80GB HBM3", "H100-SXM-80GB"), ("A100-SXM4-80GB", "A100-SXM-80GB"),
+             ("B200", "B200"), ("L40S", "L40S"), ("RTX 4090", "RTX4090"), ("RTX PRO 6000", "RTXPRO6000"))
+    for key, name in known:
+        if key in device:
+            return name
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in device.replace("NVIDIA ", "")).strip("-")
+
+
 def model_name(config_path: str, cfg: dict) -> str:
     parts = os.path.normpath(os.path.abspath(config_path)).split(os.sep)
     stem = parts[-1][:-5] if parts[-1].endswith(".json") else parts[-1]
@@ -201,7 +212,7 @@ class Timer:
 
     def _pick_n(self, one_ms: float, min_n: int) -> int:
         n = int(math.ceil(self.target_ms / max(one_ms, 1e-4)))
-        return max(min(n, self.max_n), min_n, 3 if self.cuda else 1)
+        return max(min(n, self.max_n), min(min_n, self.max_n), 3 if self.cuda else 1)
 
     def _cpu(self, fn, min_n: int) -> float:
         fn(0)
@@ -253,12 +264,14 @@ class Timer:
 class Ops:
     """Builders of `fn(i)` closures for every op at a given size."""
 
-    def __init__(self, torch, arch: Arch, device: str, dtype, rotate_bytes: int, sampler_top_k: int):
+    def __init__(self, torch, arch: Arch, device: str, dtype, rotate_bytes: int, sampler_top_k: int,
+                 max_copies: int):
         import torch.nn.functional as F
         self.torch, self.F, self.a = torch, F, arch
         self.dev, self.dt = device, dtype
         self.esize = torch.tensor([], dtype=dtype).element_size()
         self.rotate_bytes = rotate_bytes
+        self.max_copies = max_copies
         self.top_k = sampler_top_k
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(0)
@@ -277,7 +290,7 @@ class Ops:
         return t.normal_(0.0, 0.5, generator=self.gen)
 
     def copies(self, nbytes: int) -> int:
-        return max(1, -(-self.rotate_bytes // max(1, nbytes)))
+        return max(1, min(self.max_copies, -(-self.rotate_bytes // max(1, nbytes))))
 
     def weights(self, op: str):
         """[c, K, N] rotated copies of one GEMM weight (cached while that op is measured)."""
@@ -336,15 +349,12 @@ class Ops:
     def dense_fn(self, op: str, T: int, impl: str = "eager"):
         a, torch, F = self.a, self.torch, self.F
         if op in GEMMS:
-            w = self.weights(op)
-            x = self.randn(T, w.shape[1])
-            y = torch.empty(T, w.shape[2], device=self.dev, dtype=self.dt)
-            c = w.shape[0]
-            return (lambda i: torch.matmul(x, w[i % c], out=y)), c
+            return self.gemm_fn(op, T)
         if op == "embedding":
-            table = self._emb = getattr(self, "_emb", None)
-            if table is None:
-                table = self._emb = self.randn(a.vocab_shard, a.hidden)
+            if "embedding" not in self._weights:
+                self._weights.clear()
+                self._weights["embedding"] = self.randn(a.vocab_shard, a.hidden)
+            table = self._weights["embedding"]
             ids = torch.randint(0, a.vocab_shard, (T,), device=self.dev, generator=self.gen)
             return (lambda i: F.embedding(ids, table)), 1
         k = self.kernel(op, impl)
@@ -363,10 +373,7 @@ class Ops:
             return (lambda i: k(x)), 1
         raise KeyError(op)
 
-    def lm_head_fn(self, S: int):
-        return self.dense_fn_gemm("lm_head", S)
-
-    def dense_fn_gemm(self, op: str, T: int):
+    def gemm_fn(self, op: str, T: int):
         w = self.weights(op)
         x = self.randn(T, w.shape[1])
         y = self.torch.empty(T, w.shape[2], device=self.dev, dtype=self.dt)
@@ -381,7 +388,7 @@ class Ops:
         top_k = self.top_k
 
         def fn(i):
-            x = logits.float().div_(temp)
+            x = logits.to(torch.float32, copy=True).div_(temp)
             probs = torch.softmax(x, dim=-1)
             greedy = x.argmax(dim=-1)
             sampled = probs.div_(noise).argmax(dim=-1)
@@ -391,17 +398,25 @@ class Ops:
         return fn, 1
 
     # --- attention
-    def flash_available(self) -> bool:
-        if self.dev != "cuda" or self.dt == self.torch.float32:
-            return False
-        try:
-            fn, _ = self._flash_fn(8, 4, 2, 16)
-            fn(0)
-            self.torch.cuda.synchronize()
-            return True
-        except Exception as exc:  # noqa: BLE001 - any failure means: use the SDPA fallback
-            print(f"flash varlen unavailable ({type(exc).__name__}: {exc}); using SDPA fallback", file=sys.stderr)
-            return False
+    def pick_attention(self, choice: str) -> str:
+        """'aten' (PyTorch's built-in FlashAttention-2 varlen), 'flash_attn' (the flash-attn package's
+        varlen kernel) or 'sdpa' (fallback): the first of `choice` (auto: that order) that runs."""
+        order = ("aten", "flash_attn", "sdpa") if choice == "auto" else (choice,)
+        for impl in order:
+            if impl == "sdpa":
+                return impl
+            if self.dev != "cuda" or self.dt == self.torch.float32:
+                continue
+            try:
+                fn, _ = self.attention_fn((8, 4, 2, 16), impl)
+                fn(0)
+                self.torch.cuda.synchronize()
+                return impl
+            except Exception as exc:  # noqa: BLE001 - any failure means: try the next one
+                print(f"attention {impl} unavailable ({type(exc).__name__}: {exc})", file=sys.stderr)
+        if choice != "auto":
+            raise SystemExit(f"--attention {choice}: not usable here")
+        return "sdpa"
 
     def _kv_buffers(self, total_k: int):
         a = self.a
@@ -411,7 +426,7 @@ class Ops:
         v = self.randn(c * total_k, a.kv_heads, a.head_dim)
         return k, v, c
 
-    def _flash_fn(self, pc: int, kp: int, nd: int, kvd: int):
+    def _flash_fn(self, pc: int, kp: int, nd: int, kvd: int, package: bool = False):
         torch, a = self.torch, self.a
         lens = ([(pc, kp + pc)] if pc else []) + [(1, kvd)] * nd
         cu_q = torch.tensor([0] + [sum(q for q, _ in lens[:i + 1]) for i in range(len(lens))],
@@ -423,6 +438,14 @@ class Ops:
         q = self.randn(tq, a.heads, a.head_dim)
         kbuf, vbuf, c = self._kv_buffers(tk)
         scale = a.head_dim ** -0.5
+        if package:
+            from flash_attn import flash_attn_varlen_func
+
+            def fn(i):
+                j = (i % c) * tk
+                return flash_attn_varlen_func(q, kbuf[j:j + tk], vbuf[j:j + tk], cu_q, cu_k, mq, mk,
+                                              softmax_scale=scale, causal=True)
+            return fn, c
         op = torch.ops.aten._flash_attention_forward
 
         def fn(i):
@@ -461,8 +484,10 @@ class Ops:
                     F.scaled_dot_product_attention(q, expand(k[j]), expand(v[j]), attn_mask=mask)
         return fn, c
 
-    def attention_fn(self, point, flash: bool):
-        return (self._flash_fn if flash else self._sdpa_fn)(*point)
+    def attention_fn(self, point, impl: str):
+        if impl == "sdpa":
+            return self._sdpa_fn(*point)
+        return self._flash_fn(*point, package=impl == "flash_attn")
 
 
 # ---------------------------------------------------------------------------------------- output
@@ -547,7 +572,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="HF config.json of the model")
     p.add_argument("--model", help="bundle model name org/name (default: from the --config path)")
-    p.add_argument("--hardware", required=True, help="hardware name, the bundle's top folder (e.g. H100-SXM-80GB)")
+    p.add_argument("--hardware", required=True,
+                   help="hardware name, the bundle's top folder (e.g. H100-SXM-80GB); auto: from the device name")
     p.add_argument("--out", default="configs/perf", help="perf root to write under")
     p.add_argument("--tp", type=int, default=1)
     p.add_argument("--grid", choices=("tiny", "small", "full"), default="small")
@@ -558,6 +584,8 @@ def parse_args(argv):
     p.add_argument("--max-tokens", type=int, help="cap the token grid and prefill chunks")
     p.add_argument("--max-seqs", type=int, help="cap the sequence grid")
     p.add_argument("--max-kv", type=int, help="cap kv_decode and kv_prefill + chunk")
+    p.add_argument("--attention", choices=("auto", "aten", "flash_attn", "sdpa"), default="auto",
+                   help="attention kernel (auto: PyTorch's flash varlen, else flash-attn's, else SDPA)")
     p.add_argument("--fuse", choices=("auto", "compile", "eager"), default="auto",
                    help="also measure torch.compile'd elementwise ops (auto: on CUDA if triton imports)")
     p.add_argument("--rotate-mib", type=float, help="total size of rotated weight/KV copies (default 256 on CUDA, 0 on CPU)")
@@ -608,7 +636,7 @@ def main(argv=None) -> int:
     rotate = int((args.rotate_mib if args.rotate_mib is not None else (256 if cuda else 0)) * MiB)
     timer = Timer(torch, device, args.repeats or (7 if cuda else 5), args.target_ms or (2.0 if cuda else 1.0),
                   args.max_n)
-    ops = Ops(torch, arch, device, dtype, rotate, args.sampler_top_k)
+    ops = Ops(torch, arch, device, dtype, rotate, args.sampler_top_k, args.max_n)
 
     tokens = [t for t in token_grid(args.grid) if not args.max_tokens or t <= args.max_tokens]
     seqs = [s for s in seq_grid(args.grid) if not args.max_seqs or s <= args.max_seqs]
@@ -616,7 +644,9 @@ def main(argv=None) -> int:
                if (not args.max_tokens or p[0] <= args.max_tokens)
                and (not args.max_kv or (p[3] <= args.max_kv and p[0] + p[1] <= args.max_kv))]
 
-    variant_dir = os.path.join(args.out, args.hardware, *model.split("/"), variant)
+    gpu = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
+    hardware = args.hardware if args.hardware != "auto" else hardware_name(gpu if cuda else "CPU")
+    variant_dir = os.path.join(args.out, hardware, *model.split("/"), variant)
     tp_dir = os.path.join(variant_dir, f"tp{args.tp}")
     os.makedirs(tp_dir, exist_ok=True)
     paths = {n: os.path.join(tp_dir, n) for n in ("dense.csv", "per_sequence.csv", "attention.csv", "profile_raw.csv")}
@@ -624,22 +654,23 @@ def main(argv=None) -> int:
     seq_rows = [r for r in read_rows(paths["per_sequence.csv"], ("layer", "sequences")) if r[0] not in subset]
     att_rows = [] if "attention" in subset else read_rows(paths["attention.csv"], ATT_COLS)
     raw: list = []          # (op, impl, key, us)
+    failed: list = []       # ops whose compiled variant failed
     best: dict = {}         # (op, key) -> us
-    wins: dict = {}         # op -> {"eager": n, "compile": n}
+    wins: dict = {}         # op -> points where the compiled kernel was faster
 
-    gpu = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
     cuda_ver = f"CUDA {torch.version.cuda}" if cuda else "CPU"
-    flash = "attention" in subset and ops.flash_available()
-    att_impl = ("torch.ops.aten._flash_attention_forward (FlashAttention-2 varlen, built into PyTorch)" if flash
-                else "F.scaled_dot_product_attention, one call per uniform group (fallback)")
+    att_choice = ops.pick_attention(args.attention) if "attention" in subset else "sdpa"
+    att_impl = {"aten": "torch.ops.aten._flash_attention_forward (FlashAttention-2 varlen, built into PyTorch)",
+                "flash_attn": "flash_attn.flash_attn_varlen_func (flash-attn package)",
+                "sdpa": "F.scaled_dot_product_attention, one call per uniform group (fallback)"}[att_choice]
     print(f"profiling {model} tp{args.tp} {args.dtype} on {gpu} (torch {torch.__version__}, {cuda_ver}); "
           f"grid {args.grid}: {len(tokens)} T, {len(seqs)} S, {len(att_pts)} attention points; "
-          f"attention: {'flash varlen' if flash else 'SDPA fallback'}; fuse: {fuse}", flush=True)
+          f"attention: {att_choice}; fuse: {fuse}", flush=True)
 
     def meta(status: str) -> dict:
         degrees = sorted(existing_tp_degrees(os.path.join(variant_dir, "meta.yaml")) | {args.tp})
         return {
-            "hardware": args.hardware,
+            "hardware": hardware,
             "gpu": gpu,
             "model": model,
             "variant": variant,
@@ -654,7 +685,9 @@ def main(argv=None) -> int:
                 "layers_subset": ",".join(sorted(subset)),
                 "attention": att_impl,
                 "fuse": fuse,
-                "fused_picked": json.dumps(wins, sort_keys=True),
+                "fused_picked": ", ".join(f"{op} {wins.get(op, 0)}/{len(tokens)}" for op in ELEMENTWISE
+                                          if op in subset) if fuse == "compile" else "none",
+                "fused_failed": ",".join(failed) or "none",
                 "rotate_mib": rotate / MiB,
                 "repeats": timer.repeats,
                 "target_ms": timer.target_ms,
@@ -695,11 +728,18 @@ def main(argv=None) -> int:
     def record(op, impl, key, us):
         raw.append((op, impl, key, us))
         if (op, key) not in best or us < best[(op, key)]:
-            if (op, key) in best:
-                wins.setdefault(op, {}).setdefault(impl, 0)
-                wins[op][impl] += 1
+            if impl != "eager":
+                wins[op] = wins.get(op, 0) + 1
             best[(op, key)] = us
 
+    if cuda:  # bring the clocks up before the first measurement
+        a = torch.randn(4096, 4096, device=device, dtype=dtype)
+        t0 = time.time()
+        while time.time() - t0 < 1.0:
+            for _ in range(20):
+                a @ a
+            torch.cuda.synchronize()
+        del a
     # 1. dense ops (eager)
     for op in DENSE_OPS:
         if op not in subset:
@@ -718,7 +758,7 @@ def main(argv=None) -> int:
             continue
         t0 = time.time()
         for S in seqs:
-            fn, c = ops.lm_head_fn(S) if op == "lm_head" else ops.sampler_fn(S)
+            fn, c = ops.gemm_fn("lm_head", S) if op == "lm_head" else ops.sampler_fn(S)
             record(op, "eager", S, timer.measure(fn, min_n=c))
         ops.release()
         print(f"  {op:16s} {len(seqs)} points {time.time() - t0:6.1f}s", flush=True)
@@ -727,9 +767,9 @@ def main(argv=None) -> int:
     if "attention" in subset:
         t0 = time.time()
         for p in att_pts:
-            fn, c = ops.attention_fn(p, flash)
+            fn, c = ops.attention_fn(p, att_choice)
             us = timer.measure(fn, min_n=c)
-            raw.append(("attention", "flash" if flash else "sdpa", p, us))
+            raw.append(("attention", att_choice, p, us))
             att_rows.append(p + (us,))
             del fn
             ops.release()
@@ -751,8 +791,9 @@ def main(argv=None) -> int:
                     record(op, "compile", T, timer.measure(fn, min_n=c))
             except Exception as exc:  # noqa: BLE001 - keep eager values
                 print(f"  {op}: compiled variant failed ({type(exc).__name__}: {exc}); eager kept", file=sys.stderr)
-                wins.setdefault(op, {})["failed"] = 1
-            print(f"  {op:16s} compiled {time.time() - t0:6.1f}s  picked {wins.get(op, {})}", flush=True)
+                failed.append(op)
+            print(f"  {op:16s} compiled {time.time() - t0:6.1f}s  faster at {wins.get(op, 0)}/{len(tokens)} T",
+                  flush=True)
             flush("partial")
     flush(status)
     print(f"wrote {tp_dir} in {time.time() - t_start:.1f}s", flush=True)
