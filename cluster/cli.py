@@ -28,7 +28,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="simulate one cluster config on one workload")
     run.add_argument("--cluster", required=True, help="fleetsim YAML or LLMServingSim cluster JSON")
-    run.add_argument("--workload", required=True, help="LLMServingSim workload JSONL")
+    run.add_argument("--workload", required=True,
+                     help="LLMServingSim workload JSONL, Azure trace CSV or Mooncake trace JSONL")
+    run.add_argument("--time-scale", type=float, default=1.0,
+                     help="multiply trace inter-arrival times (Azure/Mooncake; < 1 = more load)")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--num-requests", type=int, help="use only the first N requests")
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
@@ -86,7 +89,7 @@ def cmd_run(args) -> int:
     import dataclasses
     from cluster.fleet import run_fleet
     from cluster.report import summary_table
-    from cluster.workload import load_llmservingsim_jsonl
+    from cluster.workload import load_workload
 
     config = config_from_args(args)
     if args.seed is not None:
@@ -95,7 +98,7 @@ def cmd_run(args) -> int:
         config = dataclasses.replace(config, seed=args.seed)
     config = config.with_fleet_overrides(instances=args.instances, policy=args.router,
                                          sync_interval_ms=args.sync_interval_ms)
-    workload = load_llmservingsim_jsonl(args.workload, args.num_requests)
+    workload = load_workload(args.workload, args.num_requests, args.time_scale)
     options = {k: v for k, v in (("actors", args.actors), ("instances_per_actor", args.instances_per_actor),
                                  ("ray_address", args.ray_address)) if v is not None}
     if options and args.backend != "ray":

@@ -1,4 +1,5 @@
-"""Workload loading: LLMServingSim JSONL (flat requests and sessions).
+"""Workload loading: LLMServingSim JSONL (flat requests and sessions), Azure LLM inference CSV,
+Mooncake JSONL (`load_workload` picks by content).
 
 Flat line: `input_toks`, `output_toks` (tokens generated, the first included),
 `arrival_time_ns`, optional `input_tok_ids`, `output_tok_ids`.
@@ -111,3 +112,100 @@ def load_llmservingsim_jsonl(path: str, num_requests: int | None = None) -> Work
         raise InputError(f"{path}: no requests")
     initial.sort(key=lambda r: (r.arrival_ns, r.rid))
     return Workload(initial, rid, path)
+
+
+def _open_text(path: str):
+    try:
+        return open(path, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read workload: {exc.strerror}") from None
+
+
+def _azure_ns(stamp: str, where: str) -> int:
+    """'2023-11-16 18:15:46.6805900' → ns since the epoch (integer arithmetic, any fraction length)."""
+    import datetime
+    try:
+        whole, _, frac = stamp.strip().partition(".")
+        base = datetime.datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        frac_ns = int((frac + "000000000")[:9]) if frac else 0
+    except ValueError:
+        raise InputError(f"{where}: field 'TIMESTAMP' must look like 2023-11-16 18:15:46.6805900, got {stamp!r}") from None
+    return int(base.timestamp()) * 1_000_000_000 + frac_ns
+
+
+def _finish(reqs: list, path: str, time_scale: float) -> Workload:
+    if not reqs:
+        raise InputError(f"{path}: no requests")
+    if time_scale <= 0:
+        raise InputError(f"--time-scale must be > 0, got {time_scale}")
+    t0 = min(r.arrival_ns for r in reqs)
+    for r in reqs:
+        r.arrival_ns = round((r.arrival_ns - t0) * time_scale)
+    reqs.sort(key=lambda r: (r.arrival_ns, r.rid))
+    return Workload(reqs, len(reqs), path)
+
+
+def load_azure_csv(path: str, num_requests: int | None = None, time_scale: float = 1.0) -> Workload:
+    """Azure LLM inference trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`); arrivals are
+    relative to the first request and multiplied by `time_scale` (< 1 compresses = more load).
+    Rows with 0 generated tokens are kept with 1 (every request produces its first token)."""
+    import csv
+    reqs = []
+    with _open_text(path) as fh:
+        reader = csv.DictReader(fh)
+        missing = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for lineno, row in enumerate(reader, 2):
+            if num_requests is not None and len(reqs) >= num_requests:
+                break
+            where = f"{path}:{lineno}"
+            try:
+                inp, out = int(row["ContextTokens"]), int(row["GeneratedTokens"])
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: ContextTokens and GeneratedTokens must be integers") from None
+            if inp < 1 or out < 0:
+                raise InputError(f"{where}: ContextTokens must be >= 1 and GeneratedTokens >= 0")
+            reqs.append(Request(len(reqs), _azure_ns(row["TIMESTAMP"], where), inp, max(1, out)))
+    return _finish(reqs, path, time_scale)
+
+
+def load_mooncake_jsonl(path: str, num_requests: int | None = None, time_scale: float = 1.0) -> Workload:
+    """Mooncake FAST'25 trace (`timestamp` ms, `input_length`, `output_length`, `hash_ids` of
+    512-token prompt blocks): block hash ids drive prefix caching across requests."""
+    reqs = []
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if num_requests is not None and len(reqs) >= num_requests:
+                break
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+            ts = doc.get("timestamp")
+            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0:
+                raise InputError(f"{where}: field 'timestamp' must be a number of ms >= 0, got {ts!r}")
+            inp = _nonneg_int(doc, "input_length", where, positive=True)
+            out = _nonneg_int(doc, "output_length", where, positive=True)
+            ids = doc.get("hash_ids") or []
+            if not isinstance(ids, list) or not all(isinstance(h, int) for h in ids):
+                raise InputError(f"{where}: field 'hash_ids' must be a list of integers")
+            reqs.append(Request(len(reqs), round(ts * 1_000_000), inp, out, hash_ids=ids, hash_block=512))
+    return _finish(reqs, path, time_scale)
+
+
+def load_workload(path: str, num_requests: int | None = None, time_scale: float = 1.0) -> Workload:
+    """Any supported workload, by content: Azure CSV (`.csv`), Mooncake JSONL (lines with
+    `hash_ids`/`input_length`), else LLMServingSim JSONL (`time_scale` applies to the traces)."""
+    if path.endswith(".csv"):
+        return load_azure_csv(path, num_requests, time_scale)
+    with _open_text(path) as fh:
+        first = next((line for line in fh if line.strip()), "")
+    if '"input_length"' in first:
+        return load_mooncake_jsonl(path, num_requests, time_scale)
+    if time_scale != 1.0:
+        raise InputError(f"{path}: --time-scale applies to Azure and Mooncake traces only")
+    return load_llmservingsim_jsonl(path, num_requests)

@@ -5,11 +5,11 @@ attention.csv: the 4-D grid incl. mixed batches) are predicted one by one with
 `RooflineBackend` primitives, and each parameter group is fitted by least squares on log-time:
 
 - `gemm` (c_max, m_half, e_mem, launch_us) on qkv_proj, o_proj, gate_up_proj, down_proj, lm_head;
-- `attention` (c_max, cta_keys, e_mem, launch_us, mixed_gqa) on the attention rows;
+- `attention` (c_max, cta_keys, e_mem, launch_us; block_q tried at 64 and 128) on the attention rows;
 - `elementwise.<op>` (e_mem, launch_us, l2_gain) on each elementwise op's rows.
 
 The groups do not share rows, so they are fitted separately: a coarse grid (each parameter at
-×0.5, ×1, ×2 of its start, or a few fixed values for mixed_gqa) then Nelder–Mead in transformed
+×0.5, ×1, ×2 of its start) then Nelder–Mead in transformed
 space (log for positive parameters, clipped to ≤ 1 for efficiencies), with restarts. numpy only.
 
 Errors are |pred/measured − 1|; the summary statistics leave out the rows the bundle marks as
@@ -30,11 +30,10 @@ from costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend, unflatten
 GEMM_TABLE_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head")
 ESTIMATED_OPS = ("embedding", "sampler")
 BOUNDED = ("c_max", "e_mem")          # efficiencies: (0, 1]
-LINEAR = ("mixed_gqa",)               # may be 0
+CHOICES = {"attention": {"attention.block_q": (64, 128)}}    # discrete parameters: tried one by one
 GROUPS = {
     "gemm": ("gemm.c_max", "gemm.m_half", "gemm.e_mem", "gemm.launch_us"),
-    "attention": ("attention.c_max", "attention.cta_keys", "attention.e_mem", "attention.launch_us",
-                  "attention.mixed_gqa"),
+    "attention": ("attention.c_max", "attention.cta_keys", "attention.e_mem", "attention.launch_us"),
 }
 
 
@@ -44,6 +43,14 @@ class Row:
     op: str
     key: tuple
     ns: float
+
+    @property
+    def kind(self) -> str:
+        """The row's kind for weighting: attention rows split into decode / prefill / mixed."""
+        if self.op != "attention":
+            return self.op
+        pc, _, nd, _ = self.key
+        return "attention.mixed" if pc and nd else ("attention.prefill" if pc else "attention.decode")
 
     @property
     def group(self) -> str:
@@ -76,7 +83,7 @@ def predict_row(backend: RooflineBackend, row: Row) -> float:
     """Roofline time of one row, ns (float, unrounded)."""
     if row.op == "attention":
         pc, kp, nd, kd = row.key
-        return backend.attention_s(((pc, kp),) if pc else (), nd, nd * kd) * 1e9
+        return backend.attention_s(((pc, kp),) if pc else (), nd, nd * kd, kd) * 1e9
     return backend.op_s(row.op, row.key[0]) * 1e9
 
 
@@ -135,32 +142,33 @@ def _nelder_mead(f, x0: np.ndarray, step: float = 0.3, iters: int = 400, tol: fl
 
 
 def _to_value(name: str, u: float) -> float:
-    if name.endswith(LINEAR):
-        return max(0.0, float(u))
     v = math.exp(u)
     return min(v, 1.0) if name.endswith(BOUNDED) else v
 
 
 def _to_u(name: str, v: float) -> float:
-    if name.endswith(LINEAR):
-        return float(v)
     return math.log(max(float(v), 1e-6))
 
 
 def fit_group(backend: RooflineBackend, rows: list[Row], names: tuple[str, ...]) -> float:
-    """Fit `names` of `backend.eff` in place on `rows`; returns the final mean squared log error."""
+    """Fit `names` of `backend.eff` in place on `rows`; returns the final weighted mean squared log
+    error. Each kind of row (an op; attention: decode / prefill / mixed) weighs the same in total,
+    so a bundle's 19k mixed-batch attention points do not drown its pure decodes and prefills."""
     meas = np.log(np.array([r.ns for r in rows]))
+    kinds = [r.kind for r in rows]
+    counts = {k: kinds.count(k) for k in set(kinds)}
+    weight = np.array([1.0 / counts[k] for k in kinds])
+    weight /= weight.sum()
 
     def loss(u):
         for name, x in zip(names, u):
             backend.eff[name] = _to_value(name, x)
         pred = predict(backend, rows)
-        return float(np.mean((np.log(np.maximum(pred, 1e-3)) - meas) ** 2))
+        return float(np.sum(weight * (np.log(np.maximum(pred, 1e-3)) - meas) ** 2))
 
     u0 = np.array([_to_u(n, backend.eff[n]) for n in names])
     # coarse grid around the start
-    axes = [(-0.0, 0.5, 1.0) if n.endswith(LINEAR) else (u0[i] - math.log(2), u0[i], u0[i] + math.log(2))
-            for i, n in enumerate(names)]
+    axes = [(u - math.log(2), u, u + math.log(2)) for u in u0]
     grid = np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(names), -1).T
     best = min(grid, key=loss)
     value = loss(best)
@@ -179,7 +187,22 @@ def calibrate(backend: RooflineBackend, rows: list[Row]) -> dict:
             names = (f"{group}.e_mem", f"{group}.launch_us", f"{group}.l2_gain")
             for n in names:
                 backend.eff.setdefault(n, backend.eff[f"elementwise.{n.rsplit('.', 1)[1]}"])
-        fit_group(backend, [r for r in rows if r.group == group], names)
+        grp = [r for r in rows if r.group == group]
+        choices = CHOICES.get(group, {})
+        if not choices:
+            fit_group(backend, grp, names)
+            continue
+        (cname, options), = choices.items()
+        start = {n: backend.eff[n] for n in names}
+        best = None
+        for option in options:
+            backend.eff.update(start)
+            backend.eff[cname] = option
+            value = fit_group(backend, grp, names)
+            if best is None or value < best[0]:
+                best = (value, option, {n: backend.eff[n] for n in names})
+        backend.eff[cname] = best[1]
+        backend.eff.update(best[2])
     return fitted_efficiency(backend)
 
 

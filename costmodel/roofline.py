@@ -7,16 +7,19 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
   (K·N + M·K + M·N)·dtype / (bw · e_mem) (weights read once per step + activations).
 - attention, prefill chunks: FlashAttention's tile model. Each chunk of c new tokens with k cached
   tokens runs heads · ⌈c/Bq⌉ CTAs; query block i reads k + min((i+1)·Bq, c) keys (causal), plus a
-  fixed per-CTA cost of `cta_keys` keys. The CTAs run in ⌈CTAs / sm_count⌉ waves at
+  fixed per-CTA cost of `cta_keys` keys. The CTAs run in ⌈CTAs / sm_count⌉ waves (at least as
+  long as the longest CTA) at
   4·Bq·head_dim FLOPs per key on one SM at (peak / sm_count)·c_max. This is the
   2·2·heads·hd·c·(k + c/2) FLOPs of causal attention, quantised to tiles and waves (a small
   chunk over a long context is latency-bound on a few SMs, as measured). Memory term: Q, O and the
   K/V of k + c tokens.
-- attention, decodes: memory-bound, (ctx + 1) · kv_bytes_per_token_per_layer per sequence at
-  bw · e_mem. In a step that also has a prefill chunk, the decodes go through the varlen prefill
-  kernel without GQA packing: their KV bytes are multiplied by (heads / kv_heads) ** mixed_gqa
-  (1 for the measured FlashAttention-2 varlen kernel, 0 for an ideal mixed kernel). The parts
-  of a mixed batch are summed; one launch per layer.
+- attention, decodes: memory-bound (split-KV decode kernel), (ctx + 1) · kv_bytes_per_token_per_layer
+  per sequence at bw · e_mem. In a step that also has a prefill chunk the decodes run inside the
+  varlen prefill kernel as 1-token chunks (one CTA per sequence and head over its whole context,
+  no split-KV), i.e. they join the tile/wave model; this is what makes mixed steps much slower
+  than the sum of their parts on FlashAttention-2 varlen (measured on H100 and RTX PRO 6000).
+  `mixed_decode_tiles: 0` prices them with the decode kernel instead (sum of the parts). One
+  launch per layer.
 - elementwise ops (memory-bound): layernorm (fused residual add + RMSNorm, 4·T·h bytes, ×2 per
   layer), rotary_emb (q and k read + written), act_fn (SiLU·mul: 3·T·I), embedding (2·T·h),
   final_layernorm (2·T·h), sampler (fp32 logits read twice, 2·S·vocab·4), each with its own
@@ -59,7 +62,7 @@ DEFAULT_SM_COUNT = 132
 DEFAULT_EFFICIENCY = {
     "gemm": {"c_max": 0.75, "m_half": 64.0, "e_mem": 0.85, "launch_us": 4.0},
     "attention": {"c_max": 0.45, "cta_keys": 256.0, "block_q": 128, "e_mem": 0.75, "launch_us": 6.0,
-                  "mixed_gqa": 0.0},
+                  "mixed_decode_tiles": 1},
     "elementwise": {"e_mem": 0.7, "launch_us": 3.0, "l2_gain": 1.0},
 }
 ELEMENTWISE_OPS = ("embedding", "layernorm", "rotary_emb", "act_fn", "final_layernorm", "sampler")
@@ -226,48 +229,57 @@ class RooflineBackend:
         raise KeyError(op)
 
     # ---- attention --------------------------------------------------------------------------
-    def attention_parts_s(self, prefills, decodes: int, decode_ctx_sum: int) -> tuple[float, float]:
-        """(prefill part, decode part) of one layer's attention, seconds, without the launch."""
+    def attention_parts_s(self, prefills, decodes: int, decode_ctx_sum: int,
+                          decode_ctx_max: int | None = None) -> tuple[float, float]:
+        """(varlen / prefill part, split-KV decode part) of one layer's attention, seconds, no launch.
+
+        With a prefill in the step (and `attention.mixed_decode_tiles` on), the decodes run inside
+        the varlen prefill kernel as 1-token chunks: one CTA per (sequence, head) over its whole
+        context, no split-KV, so they join the tile/wave model instead of the decode kernel."""
         hd, heads, dt = self.hd, self.heads, self.dt
-        pre = 0.0
+        pre = dec = 0.0
+        tiled_decodes = decodes if (prefills and self.p("attention.mixed_decode_tiles") >= 0.5) else 0
         if prefills:
             bq = int(self.p("attention.block_q"))
             extra = self.p("attention.cta_keys")
-            ctas = 0
-            key_work = 0.0
+            ctas = tiled_decodes
+            key_work = decode_ctx_sum + tiled_decodes * (1 + extra) if tiled_decodes else 0.0
+            longest = 0.0
+            if tiled_decodes:
+                longest = (decode_ctx_max if decode_ctx_max is not None else decode_ctx_sum / decodes) + 1 + extra
             nbytes = 0.0
             for c, k in prefills:
                 nb = -(-c // bq)
                 ctas += nb
                 key_work += nb * (k + extra) + bq * nb * (nb - 1) / 2 + c
+                longest = max(longest, k + c + extra)
                 nbytes += 2.0 * c * heads * hd * dt + (k + c) * self.kv_token_layer
+            if tiled_decodes:
+                nbytes += (decode_ctx_sum + decodes) * self.kv_token_layer + 2.0 * decodes * heads * hd * dt
             ctas *= heads
             key_work *= heads
             per_key = 4.0 * bq * hd / (self.peak / self.sm_count * self.p("attention.c_max"))
             waves = -(-ctas // self.sm_count)
-            compute = waves * key_work / ctas * per_key
+            compute = max(waves * key_work / ctas, longest) * per_key
             pre = max(compute, nbytes / (self.bw * self.p("attention.e_mem")))
-        dec = 0.0
-        if decodes:
+        if decodes and not tiled_decodes:
             keys = decode_ctx_sum + decodes
-            nbytes = keys * self.kv_token_layer + 4.0 * decodes * heads * hd * dt
-            if prefills:
-                nbytes *= self.gqa ** self.p("attention.mixed_gqa")
+            nbytes = keys * self.kv_token_layer + 2.0 * decodes * heads * hd * dt
             flops = 4.0 * heads * hd * keys
             dec = max(nbytes / (self.bw * self.p("attention.e_mem")),
                       flops / (self.peak * self.p("attention.c_max")))
         return pre, dec
 
-    def attention_s(self, prefills, decodes: int, decode_ctx_sum: int) -> float:
+    def attention_s(self, prefills, decodes: int, decode_ctx_sum: int, decode_ctx_max: int | None = None) -> float:
         if not prefills and not decodes:
             return 0.0
-        pre, dec = self.attention_parts_s(prefills, decodes, decode_ctx_sum)
+        pre, dec = self.attention_parts_s(prefills, decodes, decode_ctx_sum, decode_ctx_max)
         return self.p("attention.launch_us") * 1e-6 + pre + dec
 
     def attention_ns(self, b: BatchShape) -> int:
         if not b.prefills and not b.decodes:
             return 0
-        return _ns(self.attention_s(b.prefills, b.decodes, b.decode_ctx_sum))
+        return _ns(self.attention_s(b.prefills, b.decodes, b.decode_ctx_sum, b.decode_ctx_max))
 
     # ---- MoE -------------------------------------------------------------------------------------
     def _routing_popularity(self) -> np.ndarray:

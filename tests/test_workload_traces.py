@@ -1,0 +1,66 @@
+"""Azure and Mooncake trace loaders: arrivals, lengths, hash ids, scaling, errors."""
+from pathlib import Path
+
+import pytest
+
+from cluster.errors import InputError
+from cluster.workload import load_azure_csv, load_mooncake_jsonl, load_workload
+
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+
+
+def test_azure_csv_arrivals_are_exact_ns_and_scaled(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                 "2023-11-16 18:15:46.6805900,374,44\n"
+                 "2023-11-16 18:15:50.9951690,396,0\n"
+                 "2023-11-16 18:15:46.6805901,10,3\n")
+    wl = load_workload(str(p))
+    got = [(r.rid, r.arrival_ns, r.prompt_len, r.output_len) for r in wl.initial]
+    assert got == [(0, 0, 374, 44), (2, 100, 10, 3), (1, 4_314_579_000, 396, 1)]
+    half = load_azure_csv(str(p), time_scale=0.5)
+    assert [r.arrival_ns for r in half.initial] == [0, 50, 2_157_289_500]
+    assert len(load_azure_csv(str(p), num_requests=2)) == 2
+
+
+def test_mooncake_hash_ids_give_prefix_hits(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"timestamp": 0, "input_length": 1100, "output_length": 5, "hash_ids": [7, 8, 9]}\n'
+                 '{"timestamp": 1500, "input_length": 1100, "output_length": 5, "hash_ids": [7, 8, 10]}\n')
+    wl = load_workload(str(p))
+    a, b = wl.initial
+    assert b.arrival_ns == 1_500_000_000
+    # 16-token blocks: the first 1024 tokens (two shared 512-blocks) hash alike, then they differ
+    assert [a.block_hash(i, 16) for i in range(64)] == [b.block_hash(i, 16) for i in range(64)]
+    assert a.block_hash(64, 16) != b.block_hash(64, 16)
+
+
+@pytest.mark.parametrize("text, field", [
+    ('{"timestamp": -1, "input_length": 5, "output_length": 1}\n', "timestamp"),
+    ('{"timestamp": 0, "input_length": 0, "output_length": 1}\n', "input_length"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": ["x"]}\n', "hash_ids"),
+])
+def test_mooncake_bad_fields(tmp_path, text, field):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"timestamp": 0, "input_length": 5, "output_length": 1}\n' + text)
+    with pytest.raises(InputError, match=f"m.jsonl:2: field '{field}'"):
+        load_mooncake_jsonl(str(p))
+
+
+def test_azure_bad_rows(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46.6,3\n")
+    with pytest.raises(InputError, match="missing column"):
+        load_azure_csv(str(p))
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,3,4\n")
+    with pytest.raises(InputError, match="a.csv:2: field 'TIMESTAMP'"):
+        load_azure_csv(str(p))
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
+def test_real_traces_load():
+    conv = load_workload(str(TRACES / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"))
+    assert len(conv) == 19366 and conv.initial[0].arrival_ns == 0
+    assert all(a.arrival_ns <= b.arrival_ns for a, b in zip(conv.initial, conv.initial[1:]))
+    moon = load_workload(str(TRACES / "mooncake-fast25" / "conversation_trace.jsonl"), num_requests=500)
+    assert len(moon) == 500 and all(r.hash_ids for r in moon.initial)
