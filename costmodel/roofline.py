@@ -7,11 +7,11 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
   (K·N + M·K + M·N)·dtype / (bw · e_mem) (weights read once per step + activations).
 - attention, prefill chunks: FlashAttention's tile model. Each chunk of c new tokens with k cached
   tokens runs heads · ⌈c/Bq⌉ CTAs; query block i reads k + min((i+1)·Bq, c) keys (causal), plus a
-  fixed per-CTA cost of `cta_keys` keys. The CTAs run in ⌈CTAs / sm_count⌉ waves (at least as
-  long as the longest CTA) at
-  4·Bq·head_dim FLOPs per key on one SM at (peak / sm_count)·c_max. This is the
-  2·2·heads·hd·c·(k + c/2) FLOPs of causal attention, quantised to tiles and waves (a small
-  chunk over a long context is latency-bound on a few SMs, as measured). Memory term: Q, O and the
+  fixed per-CTA cost of `cta_keys` keys. The CTAs run in ⌈CTAs / sm_count⌉ waves (and no faster
+  than the longest CTA) at 4·Bq·head_dim FLOPs per key on one SM at (peak / sm_count)·c_max
+  (`sm_count` from the hardware YAML). This is the 2·2·heads·hd·c·(k + c/2) FLOPs of causal
+  attention, quantised to tiles and waves (a small chunk over a long context is latency-bound on a
+  few SMs, as measured). Memory term: Q, O and the
   K/V of k + c tokens.
 - attention, decodes: memory-bound (split-KV decode kernel), (ctx + 1) · kv_bytes_per_token_per_layer
   per sequence at bw · e_mem. In a step that also has a prefill chunk the decodes run inside the
@@ -38,6 +38,8 @@ deterministic. EP (`ep` > 1) splits the experts over ep ranks (whole experts; th
 is sharded by tp // ep when tp > ep) and adds an all-to-all dispatch and combine of the T·k·hidden
 routed activations: (ep−1)·(latency + recv_bytes/(ep·bw)) on the busiest rank; with ep > 1 the
 MoE combine replaces the MLP all-reduce (one all-reduce per layer left for attention when tp > 1).
+The instance then spans max(tp, ep) GPUs; attention and the dense ops are priced at tp (replicated
+when ep > tp) and the step time is that of one rank (the busiest).
 
 Efficiency parameters live in the hardware YAML's `efficiency:` mapping (nested: `gemm`,
 `attention`, `elementwise` (+ per-op sub-mappings)); missing keys take `DEFAULT_EFFICIENCY`
@@ -66,7 +68,6 @@ DEFAULT_EFFICIENCY = {
     "elementwise": {"e_mem": 0.7, "launch_us": 3.0, "l2_gain": 1.0},
 }
 ELEMENTWISE_OPS = ("embedding", "layernorm", "rotary_emb", "act_fn", "final_layernorm", "sampler")
-GEMM_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head", "moe_router", "moe_experts")
 
 
 def flatten(eff: dict, prefix: str = "") -> dict:

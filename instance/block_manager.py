@@ -22,6 +22,7 @@ class BlockManager:
         self.free_queue: OrderedDict[int, None] = OrderedDict()
         self.ref_cnt = [0] * num_blocks
         self.block_hash: list = [None] * num_blocks
+        self.generation = [0] * num_blocks    # bumped when a freed block is reused
         self.cached: dict[int, int] = {}
 
     @property
@@ -44,10 +45,24 @@ class BlockManager:
         if not self.enable_caching:
             return []
         bs, cached = self.block_size, self.cached
+        if not req.has_identity:
+            return self._own_prefix(req)
         hits = []
         for i in range((req.num_tokens - 1) // bs):
             b = cached.get(req.block_hash(i, bs))
             if b is None:
+                break
+            hits.append(b)
+        return hits
+
+    def _own_prefix(self, req: Request) -> list[int]:
+        """Hits of a request without token identity: its own full blocks from before a preemption,
+        as long as none was reused since (what unique block hashes would find)."""
+        limit = (req.num_tokens - 1) // self.block_size
+        gen, ref = self.generation, self.ref_cnt
+        hits = []
+        for b, g in req.own_cache[:limit]:
+            if gen[b] != g or ref[b] != 0:
                 break
             hits.append(b)
         return hits
@@ -58,7 +73,7 @@ class BlockManager:
         if not hits:
             total = req.num_computed + num_new_tokens
             if total <= len(req.blocks) * bs:          # fast path: a decode inside its last block
-                if self.enable_caching and total // bs > req.num_cached_blocks:
+                if self.enable_caching and req.has_identity and total // bs > req.num_cached_blocks:
                     self._cache_full_blocks(req, min(total, req.num_tokens))
                 return True
         ref, free = self.ref_cnt, self.free_queue
@@ -86,6 +101,7 @@ class BlockManager:
                     self.next_fresh += 1
                     continue
                 b = free.popitem(last=False)[0]
+                self.generation[b] += 1
                 h = hashes[b]
                 if h is not None:
                     if cached.get(h) == b:
@@ -93,7 +109,7 @@ class BlockManager:
                     hashes[b] = None
                 ref[b] = 1
                 blocks.append(b)
-        if self.enable_caching:
+        if self.enable_caching and req.has_identity:
             self._cache_full_blocks(req, min(computed + num_new_tokens, req.num_tokens))
         return True
 
@@ -109,8 +125,12 @@ class BlockManager:
                 hashes[blocks[i]] = h
         req.num_cached_blocks = full
 
-    def free(self, req: Request) -> None:
-        """Release `req`'s blocks, tail first; hashed blocks stay cached until reused."""
+    def free(self, req: Request, preempted: bool = False) -> None:
+        """Release `req`'s blocks, tail first; hashed blocks stay cached until reused (for a
+        preempted request without token identity, its full blocks are remembered instead)."""
+        if preempted and self.enable_caching and not req.has_identity:
+            gen = self.generation
+            req.own_cache = [(b, gen[b]) for b in req.blocks[:req.num_computed // self.block_size]]
         ref, free = self.ref_cnt, self.free_queue
         for b in reversed(req.blocks):
             ref[b] -= 1

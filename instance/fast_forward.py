@@ -68,7 +68,7 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
         c = req.num_computed
         for j in range(len(req.blocks) * bs - c, k, bs):
             events.setdefault(j, []).append(req)
-        if caching:
+        if caching and req.has_identity:
             if req.num_cached_blocks < (c + 1) // bs:
                 events.setdefault(0, []).append(req)
             for j in range((-(c + 1)) % bs, k, bs):

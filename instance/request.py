@@ -8,12 +8,14 @@ class Request:
     Prefix-cache identity of its tokens comes from `token_ids` (prompt ids, then output ids when
     the workload has them) or from `hash_ids` (one id per `hash_block` prompt tokens, as in the
     Mooncake trace). Tokens with no identity get keys unique to this request, so only the request
-    itself can hit them (e.g. when recomputing after a preemption). Block hashes are chained
+    itself can hit them (e.g. when recomputing after a preemption); a request with no identity at
+    all is not hashed: the block manager remembers its blocks instead (`own_cache`), which hits
+    exactly the same blocks. Block hashes are chained
     (each covers the whole prefix) with Python's tuple-of-int hash, which is not salted and so is
     identical in every process.
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
-                 "session", "followup", "think_ns", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
+                 "session", "followup", "think_ns", "own_cache", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
                  "first_scheduled_ns", "token_times", "preemptions", "hit_tokens", "instance")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
@@ -26,6 +28,7 @@ class Request:
         self.hash_ids = hash_ids
         self.hash_block = hash_block
         self.session = session
+        self.own_cache: list = []   # (block, generation) of full blocks kept after a preemption
         self.followup = None    # next turn of the same session: arrives think_ns after this ends
         self.think_ns = 0
         self.instance = -1
@@ -43,6 +46,11 @@ class Request:
         self.token_times: list[int] = []
         self.preemptions = 0
         self.hit_tokens = 0
+
+    @property
+    def has_identity(self) -> bool:
+        """Whether its tokens have an identity other requests can share (token or hash ids)."""
+        return self.token_ids is not None or self.hash_ids is not None
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs

@@ -91,7 +91,7 @@ class Scheduler:
         return scheduled
 
     def _preempt(self, req: Request) -> None:
-        self.blocks.free(req)
+        self.blocks.free(req, preempted=True)
         req.num_computed = 0
         req.preemptions += 1
         self.preemptions += 1

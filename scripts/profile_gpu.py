@@ -43,7 +43,8 @@ the all-reduces from the hardware spec):
                       like the weights. KV-cache writes (reshape_and_cache) are not included.
 Elementwise ops (layernorm, final_layernorm, rotary_emb, act_fn) are measured eager and, with
 `--fuse compile` (default on CUDA when Triton imports), also as one torch.compile'd (Inductor /
-Triton) kernel each, closer to vLLM's fused custom kernels; the table keeps the faster of the two
+Triton) kernel each, closer to vLLM's fused custom kernels (`--compile-dynamic all`: every dim
+dynamic, one compile per op; `tokens`: only the token dim dynamic, static feature dims); the table keeps the faster of the two
 per point (as scripts/convert_gpu_profiles.py does with the shared H100 tables). The compiled pass
 runs last, so a run cut short still leaves complete eager tables. Qwen3's per-head q/k norm and
 MoE layers are not modeled (MoE configs are refused).
@@ -60,7 +61,7 @@ Grids (`--grid`; `--max-tokens` / `--max-seqs` / `--max-kv` cap them):
   small  T 1,2,4,...,8192; S 1..256; decode n 1,4,16,64,256 x kv 128,1024,4096,16384;
          prefill 16,128,512,2048,8192 x context 0,2048,8192; mixed 256/2048 + 16/256 decodes at
          kv 1024/4096
-  full   T 1,2,4,8,16,24,32,48,...,16384 (the shared H100 grid); S up to 1024; decode n 1..256 x
+  full   T 1,2,4,8,16,24,32,48,...,16384 (the shared H100 grid); S up to 4096; decode n 1..256 x
          kv 128..16384 (n·kv <= 2^21); prefill 16..8192 x context 0/512/2048/8192; mixed
          256/1024/2048 + 16/64/256 decodes at kv 1024/4096
 `--layers-subset op1,op2` measures only those ops (names above, `attention` for the attention
@@ -277,6 +278,7 @@ class Ops:
         self.gen.manual_seed(0)
         self._weights: dict = {}
         self.compiled: dict = {}
+        self.compile_dynamic = "all"
         a = arch
         self.norm_w = torch.ones(a.hidden, device=device, dtype=dtype)
         inv = 1.0 / (a.rope_theta ** (torch.arange(0, a.rot_dim, 2, device=device, dtype=torch.float32) / a.rot_dim))
@@ -342,7 +344,18 @@ class Ops:
         if impl == "eager":
             return base
         if op not in self.compiled:
-            self.compiled[op] = self.torch.compile(base, dynamic=True, fullgraph=True)
+            fn = self.torch.compile(base, dynamic=self.compile_dynamic == "all", fullgraph=True)
+            if self.compile_dynamic == "tokens":
+                mark = self.torch._dynamo.maybe_mark_dynamic
+
+                def tokens_dynamic(*xs, _fn=fn):
+                    for x in xs:
+                        if x.dim() and x.shape[0] > 1 and x is not self.norm_w:
+                            mark(x, 0)
+                    return _fn(*xs)
+                self.compiled[op] = tokens_dynamic
+            else:
+                self.compiled[op] = fn
         return self.compiled[op]
 
     # --- closures
@@ -588,6 +601,9 @@ def parse_args(argv):
                    help="attention kernel (auto: PyTorch's flash varlen, else flash-attn's, else SDPA)")
     p.add_argument("--fuse", choices=("auto", "compile", "eager"), default="auto",
                    help="also measure torch.compile'd elementwise ops (auto: on CUDA if triton imports)")
+    p.add_argument("--compile-dynamic", choices=("all", "tokens"), default="all",
+                   help="torch.compile shapes: all dims dynamic (dynamic=True; what the shipped H200 bundle used) or "
+                        "only the token dim (static feature dims, as vLLM compiles; not yet run on a GPU)")
     p.add_argument("--rotate-mib", type=float, help="total size of rotated weight/KV copies (default 256 on CUDA, 0 on CPU)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats, median taken (default 7 CUDA, 5 CPU)")
     p.add_argument("--target-ms", type=float, default=None, help="time of one captured graph / loop (default 2 CUDA, 1 CPU)")
@@ -637,6 +653,7 @@ def main(argv=None) -> int:
     timer = Timer(torch, device, args.repeats or (7 if cuda else 5), args.target_ms or (2.0 if cuda else 1.0),
                   args.max_n)
     ops = Ops(torch, arch, device, dtype, rotate, args.sampler_top_k, args.max_n)
+    ops.compile_dynamic = args.compile_dynamic
 
     tokens = [t for t in token_grid(args.grid) if not args.max_tokens or t <= args.max_tokens]
     seqs = [s for s in seq_grid(args.grid) if not args.max_seqs or s <= args.max_seqs]
@@ -685,6 +702,7 @@ def main(argv=None) -> int:
                 "layers_subset": ",".join(sorted(subset)),
                 "attention": att_impl,
                 "fuse": fuse,
+                "compile_dynamic": args.compile_dynamic,
                 "fused_picked": ", ".join(f"{op} {wins.get(op, 0)}/{len(tokens)}" for op in ELEMENTWISE
                                           if op in subset) if fuse == "compile" else "none",
                 "fused_failed": ",".join(failed) or "none",

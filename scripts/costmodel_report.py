@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Cost-model report: profile vs roofline step times, roofline error, catalogue and MoE breakdowns.
+
+    python3 scripts/costmodel_report.py [--hardware H100-SXM-80GB] [--ctx 1024] [--sections ...]
+
+Prints Markdown (the tables of docs/costmodel.md):
+
+- `steps`: per shipped model, one decode step at batch 1/64/256 with `--ctx` tokens of context
+  and one 2048-token prefill: the measured sum from the bundle's tables (grid points read directly,
+  no interpolation; + the all-reduce model for tp > 1), the profile backend, the roofline backend
+  with the hardware YAML's (calibrated) efficiencies and with the generic defaults.
+- `errors`: per-op abs % error of the roofline backend on every bundle of the hardware, default
+  vs YAML efficiencies (median / p90 over the measured rows).
+- `catalogue`: roofline decode-64 and prefill-2048 step times of every shipped model on every
+  catalogue GPU (tp 1).
+- `moe`: Qwen3-30B-A3B (and Mixtral) per-step breakdown with ep=1 and ep=2, balanced and skewed.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+
+from costmodel import CostModel, CostModelError  # noqa: E402
+from costmodel.batch import BatchShape  # noqa: E402
+from costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
+from costmodel.files import load_csv_columns  # noqa: E402
+from costmodel.paths import SHIPPED  # noqa: E402
+from costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS  # noqa: E402
+
+SECTIONS = ("steps", "errors", "catalogue", "moe")
+
+
+def shipped_models() -> list[str]:
+    root = SHIPPED / "models"
+    return sorted(os.path.relpath(p, root)[:-5] for p in glob.glob(str(root / "*" / "*.json")))
+
+
+def shipped_hardware() -> list[str]:
+    order = ["A100-SXM-80GB", "H100-SXM-80GB", "H200-SXM-141GB", "B200", "L40S", "RTX4090", "RTXPRO6000"]
+    names = sorted(p.stem for p in (SHIPPED / "hardware").glob("*.yaml"))
+    return [n for n in order if n in names] + [n for n in names if n not in order]
+
+
+def scenarios(ctx: int):
+    return [(f"decode b1 @{ctx}", [(1, ctx)]), (f"decode b64 @{ctx}", [(1, ctx)] * 64),
+            (f"decode b256 @{ctx}", [(1, ctx)] * 256), ("prefill 2048", [(2048, 0)])]
+
+
+def measured_sum_ns(tp_dir: str, arch, seqs, hw=None, tp: int = 1):
+    """Σ of the bundle's table rows at exact grid points (None if a point is not on the grid)."""
+    b = BatchShape.from_seqs(seqs)
+    dense = load_csv_columns(os.path.join(tp_dir, "dense.csv"), ("tokens", "time_us"))
+    per_seq = load_csv_columns(os.path.join(tp_dir, "per_sequence.csv"), ("sequences", "time_us"))
+    att = load_csv_columns(os.path.join(tp_dir, "attention.csv"),
+                           ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+
+    def at(cols, name_col, key_col, op, key):
+        m = (cols[name_col] == op) & (cols[key_col] == key)
+        return float(cols["time_us"][m][-1]) if m.any() else None
+    T, S = b.tokens, b.seqs
+    parts = [at(dense, "layer", "tokens", op, T) for op in PRE_OPS + POST_OPS]
+    layer = [at(dense, "layer", "tokens", op, T) for op in LAYER_OPS]
+    seq = [at(per_seq, "layer", "sequences", op, S) for op in SEQ_OPS]
+    pc, kp = b.prefill_tokens, b.prefill_context
+    kd = b.decode_ctx_sum // b.decodes if b.decodes else 0
+    m = ((att["prefill_chunk"] == pc) & (att["kv_prefill"] == kp) & (att["n_decode"] == b.decodes)
+         & (att["kv_decode"] == kd))
+    attn = float(att["time_us"][m][-1]) if m.any() else None
+    if None in parts + layer + seq or attn is None:
+        return None
+    us = sum(parts) + arch.num_layers * (sum(layer) + attn) + sum(seq)
+    ns = us * 1e3
+    if tp > 1:
+        ns += arch.num_layers * 2 * hw.allreduce_ns(T * arch.hidden_size * arch.dtype_bytes, tp)
+    return ns
+
+
+def ms(ns) -> str:
+    return "—" if ns is None else f"{ns / 1e6:.3f}"
+
+
+def err(pred, ref) -> str:
+    return "" if ref is None or pred is None else f" ({(pred / ref - 1) * 100:+.0f} %)"
+
+
+def section_steps(hardware: str, ctx: int) -> None:
+    bundles = {(m, tp): d for m, tp, d in find_bundles(hardware)}
+    print(f"### Step times on {hardware} (ms): measured table sum, profile, roofline\n")
+    print("Roofline (cal) = the hardware YAML's efficiencies; (uncal) = generic defaults. "
+          "(±%) = vs the measured sum.\n")
+    runs = [(m, 1) for m in shipped_models()]
+    runs += sorted(k for k in bundles if k[1] > 1)
+    for model, tp in sorted(runs):
+        d = bundles.get((model, tp))
+        cm_roof = CostModel.load(model, hardware, "roofline", tp)
+        uncal = roofline_for(hardware, model, tp, efficiency={})
+        cm_prof = CostModel.load(model, hardware, "profile", tp) if d else None
+        print(f"**{model}** tp{tp}" + ("" if d else " (no bundle)") + "\n")
+        print("| step | measured sum | profile | roofline (cal) | roofline (uncal) |")
+        print("|---|---:|---:|---:|---:|")
+        for name, seqs in scenarios(ctx):
+            meas = measured_sum_ns(d, cm_roof.arch, seqs, cm_roof.hardware, tp) if d else None
+            prof = cm_prof.iteration_time_ns(seqs) if cm_prof else None
+            roof = cm_roof.iteration_time_ns(seqs)
+            unc = uncal.time_batch(BatchShape.from_seqs(seqs))
+            print(f"| {name} | {ms(meas)} | {ms(prof)} | {ms(roof)}{err(roof, meas)} | {ms(unc)}{err(unc, meas)} |")
+        if tp > 1:
+            b = cm_roof.breakdown(scenarios(ctx)[1][1])
+            print(f"\nall-reduce model (2 per layer, ring over {tp} ranks), decode b64: "
+                  f"{b['allreduce'] / 1e6:.3f} ms of {sum(b.values()) / 1e6:.3f} ms")
+        print()
+
+
+def section_errors(hardware: str) -> None:
+    print(f"### Roofline per-op error vs the {hardware} tables (abs %, measured rows)\n")
+    print("| bundle | rows | default median | default p90 | YAML median | YAML p90 | YAML by group (median) |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for model, tp, d in find_bundles(hardware):
+        rows = bundle_rows(d)
+        u = error_stats(roofline_for(hardware, model, tp, efficiency={}), rows)
+        c = error_stats(roofline_for(hardware, model, tp), rows)
+        groups = ", ".join(f"{g.replace('elementwise.', '')} {v:.1f}" for g, v in c["by_group"].items())
+        print(f"| {model} tp{tp} | {c['n']} | {u['median']:.1f} | {u['p90']:.1f} | {c['median']:.1f} | "
+              f"{c['p90']:.1f} | {groups} |")
+    print()
+
+
+def section_catalogue(ctx: int) -> None:
+    hws = shipped_hardware()
+    print(f"### Roofline across the catalogue (tp 1): decode b64 @{ctx} / prefill 2048, ms\n")
+    print("| model | " + " | ".join(hws) + " |")
+    print("|---|" + "---:|" * len(hws))
+    d64, p2k = scenarios(ctx)[1][1], scenarios(ctx)[3][1]
+    for model in shipped_models():
+        cells = []
+        for hw in hws:
+            cm = CostModel.load(model, hw, "roofline", 1)
+            cells.append(f"{ms(cm.iteration_time_ns(d64))} / {ms(cm.iteration_time_ns(p2k))}")
+        print(f"| {model} | " + " | ".join(cells) + " |")
+    print()
+
+
+def section_moe(hardware: str, ctx: int) -> None:
+    print(f"### MoE on {hardware}: per-step breakdown (ms), balanced routing unless noted\n")
+    cases = [("Qwen/Qwen3-30B-A3B", 1, 1, 0.0), ("Qwen/Qwen3-30B-A3B", 1, 2, 0.0),
+             ("Qwen/Qwen3-30B-A3B", 2, 2, 0.0), ("Qwen/Qwen3-30B-A3B", 1, 2, 1.0),
+             ("mistralai/Mixtral-8x7B-v0.1", 2, 1, 0.0), ("mistralai/Mixtral-8x7B-v0.1", 1, 2, 0.0)]
+    steps = [scenarios(ctx)[1], scenarios(ctx)[3]]
+    keys = ["attention", "qkv_proj", "o_proj", "moe_router", "moe_experts", "act_fn", "ep_dispatch",
+            "ep_combine", "allreduce", "lm_head", "other"]
+    print("| model | tp | ep | skew | step | total | " + " | ".join(keys) + " |")
+    print("|---|---:|---:|---:|---|---:|" + "---:|" * len(keys))
+    for model, tp, ep, skew in cases:
+        cm = CostModel.load(model, hardware, "roofline", tp, ep=ep, moe_skew=skew)
+        for name, seqs in steps:
+            b = cm.breakdown(seqs)
+            total = sum(b.values())
+            shown = {k: b.get(k) for k in keys[:-1]}
+            shown["other"] = total - sum(v for v in shown.values() if v)
+            cells = ["—" if v is None else f"{v / 1e6:.3f}" for v in shown.values()]
+            print(f"| {model.split('/')[1]} | {tp} | {ep} | {skew:g} | {name} | {total / 1e6:.3f} | "
+                  + " | ".join(cells) + " |")
+    print()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hardware", default="H100-SXM-80GB")
+    ap.add_argument("--ctx", type=int, default=1024, help="decode context (tokens already in the KV cache)")
+    ap.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
+    args = ap.parse_args(argv)
+    np.set_printoptions(precision=3)
+    try:
+        if "steps" in args.sections:
+            section_steps(args.hardware, args.ctx)
+        if "errors" in args.sections:
+            section_errors(args.hardware)
+        if "catalogue" in args.sections:
+            section_catalogue(args.ctx)
+        if "moe" in args.sections:
+            section_moe(args.hardware, args.ctx)
+    except CostModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
