@@ -20,7 +20,8 @@ def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> Cos
     return CostModel.load(model=spec.model, hardware=spec.hardware, backend=spec.cost_model, tp=spec.tp,
                           perf_root=perf_root, models_root=models_root, variant=spec.variant,
                           decode_skew=spec.decode_skew, overhead_ns=spec.overhead_ns,
-                          overhead_per_seq_ns=spec.overhead_per_seq_ns, memory_gib=spec.memory_gib)
+                          overhead_per_seq_ns=spec.overhead_per_seq_ns, memory_gib=spec.memory_gib,
+                          ep=spec.ep, moe_skew=spec.moe_skew)
 
 
 def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: bool = True) -> Engine:

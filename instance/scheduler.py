@@ -36,6 +36,7 @@ class Scheduler:
         budget = cfg.max_num_batched_tokens
         threshold = cfg.long_prefill_token_threshold
         running = self.running
+        bs, caching = kv.block_size, kv.enable_caching
         scheduled: list[tuple[Request, int]] = []
         preempted = False
         i = 0
@@ -50,6 +51,11 @@ class Scheduler:
                 i += 1
                 continue
             fits = True
+            if n == 1 and req.num_computed < len(req.blocks) * bs and not (caching and req.has_identity):
+                scheduled.append((req, 1))        # a decode inside its last block: nothing to allocate
+                budget -= 1
+                i += 1
+                continue
             while not kv.allocate(req, n):
                 victim = running.pop()
                 self._preempt(victim)
