@@ -34,7 +34,10 @@ class InstanceHost:
             while eng.has_work and eng.next_event_ns() < t_end and eng.now < t_end:
                 eng.advance_until(t_end)
             model = self.models[idx]
-            rows.extend(request_row(r, model) for r in eng.drain_finished())
+            for r in eng.drain_finished():
+                rows.append(request_row(r, model))
+                r.token_times = []          # the row has them; do not keep per-token ints alive
+                r.hashes = []
             if want_snapshots:
                 snaps.append((idx, eng.load_tuple()))
             total = eng.blocks.num_blocks

@@ -40,9 +40,10 @@ def stats_ms(values) -> dict:
     """{mean, p50, p90, p95, p99} in ms of ns values (zeros when empty)."""
     if len(values) == 0:
         return {k: 0.0 for k in ("mean", "p50", "p90", "p95", "p99")}
-    a = np.asarray(values, dtype=np.float64) / 1e6
-    p = np.percentile(a, [50, 90, 95, 99])
-    return {"mean": float(a.mean()), "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3])}
+    a = np.asarray(values)
+    p = np.percentile(a, [50, 90, 95, 99]) / 1e6
+    mean = float(a.sum(dtype=np.float64) / len(a) / 1e6)
+    return {"mean": mean, "p50": float(p[0]), "p90": float(p[1]), "p95": float(p[2]), "p99": float(p[3])}
 
 
 # columns of the fixed part of a record (see records.RecordBatch)
