@@ -90,6 +90,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     try:
         router.set_snapshots(fleet.snapshots())
         router.add_arrivals(workload.initial)
+        workload.initial = []        # the router holds them now; finished requests can be freed
         t = 0
         while True:
             start, end, exact = router.plan(t)

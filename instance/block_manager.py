@@ -8,6 +8,7 @@ as 0..n−1 and freed blocks join its tail, so it is kept as the never-used bloc
 """
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
 
 from instance.request import Request
@@ -20,9 +21,9 @@ class BlockManager:
         self.enable_caching = enable_caching
         self.next_fresh = 0
         self.free_queue: OrderedDict[int, None] = OrderedDict()
-        self.ref_cnt = [0] * num_blocks
+        self.ref_cnt = array("i", bytes(4 * num_blocks))
         self.block_hash: list = [None] * num_blocks
-        self.generation = [0] * num_blocks    # bumped when a freed block is reused
+        self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
         self.cached: dict[int, int] = {}
 
     @property
