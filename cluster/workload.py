@@ -30,6 +30,26 @@ class Workload:
         return self.total
 
 
+def _json_lines(path: str):
+    """(`file:line`, object) for every non-blank line of a JSONL file; bad lines raise InputError."""
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read workload: {exc.strerror}") from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+            if not isinstance(doc, dict):
+                raise InputError(f"{where}: expected a JSON object")
+            yield where, doc
+
+
 def _nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive: bool = False) -> int:
     value = doc.get(key)
     if value is None and not required:
@@ -68,46 +88,32 @@ def load_llmservingsim_jsonl(path: str, num_requests: int | None = None) -> Work
         raise InputError(f"--num-requests must be >= 1, got {num_requests}")
     initial: list[Request] = []
     rid = 0
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read workload: {exc.strerror}") from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
+    for where, doc in _json_lines(path):
+        if num_requests is not None and rid >= num_requests:
+            break
+        arrival = _nonneg_int(doc, "arrival_time_ns", where)
+        subs = doc.get("sub_requests")
+        if subs is None:
+            initial.append(_request(rid, doc, arrival, where))
+            rid += 1
+            continue
+        if not isinstance(subs, list) or not subs:
+            raise InputError(f"{where}: field 'sub_requests' must be a non-empty list")
+        session = doc.get("session_id", rid)
+        prev = None
+        for k, sub in enumerate(subs):
             if num_requests is not None and rid >= num_requests:
                 break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-            if not isinstance(doc, dict):
-                raise InputError(f"{where}: expected a JSON object")
-            arrival = _nonneg_int(doc, "arrival_time_ns", where)
-            subs = doc.get("sub_requests")
-            if subs is None:
-                initial.append(_request(rid, doc, arrival, where))
-                rid += 1
-                continue
-            if not isinstance(subs, list) or not subs:
-                raise InputError(f"{where}: field 'sub_requests' must be a non-empty list")
-            session = doc.get("session_id", rid)
-            prev = None
-            for k, sub in enumerate(subs):
-                if num_requests is not None and rid >= num_requests:
-                    break
-                sub_where = f"{where}: sub_requests[{k}]"
-                req = _request(rid, sub, arrival if prev is None else -1, sub_where)
-                req.session = session
-                if prev is None:
-                    initial.append(req)
-                else:
-                    prev.followup = req
-                prev = req
-                prev.think_ns = _nonneg_int(sub, "tool_duration_ns", sub_where, required=False)
-                rid += 1
+            sub_where = f"{where}: sub_requests[{k}]"
+            req = _request(rid, sub, arrival if prev is None else -1, sub_where)
+            req.session = session
+            if prev is None:
+                initial.append(req)
+            else:
+                prev.followup = req
+            prev = req
+            prev.think_ns = _nonneg_int(sub, "tool_duration_ns", sub_where, required=False)
+            rid += 1
     if rid == 0:
         raise InputError(f"{path}: no requests")
     initial.sort(key=lambda r: (r.arrival_ns, r.rid))
@@ -174,26 +180,18 @@ def load_mooncake_jsonl(path: str, num_requests: int | None = None, time_scale: 
     """Mooncake FAST'25 trace (`timestamp` ms, `input_length`, `output_length`, `hash_ids` of
     512-token prompt blocks): block hash ids drive prefix caching across requests."""
     reqs = []
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if num_requests is not None and len(reqs) >= num_requests:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-            ts = doc.get("timestamp")
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0:
-                raise InputError(f"{where}: field 'timestamp' must be a number of ms >= 0, got {ts!r}")
-            inp = _nonneg_int(doc, "input_length", where, positive=True)
-            out = _nonneg_int(doc, "output_length", where, positive=True)
-            ids = doc.get("hash_ids") or []
-            if not isinstance(ids, list) or not all(isinstance(h, int) for h in ids):
-                raise InputError(f"{where}: field 'hash_ids' must be a list of integers")
-            reqs.append(Request(len(reqs), round(ts * 1_000_000), inp, out, hash_ids=ids, hash_block=512))
+    for where, doc in _json_lines(path):
+        if num_requests is not None and len(reqs) >= num_requests:
+            break
+        ts = doc.get("timestamp")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0:
+            raise InputError(f"{where}: field 'timestamp' must be a number of ms >= 0, got {ts!r}")
+        inp = _nonneg_int(doc, "input_length", where, positive=True)
+        out = _nonneg_int(doc, "output_length", where, positive=True)
+        ids = doc.get("hash_ids") or []
+        if not isinstance(ids, list) or not all(isinstance(h, int) for h in ids):
+            raise InputError(f"{where}: field 'hash_ids' must be a list of integers")
+        reqs.append(Request(len(reqs), round(ts * 1_000_000), inp, out, hash_ids=ids, hash_block=512))
     return _finish(reqs, path, time_scale)
 
 
