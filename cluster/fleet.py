@@ -16,6 +16,9 @@ from costmodel import CostModel
 from instance.engine import NEVER, Engine, RequestRejected
 
 
+PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
+
+
 def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> CostModel:
     return CostModel.load(model=spec.model, hardware=spec.hardware, backend=spec.cost_model, tp=spec.tp,
                           perf_root=perf_root, models_root=models_root, variant=spec.variant,
@@ -92,13 +95,25 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         router.add_arrivals(workload.initial)
         workload.initial = []        # the router holds them now; finished requests can be freed
         t = 0
+        in_flight: list = []         # (handle, window end) submitted, not yet collected
         while True:
             start, end, exact = router.plan(t)
             if start > t and policy.needs_load:
                 _collect(router, fleet.window({}, start, True), start, metrics, out, series)
                 t = start
             deliveries, end = router.route(end, exact)
-            _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series)
+            if policy.needs_load or router.followups or end >= NEVER:
+                for handle, w_end in in_flight:
+                    _collect(router, fleet.collect(handle), w_end, metrics, out, series)
+                in_flight = []
+                _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series)
+            else:
+                # load-blind routing with no session turn in flight: nothing the router does
+                # depends on results, so keep a few windows queued at the workers
+                in_flight.append((fleet.submit(deliveries, end, False), end))
+                if len(in_flight) > PIPELINE_DEPTH:
+                    handle, w_end = in_flight.pop(0)
+                    _collect(router, fleet.collect(handle), w_end, metrics, out, series)
             t = end
             bar.update(min(t, metrics.last_end), metrics.count)
             if t >= NEVER:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 from cluster.errors import InputError
 from cluster.records import RecordBatch
 
@@ -35,6 +37,31 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  object_store_memory=object_store_mb * 2**20, _node_ip_address="127.0.0.1")
     return ray, True
+
+
+def pack_requests(deliveries: dict) -> tuple:
+    """{instance: [Request]} → (int64 matrix of plain requests, {instance: [other Requests]}).
+
+    Plain requests (no token or hash ids, no session) travel as one row each:
+    instance, id, arrival, prompt, output; the others are pickled as objects."""
+    rows, others = [], {}
+    for idx, reqs in deliveries.items():
+        for r in reqs:
+            if r.token_ids is None and r.hash_ids is None and r.session is None:
+                rows.append((idx, r.rid, r.arrival_ns, r.prompt_len, r.output_len))
+            else:
+                others.setdefault(idx, []).append(r)
+    return np.array(rows, dtype=np.int64).reshape(-1, 5), others
+
+
+def unpack_requests(packed: tuple) -> dict:
+    """Inverse of `pack_requests` (order within an instance: by arrival, then id, as routed)."""
+    from instance.request import Request
+    matrix, others = packed
+    out: dict = {idx: list(reqs) for idx, reqs in others.items()}
+    for idx, rid, arrival, prompt, output in matrix.tolist():
+        out.setdefault(idx, []).append(Request(rid, arrival, prompt, output))
+    return out
 
 
 def peak_rss_kb() -> int:
@@ -77,8 +104,8 @@ class HostActorImpl:
         if event == "open" and args and isinstance(args[0], str):
             self.opened.append(args[0])
 
-    def window(self, deliveries, t_end, want_snapshots):
-        return self.host.window(deliveries, t_end, want_snapshots)
+    def window(self, packed, t_end, want_snapshots):
+        return self.host.window(unpack_requests(packed), t_end, want_snapshots)
 
     def snapshots(self):
         return self.host.snapshots()
@@ -127,10 +154,18 @@ class RayBackend:
         ray.get(loads)
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
+        return self.collect(self.submit(deliveries, t_end, want_snapshots))
+
+    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:
+        """Queue a window at every actor (actors run their calls in order); returns the refs."""
         per_actor = [{} for _ in self.actors]
         for idx, reqs in deliveries.items():
             per_actor[self.owner[idx]][idx] = reqs
-        results = self.ray.get([a.window.remote(d, t_end, want_snapshots) for a, d in zip(self.actors, per_actor)])
+        return [a.window.remote(pack_requests(d), t_end, want_snapshots) for a, d in zip(self.actors, per_actor)]
+
+    def collect(self, refs: list):
+        """The merged result of a submitted window, gathered in actor order."""
+        results = self.ray.get(refs)
         snaps, series = [], []
         for _, s, b in results:
             snaps.extend(s)
