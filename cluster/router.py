@@ -86,6 +86,7 @@ class Router:
         Returns ({instance: [requests]}, window end)."""
         out: dict[int, list] = {}
         arrivals, policy, snaps, rng = self.arrivals, self.policy, self.snapshots, self.rng
+        needs_load = policy.needs_load
         start = arrivals[0][0] if arrivals else 0
         if exact and arrivals:
             t_end = start + 1
@@ -94,7 +95,8 @@ class Router:
             idx = policy.choose(req, snaps, rng)
             if not 0 <= idx < self.n:
                 raise ValueError(f"policy {policy.name} returned instance {idx} of {self.n}")
-            snaps[idx].note_routed(req)
+            if needs_load:
+                snaps[idx].note_routed(req)
             policy.routed(req, idx)
             self.routed[idx] += 1
             out.setdefault(idx, []).append(req)

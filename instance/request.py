@@ -28,17 +28,13 @@ class Request:
         self.hash_ids = hash_ids
         self.hash_block = hash_block
         self.session = session
-        self.own_cache: list = []   # (block, generation) of full blocks kept after a preemption
+        self.own_cache = ()     # (block, generation) of full blocks kept after a preemption
         self.followup = None    # next turn of the same session: arrives think_ns after this ends
         self.think_ns = 0
         self.instance = -1
-        self.reset_progress()
-
-    def reset_progress(self) -> None:
-        """Fresh state (new request); `preempt` keeps outputs, this does not."""
         self.num_computed = 0
         self.num_output = 0
-        self.num_tokens = self.prompt_len   # tokens known so far: prompt + outputs generated
+        self.num_tokens = prompt_len        # tokens known so far: prompt + outputs generated
         self.blocks: list[int] = []
         self.num_cached_blocks = 0
         self.hashes: list[int] = []
