@@ -6,6 +6,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     hardware: RTXPRO6000               # configs/hardware/<name>.yaml
     cost_model: profile                # latency backend: profile (measured bundle) or roofline
     tp: 1
+    pp: 1                              # pipeline stages (up to pp micro-batches in flight)
     ep: 1                              # expert parallelism (MoE, roofline)
     moe_skew: 0.0                      # seeded skewed expert routing (Zipf exponent; 0 = balanced)
     variant: bf16                      # perf bundle variant
@@ -36,7 +37,7 @@ from cluster.errors import InputError
 from instance.config import EngineConfig
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
-INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
+INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
                  "overhead", "engine", "count"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root"}
 LLMSERVINGSIM_ENGINE = {"max_num_seqs": 128, "max_num_batched_tokens": 2048}
@@ -48,6 +49,7 @@ class InstanceSpec:
     hardware: str
     cost_model: str = "profile"
     tp: int = 1
+    pp: int = 1
     ep: int = 1
     moe_skew: float = 0.0
     variant: str = "bf16"
@@ -126,9 +128,10 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
     tp = merged.get("tp", 1)
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise InputError(f"{where}: field 'tp' must be a positive integer, got {tp!r}")
-    ep = merged.get("ep", 1)
-    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
-        raise InputError(f"{where}: field 'ep' must be a positive integer, got {ep!r}")
+    ep, pp = merged.get("ep", 1), merged.get("pp", 1)
+    for key, value in (("ep", ep), ("pp", pp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
     skew = merged.get("moe_skew", 0.0)
     if isinstance(skew, bool) or not isinstance(skew, (int, float)) or skew < 0:
         raise InputError(f"{where}: field 'moe_skew' must be a number >= 0, got {skew!r}")
@@ -142,7 +145,7 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
     engine = _engine(doc.get("engine"), engine, where)
     return InstanceSpec(
         model=merged["model"], hardware=merged["hardware"], cost_model=str(merged.get("cost_model", "profile")),
-        tp=tp, ep=ep, moe_skew=float(skew), variant=str(merged.get("variant", "bf16")), memory_gib=mem,
+        tp=tp, pp=pp, ep=ep, moe_skew=float(skew), variant=str(merged.get("variant", "bf16")), memory_gib=mem,
         decode_skew=bool(merged.get("decode_skew", True)),
         overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
         overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),

@@ -14,6 +14,7 @@ from cluster.timeseries_writer import TimeSeriesWriter
 from cluster.workload import Workload
 from costmodel import CostModel
 from instance.engine import NEVER, Engine, RequestRejected
+from instance.pipeline import make_engine as new_engine
 
 
 PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
@@ -24,12 +25,12 @@ def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> Cos
                           perf_root=perf_root, models_root=models_root, variant=spec.variant,
                           decode_skew=spec.decode_skew, overhead_ns=spec.overhead_ns,
                           overhead_per_seq_ns=spec.overhead_per_seq_ns, memory_gib=spec.memory_gib,
-                          ep=spec.ep, moe_skew=spec.moe_skew)
+                          ep=spec.ep, moe_skew=spec.moe_skew, pp=spec.pp)
 
 
 def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: bool = True) -> Engine:
     try:
-        return Engine(cm, spec.engine, index, fast_forward)
+        return new_engine(cm, spec.engine, index, fast_forward)
     except ValueError as exc:
         raise InputError(f"instance {index}: {exc}") from None
 

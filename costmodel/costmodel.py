@@ -30,6 +30,10 @@ def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
     return Hardware.from_dict(resolve_hardware_doc(name, hardware_roots), source=path)
 
 
+def arch_layers(state) -> int:
+    return state.arch.num_layers
+
+
 def _as_tuple(root) -> tuple[str, ...]:
     if root is None:
         return ()
@@ -72,21 +76,24 @@ class CostModel:
     """
 
     def __init__(self, arch: ModelArch, hardware: Hardware, backend, tp: int = 1,
-                 overhead_ns: int = 0, overhead_per_seq_ns: int = 0):
+                 overhead_ns: int = 0, overhead_per_seq_ns: int = 0, pp: int = 1):
         self.arch = arch
         self.hardware = hardware
         self.backend = backend
         self.tp = tp
         self.overhead_ns = int(overhead_ns)
         self.overhead_per_seq_ns = int(overhead_per_seq_ns)
+        self.pp = pp
 
     @classmethod
     def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
              models_root=None, variant: str = "bf16", decode_skew: bool = True,
              overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None,
-             ep: int = 1, moe_skew: float = 0.0) -> "CostModel":
+             ep: int = 1, moe_skew: float = 0.0, pp: int = 1) -> "CostModel":
         """Load (once per process; later calls with the same arguments share the objects).
 
+        `pp` splits the layers into pipeline stages (`stage_times_ns`); the engine keeps up to
+        pp micro-batches in flight.
         `memory_gib` overrides the hardware's memory (e.g. from an LLMServingSim cluster JSON).
         `ep` (expert-parallel degree) and `moe_skew` (Zipf exponent of seeded skewed routing, 0 =
         balanced) apply to MoE models on the roofline backend.
@@ -97,6 +104,8 @@ class CostModel:
             raise CostModelError(f"tp must be a positive integer, got {tp!r}")
         if not isinstance(ep, int) or ep < 1:
             raise CostModelError(f"ep must be a positive integer, got {ep!r}")
+        if not isinstance(pp, int) or pp < 1:
+            raise CostModelError(f"pp must be a positive integer, got {pp!r}")
         if backend == "profile" and (ep != 1 or moe_skew):
             raise CostModelError("ep / moe_skew need the roofline backend")
         perf_roots, models_roots = _as_tuple(perf_root), _as_tuple(models_root)
@@ -117,27 +126,56 @@ class CostModel:
             with _LOCK:
                 _LOADED.setdefault(key, shared)
         state, engine = shared
-        return cls._assemble(state, engine, overhead_ns, overhead_per_seq_ns, memory_gib)
+        if pp > arch_layers(state):
+            raise CostModelError(f"pp {pp} exceeds the {arch_layers(state)} layers of {model}")
+        return cls._assemble(state, engine, overhead_ns, overhead_per_seq_ns, memory_gib, pp)
 
     @classmethod
-    def _assemble(cls, state, engine, overhead_ns, overhead_per_seq_ns, memory_gib) -> "CostModel":
+    def _assemble(cls, state, engine, overhead_ns, overhead_per_seq_ns, memory_gib, pp=1) -> "CostModel":
         hw = state.hardware
         if memory_gib is not None:
             hw = dataclasses.replace(hw, memory_gib=float(memory_gib))
-        cm = cls(state.arch, hw, engine, state.tp, overhead_ns, overhead_per_seq_ns)
+        cm = cls(state.arch, hw, engine, state.tp, overhead_ns, overhead_per_seq_ns, pp)
         cm.state = state
         return cm
 
     @classmethod
     def from_state(cls, state: "CostModelState", overhead_ns: int = 0, overhead_per_seq_ns: int = 0,
-                   memory_gib: float | None = None) -> "CostModel":
+                   memory_gib: float | None = None, pp: int = 1) -> "CostModel":
         """Rebuild from shared parsed state (e.g. from the Ray object store) without touching files."""
-        return cls._assemble(state, state.build_backend(), overhead_ns, overhead_per_seq_ns, memory_gib)
+        return cls._assemble(state, state.build_backend(), overhead_ns, overhead_per_seq_ns, memory_gib, pp)
 
     def variant(self, overhead_ns: int = 0, overhead_per_seq_ns: int = 0,
-                memory_gib: float | None = None) -> "CostModel":
+                memory_gib: float | None = None, pp: int = 1) -> "CostModel":
         """The same (shared) latency backend with other per-instance settings."""
-        return self._assemble(self.state, self.backend, overhead_ns, overhead_per_seq_ns, memory_gib)
+        return self._assemble(self.state, self.backend, overhead_ns, overhead_per_seq_ns, memory_gib, pp)
+
+    def stage_layers(self) -> list[int]:
+        """Layers per pipeline stage: an even split, the remainder to the earlier stages."""
+        L, pp = self.arch.num_layers, self.pp
+        return [L // pp + (1 if s < L % pp else 0) for s in range(pp)]
+
+    def stage_times_ns(self, batch: BatchShape) -> list[int]:
+        """GPU time of one micro-batch on each pipeline stage (they sum to `time_batch`):
+        the layers' share by layer count, the embedding on the first stage, the final norm,
+        lm_head and sampler on the last."""
+        total = self.backend.time_batch(batch)
+        if self.pp == 1:
+            return [total]
+        pre, post = self.backend.edge_ns(batch)
+        layers = total - pre - post
+        L = self.arch.num_layers
+        out, done = [], 0
+        for n in self.stage_layers():
+            out.append(layers * (done + n) // L - layers * done // L)
+            done += n
+        out[0] += pre
+        out[-1] += post
+        return out
+
+    def p2p_ns(self, tokens: int) -> int:
+        """Send/recv of the hidden states of `tokens` tokens between two pipeline stages."""
+        return self.hardware.p2p_ns(tokens * self.arch.hidden_size * self.arch.dtype_bytes)
 
     def time_batch(self, batch: BatchShape) -> int:
         """GPU time of one step described by a `BatchShape`."""
@@ -160,9 +198,11 @@ class CostModel:
         return block_size * self.arch.kv_bytes_per_token(self.tp)
 
     def num_kv_blocks(self, block_size: int, gpu_memory_utilization: float) -> int:
-        """floor((mem_GiB·2^30·util − weight_bytes) / block_bytes) on one rank."""
-        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - self.arch.weight_bytes(self.tp)
-        return int(free // self.kv_block_bytes(block_size))
+        """floor((mem_GiB·2^30·util − weight_bytes) / block_bytes) on one rank; with pp stages,
+        on the fullest stage (weights and KV scaled by its share of the layers)."""
+        share = max(self.stage_layers()) / self.arch.num_layers
+        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - self.arch.weight_bytes(self.tp) * share
+        return int(free // (self.kv_block_bytes(block_size) * share))
 
 
 def clear_loaded() -> None:

@@ -41,6 +41,12 @@ class Hardware:
             efficiency=dict(doc.get("efficiency") or {}),
         )
 
+    def p2p_ns(self, nbytes: int) -> int:
+        """One point-to-point send of `nbytes` between two GPUs: latency + bytes/bandwidth."""
+        if self.interconnect_gbps <= 0:
+            raise CostModelError(f"hardware {self.name}: interconnect_gbps is needed for pp > 1")
+        return max(1, round((self.interconnect_latency_us * 1e-6 + nbytes / (self.interconnect_gbps * 1e9)) * 1e9))
+
     def allreduce_ns(self, nbytes: int, ranks: int) -> int:
         """Ring all-reduce of `nbytes` over `ranks` GPUs: 2(n−1)·(latency + bytes/(n·bandwidth))."""
         if ranks <= 1:

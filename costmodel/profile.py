@@ -150,6 +150,12 @@ class ProfileBackend:
             out[op] = self.tables.per_sequence[op](b.seqs)
         return out
 
+    def edge_ns(self, b: BatchShape) -> tuple[int, int]:
+        """(first-stage-only ns, last-stage-only ns): embedding; final norm + lm_head + sampler."""
+        T = max(1, b.tokens)
+        d = self.tables.dense
+        return sum(d[op](T) for op in PRE_OPS), sum(d[op](T) for op in POST_OPS) + self.sequence_ns(b.seqs)
+
     def time_batch(self, b: BatchShape) -> int:
         once, per_layer = self.dense_ns(max(1, b.tokens))
         return once + self.num_layers * (per_layer + self.attention_ns(b)) + self.sequence_ns(b.seqs)

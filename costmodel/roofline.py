@@ -376,6 +376,11 @@ class RooflineBackend:
         out.update(self.sequence_ops(max(1, b.seqs)))
         return out
 
+    def edge_ns(self, b: BatchShape) -> tuple[int, int]:
+        """(first-stage-only ns, last-stage-only ns): embedding; final norm + lm_head + sampler."""
+        d = self.dense_ops(max(1, b.tokens))
+        return d["embedding"], d["final_layernorm"] + sum(self.sequence_ops(max(1, b.seqs)).values())
+
     def time_batch(self, b: BatchShape) -> int:
         t = max(1, b.tokens)
         dense = self._dense_totals.get(t)

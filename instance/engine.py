@@ -112,8 +112,20 @@ class Engine:
     def _step(self) -> bool:
         """One engine step; True if a request with a follow-up turn finished in it."""
         start = self.now
+        scheduled, batch, prompt_tokens = self.schedule_batch(start)
+        cm = self.cost_model
+        end = start + cm.time_batch(batch) + cm.cpu_overhead_ns(len(scheduled))
+        self.now = end
+        self.steps += 1
+        self.busy_ns += end - start
+        return self.complete_batch(scheduled, end, prompt_tokens)
+
+    def schedule_batch(self, start: int, allow_empty: bool = False) -> tuple[list, BatchShape, int]:
+        """The scheduler's choice at `start`, its `BatchShape`, and its prompt tokens."""
         scheduled = self.scheduler.schedule(start)
         if not scheduled:
+            if allow_empty:
+                return scheduled, None, 0
             raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
         prefills = []
         prompt_tokens = 0
@@ -135,11 +147,11 @@ class Engine:
                 if ctx < d_min:
                     d_min = ctx
         batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
-        cm = self.cost_model
-        end = start + cm.time_batch(batch) + cm.cpu_overhead_ns(len(scheduled))
-        self.now = end
-        self.steps += 1
-        self.busy_ns += end - start
+        return scheduled, batch, prompt_tokens
+
+    def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:
+        """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests.
+        True if a finished request has a follow-up turn."""
         done = []
         produced_before = self.output_tokens_done
         for req, n in scheduled:
@@ -155,8 +167,8 @@ class Engine:
                     done.append(req)
         followup = self.finish(done)
         sched = self.scheduler
-        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running), len(sched.waiting),
-                           self.blocks.num_used)
+        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running),
+                           len(sched.waiting), self.blocks.num_used)
         return followup
 
     def finish(self, done: list[Request]) -> bool:

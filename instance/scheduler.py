@@ -10,6 +10,8 @@ Per step, with a token budget of `max_num_batched_tokens`:
    the running set is below `max_num_seqs` and budget remains. A newly admitted request first
    takes its longest prefix-cache hit. Admission never preempts and stops at the first request
    that does not fit (blocks, or, without chunked prefill, a prompt larger than the budget).
+With pipeline parallelism, requests of a batch still in flight are skipped (and never
+preempted) until that batch completes.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class Scheduler:
         self.preemptions = 0
         self.prefix_queries = 0   # tokens looked up in the prefix cache at admission
         self.prefix_hits = 0      # of which were cached
+        self.in_flight: set[int] = set()   # ids of requests in a pipelined batch not yet done
 
     def schedule(self, now_ns: int) -> list[tuple[Request, int]]:
         """Choose this step's (request, new_tokens) pairs; updates running/waiting and blocks."""
@@ -37,11 +40,15 @@ class Scheduler:
         threshold = cfg.long_prefill_token_threshold
         running = self.running
         bs, caching = kv.block_size, kv.enable_caching
+        in_flight = self.in_flight
         scheduled: list[tuple[Request, int]] = []
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
+            if in_flight and req.rid in in_flight:
+                i += 1
+                continue
             n = req.num_tokens - req.num_computed
             if 0 < threshold < n:
                 n = threshold
@@ -57,7 +64,7 @@ class Scheduler:
                 i += 1
                 continue
             while not kv.allocate(req, n):
-                victim = running.pop()
+                victim = self._pop_victim()
                 self._preempt(victim)
                 preempted = True
                 if victim is req:
@@ -95,6 +102,16 @@ class Scheduler:
                 scheduled.append((req, n))
                 budget -= n
         return scheduled
+
+    def _pop_victim(self) -> Request:
+        """The running request at the tail, skipping those in a pipelined batch in flight."""
+        running, in_flight = self.running, self.in_flight
+        if not in_flight:
+            return running.pop()
+        for j in range(len(running) - 1, -1, -1):
+            if running[j].rid not in in_flight:
+                return running.pop(j)
+        raise RuntimeError("no preemptible request")
 
     def _preempt(self, req: Request) -> None:
         self.blocks.free(req, preempted=True)

@@ -69,3 +69,11 @@ def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
         assert READS and all(v == 1 for v in READS.values())
     finally:
         backend.close()
+
+
+def test_ray_matches_local_with_pipeline_parallel_instances(ray_session, tmp_path):
+    from fleet_helpers import REPO
+    cluster = REPO / "configs" / "clusters" / "h100-llama70b-tp2-pp2.yaml"
+    common = ("--instances", "3", "--router", "least_outstanding_tokens", "--num-requests", "90")
+    local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
+    assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local

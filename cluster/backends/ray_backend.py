@@ -89,13 +89,13 @@ class HostActorImpl:
     def load(self, shared: dict, assignments: list, fast_forward: bool = True) -> None:
         from cluster.host import InstanceHost
         from costmodel import CostModel
-        from instance.engine import Engine
+        from instance.pipeline import make_engine
         engines, models, built = {}, {}, {}
         for idx, key, spec in assignments:
             if key not in built:
                 built[key] = CostModel.from_state(shared[key])
-            cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib)
-            engines[idx] = Engine(cm, spec.engine, idx, fast_forward)
+            cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
+            engines[idx] = make_engine(cm, spec.engine, idx, fast_forward)
             models[idx] = spec.model
         self.host = InstanceHost(engines, models)
         self.opened = []
