@@ -64,7 +64,7 @@ def _ids(doc: dict, key: str, length: int, where: str):
     ids = doc.get(key)
     if ids is None:
         return None
-    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+    if not isinstance(ids, list) or not set(map(type, ids)) <= {int}:
         raise InputError(f"{where}: field {key!r} must be a list of integer token ids")
     if len(ids) != length:
         raise InputError(f"{where}: field {key!r} has {len(ids)} ids but the length field says {length}")

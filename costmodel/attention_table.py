@@ -36,15 +36,14 @@ class AttentionTable:
     def __init__(self, pc, kp, nd, kvd, time_us):
         pc, kp, nd, kvd = (np.asarray(a, dtype=np.int64) for a in (pc, kp, nd, kvd))
         ns = us_to_ns(time_us)
+        order = np.lexsort((np.arange(len(ns)), kp, nd, pc))      # stable: file order within a row
+        pc, kp, nd, kvd, ns = (a[order] for a in (pc, kp, nd, kvd, ns))
+        cut = np.flatnonzero((pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])) + 1
         groups: dict = {}
-        for i in range(len(ns)):
-            groups.setdefault((int(pc[i]), int(nd[i])), {}).setdefault(int(kp[i]), ([], []))
-            keys, vals = groups[(int(pc[i]), int(nd[i]))][int(kp[i])]
-            keys.append(int(kvd[i]))
-            vals.append(int(ns[i]))
-        self.slices = {
-            key: _Slice({k: Curve(ks, vs) for k, (ks, vs) in rows.items()}) for key, rows in groups.items()
-        }
+        for lo, hi in zip(np.r_[0, cut].tolist(), np.r_[cut, len(ns)].tolist()):
+            row = groups.setdefault((int(pc[lo]), int(nd[lo])), {})
+            row[int(kp[lo])] = Curve(kvd[lo:hi], ns[lo:hi])
+        self.slices = {key: _Slice(rows) for key, rows in groups.items()}
         self.pc_keys = sorted({k[0] for k in self.slices})
         self.nd_keys = sorted({k[1] for k in self.slices})
         self._resolved: dict = {}
