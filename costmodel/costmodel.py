@@ -63,8 +63,7 @@ class CostModelState:
                                    sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"))
         tables = ProfileTables(self.raw_tables, self.tp, self.source)
         a = self.arch
-        return ProfileBackend(tables, a.num_layers, a.hidden_size, a.dtype_bytes, self.tp, self.hardware,
-                              self.decode_skew)
+        return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew)
 
 
 class CostModel:

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from costmodel.attention_table import AttentionTable
 from costmodel.batch import BatchShape
 from costmodel.decode_skew import DecodeSkew
 from costmodel.errors import CostModelError
 from costmodel.files import load_csv_columns, load_yaml
-from costmodel.interp import Curve, us_to_ns
+from costmodel.interp import Curve, bracket, us_to_ns
 
 LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
+MOE_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj")   # + moe.csv per layer
+OPTIONAL_MOE_OPS = ("moe_gate",)   # the router GEMM, when the bundle measured it separately
 PRE_OPS = ("embedding",)
 POST_OPS = ("final_layernorm",)
 SEQ_OPS = ("lm_head", "sampler")
@@ -35,7 +39,9 @@ TABLE_COLUMNS = {
     "per_sequence.csv": ("sequences", "time_us"),
     "attention.csv": ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"),
     "skew_fit.csv": ("pc", "alpha"),
+    "moe.csv": ("tokens", "activated_experts", "time_us"),
 }
+OPTIONAL_TABLES = ("skew_fit.csv", "moe.csv")
 
 
 def read_bundle(tp_dir: str) -> dict:
@@ -43,7 +49,7 @@ def read_bundle(tp_dir: str) -> dict:
     raw = {}
     for name, numeric in TABLE_COLUMNS.items():
         path = os.path.join(tp_dir, name)
-        if name == "skew_fit.csv" and not os.path.isfile(path):
+        if name in OPTIONAL_TABLES and not os.path.isfile(path):
             continue
         raw[name] = load_csv_columns(path, numeric)
     meta_path = os.path.join(os.path.dirname(tp_dir), "meta.yaml")
@@ -57,8 +63,14 @@ class ProfileTables:
     def __init__(self, raw: dict, tp: int, source: str):
         self.source = source
         dense, per_seq, att = raw["dense.csv"], raw["per_sequence.csv"], raw["attention.csv"]
+        self.moe = None
+        if "moe.csv" in raw:
+            m = raw["moe.csv"]
+            self.moe = MoeTable(m["tokens"], m["activated_experts"], m["time_us"])
+        layer_ops = MOE_LAYER_OPS if self.moe is not None else LAYER_OPS
         self.dense = self._curves(dense, "layer", "tokens", os.path.join(source, "dense.csv"),
-                                  set(LAYER_OPS + PRE_OPS + POST_OPS))
+                                  set(layer_ops + PRE_OPS + POST_OPS))
+        self.layer_ops = layer_ops + tuple(op for op in OPTIONAL_MOE_OPS if self.moe is not None and op in self.dense)
         self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(source, "per_sequence.csv"),
                                          set(SEQ_OPS))
         self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
@@ -83,16 +95,41 @@ class ProfileTables:
         return curves
 
 
+class MoeTable:
+    """LLMServingSim `moe.csv` (`tokens,activated_experts,time_us`): one MoE block of one layer.
+    Linear in tokens within each measured activated-experts row, then linear across rows
+    (edges as `interp.bracket`)."""
+
+    def __init__(self, tokens, experts, time_us):
+        experts = np.asarray(experts, dtype=np.int64)
+        ns = us_to_ns(time_us)
+        self.keys = sorted(set(experts.tolist()))
+        self.rows = [Curve(np.asarray(tokens)[experts == e], ns[experts == e]) for e in self.keys]
+
+    def __call__(self, tokens: int, activated: int) -> int:
+        lo, hi, w = bracket(self.keys, activated)
+        v = self.rows[lo].raw(tokens)
+        if hi != lo and w:
+            v += w * (self.rows[hi].raw(tokens) - v)
+        return max(1, int(v))
+
+
 class ProfileBackend:
-    """Prices a `BatchShape` from `ProfileTables` (+ TP all-reduces from the hardware spec)."""
+    """Prices a `BatchShape` from `ProfileTables` (+ TP all-reduces from the hardware spec).
+
+    MoE models with a `moe.csv` price each layer's expert block from it at T tokens and
+    min(num_experts, T·experts_per_token) activated experts (balanced routing), in place of
+    gate_up_proj + act_fn + down_proj."""
 
     name = "profile"
 
-    def __init__(self, tables: ProfileTables, num_layers: int, hidden_size: int, dtype_bytes: int,
-                 tp: int = 1, hardware=None, decode_skew: bool = True):
+    def __init__(self, tables: ProfileTables, arch, tp: int = 1, hardware=None, decode_skew: bool = True):
         self.tables = tables
-        self.num_layers = num_layers
-        self.allreduce_bytes_per_token = hidden_size * dtype_bytes
+        self.arch = arch
+        self.num_layers = arch.num_layers
+        if arch.is_moe and tables.moe is None:
+            raise CostModelError(f"{tables.source}: {arch.name} is a MoE model but the bundle has no moe.csv")
+        self.allreduce_bytes_per_token = arch.hidden_size * arch.dtype_bytes
         self.tp = tp
         self.hardware = hardware
         self.decode_skew = decode_skew and tables.skew is not None
@@ -105,11 +142,19 @@ class ProfileBackend:
         if hit is None:
             d = self.tables.dense
             once = sum(d[op](tokens) for op in PRE_OPS + POST_OPS)
-            per_layer = sum(d[op](tokens) for op in LAYER_OPS)
+            per_layer = sum(d[op](tokens) for op in self.tables.layer_ops) + self.moe_ns(tokens)
             if self.tp > 1:
                 per_layer += 2 * self.hardware.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
             hit = self._dense_cache[tokens] = (once, per_layer)
         return hit
+
+    def moe_ns(self, tokens: int) -> int:
+        """One layer's expert block (0 for dense models)."""
+        moe = self.tables.moe
+        if moe is None:
+            return 0
+        a = self.arch
+        return moe(tokens, min(a.num_experts, tokens * a.experts_per_token))
 
     def sequence_ns(self, seqs: int) -> int:
         hit = self._seq_cache.get(seqs)
@@ -139,8 +184,11 @@ class ProfileBackend:
         """Per-op ns of one step (ops summed over layers)."""
         d, L, T = self.tables.dense, self.num_layers, max(1, b.tokens)
         out = {op: d[op](T) for op in PRE_OPS}
-        for op in dict.fromkeys(LAYER_OPS):
-            out[op] = L * LAYER_OPS.count(op) * d[op](T)
+        ops = self.tables.layer_ops
+        for op in dict.fromkeys(ops):
+            out[op] = L * ops.count(op) * d[op](T)
+        if self.tables.moe is not None:
+            out["moe_experts"] = L * self.moe_ns(T)
         out["attention"] = L * self.attention_ns(b)
         if self.tp > 1:
             out["allreduce"] = L * 2 * self.hardware.allreduce_ns(T * self.allreduce_bytes_per_token, self.tp)
