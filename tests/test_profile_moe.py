@@ -47,5 +47,5 @@ def test_moe_step_is_composed_from_moe_csv(tmp_path):
 
 def test_moe_model_without_moe_table_is_an_error(tmp_path):
     perf, models = write_bundle(tmp_path, with_moe=False)
-    with pytest.raises(CostModelError, match="dense.csv: no rows for op\(s\) act_fn, down_proj, gate_up_proj"):
+    with pytest.raises(CostModelError, match=r"dense.csv: no rows for op\(s\) act_fn, down_proj, gate_up_proj"):
         CostModel.load(model="test/tiny-moe", hardware="H100-SXM-80GB", perf_root=perf, models_root=models)
