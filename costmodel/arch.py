@@ -83,16 +83,19 @@ class ModelArch:
             mlp = 3 * h * self.intermediate_size
         return attn + mlp + 2 * h
 
-    def weight_bytes(self, tp: int = 1) -> int:
-        """Weight bytes held by one TP rank: layers and vocab-parallel embeddings sharded by tp,
-        norms replicated; KV projections replicated when KV heads < tp."""
+    def weight_bytes(self, tp: int = 1, ep: int = 1) -> int:
+        """Weight bytes held by one rank: layers and vocab-parallel embeddings sharded by tp,
+        norms replicated; KV projections replicated when KV heads < tp; MoE experts spread
+        over max(tp, ep) ranks (expert parallelism)."""
         h, d = self.hidden_size, self.head_dim
         embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        per_layer = self.layer_weight_params() - 2 * h
+        experts = self.num_experts * 3 * h * self.moe_intermediate_size if self.is_moe else 0
+        per_layer = self.layer_weight_params() - 2 * h - experts
         kv_extra = 0
         if self.num_kv_heads < tp:
             kv_extra = 2 * h * d * (self.kv_heads_per_rank(tp) * tp - self.num_kv_heads)
         sharded = (embed + self.num_layers * (per_layer + kv_extra)) // tp
+        sharded += self.num_layers * experts // max(tp, ep)
         replicated = self.num_layers * 2 * h + h
         return (sharded + replicated) * self.dtype_bytes
 

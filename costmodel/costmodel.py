@@ -200,7 +200,8 @@ class CostModel:
         """floor((mem_GiB·2^30·util − weight_bytes) / block_bytes) on one rank; with pp stages,
         on the fullest stage (weights and KV scaled by its share of the layers)."""
         share = max(self.stage_layers()) / self.arch.num_layers
-        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - self.arch.weight_bytes(self.tp) * share
+        weights = self.arch.weight_bytes(self.tp, self.state.ep)
+        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - weights * share
         return int(free // (self.kv_block_bytes(block_size) * share))
 
 
