@@ -10,6 +10,7 @@ and no usage stats, unless `ray_address` joins an existing cluster.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import numpy as np
@@ -29,14 +30,30 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
         import ray
     except ImportError:
         raise InputError("--backend ray needs Ray: pip install 'fleetsim[ray]'") from None
+    if address:
+        _check_reachable(address)
     if ray.is_initialized():
         return ray, False
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise InputError(f"--ray-address {address}: {str(exc).splitlines()[0]}") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  object_store_memory=object_store_mb * 2**20, _node_ip_address="127.0.0.1")
     return ray, True
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when a `host:port` address does not answer."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or address.startswith(("ray://", "auto")):
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
 def pack_requests(deliveries: dict) -> tuple:
