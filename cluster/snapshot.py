@@ -21,9 +21,6 @@ class Snapshot:
         self.decode_tokens = decode_tokens
         self.now = now
 
-    def as_tuple(self) -> tuple:
-        return (self.waiting, self.running, self.kv_used, self.kv_total, self.prefill_tokens, self.decode_tokens,
-                self.now)
 
     @classmethod
     def from_tuple(cls, index: int, t) -> "Snapshot":
@@ -39,6 +36,3 @@ class Snapshot:
     def outstanding_tokens(self) -> int:
         return self.prefill_tokens + self.decode_tokens
 
-    @property
-    def kv_fraction(self) -> float:
-        return self.kv_used / self.kv_total if self.kv_total else 0.0

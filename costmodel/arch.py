@@ -99,7 +99,3 @@ class ModelArch:
         replicated = self.num_layers * 2 * h + h
         return (sharded + replicated) * self.dtype_bytes
 
-    def num_params(self) -> int:
-        """Total parameters (unsharded)."""
-        embed = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
-        return embed + self.num_layers * self.layer_weight_params() + self.hidden_size
