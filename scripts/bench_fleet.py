@@ -6,7 +6,8 @@ max_num_seqs 128, max_num_batched_tokens 2048; measured with this simulator), lo
     python scripts/bench_fleet.py --instances 8 64 --backends local --policies round_robin
 
 Each configuration runs in a fresh process; prints one JSON line per configuration: wall time
-(whole, Ray start-up, and the run itself: actors, routing, simulation, output), simulated
+(whole; Ray start-up, i.e. Ray plus its actor worker processes up and answering; and the run
+itself: loading the instances into the actors, routing, simulation, output), simulated
 requests per wall second of the run, peak RSS of the driver and of each Ray actor.
 """
 from __future__ import annotations
@@ -47,8 +48,8 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
         rb.RayBackend.close = close
     t0 = time.perf_counter()
     if backend == "ray":
-        from cluster.backends.ray_backend import start_ray
-        start_ray()
+        from cluster.backends.ray_backend import start_ray, warm_actors
+        warm_actors(start_ray()[0], actors)     # Ray and its worker processes, up and answering
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         summary = run_fleet(cfg, wl, out, backend, **options)

@@ -212,6 +212,11 @@ class RayBackend:
 _POOL: list = []
 
 
+def warm_actors(ray, count: int) -> None:
+    """Start `count` pooled host actors and wait until each answers (part of Ray's start-up)."""
+    ray.get([a.pid.remote() for a in _pooled_actors(ray, count)])
+
+
 def _pooled_actors(ray, count: int) -> list:
     """`count` host actors from this process's pool, started on first need."""
     if _POOL and not ray.is_initialized():
