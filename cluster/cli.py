@@ -77,7 +77,7 @@ def config_from_args(args):
         long_prefill_token_threshold=args.long_prefill_token_threshold, max_model_len=args.max_model_len,
         enable_prefix_caching=False if args.no_prefix_caching else None,
         enable_chunked_prefill=False if args.no_chunked_prefill else None)
-    for i, spec in enumerate(config.instances):
+    for spec in config.instances:
         try:
             spec.engine.validate("command line")
         except ValueError as exc:

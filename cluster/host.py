@@ -33,9 +33,8 @@ class InstanceHost:
             eng = self.engines[idx]
             while eng.has_work and eng.next_event_ns() < t_end and eng.now < t_end:
                 eng.advance_until(t_end)
-            model = self.models[idx]
             for r in eng.drain_finished():
-                rows.append(request_row(r, model))
+                rows.append(request_row(r))
                 r.token_times = []          # the row has them; do not keep per-token ints alive
                 r.hashes = []
             if want_snapshots:

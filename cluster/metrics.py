@@ -16,7 +16,7 @@ CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latenc
               "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens")
 
 
-def request_row(req, model: str) -> tuple:
+def request_row(req) -> tuple:
     """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits)."""
     times = req.token_times
     arrival = req.arrival_ns

@@ -32,11 +32,7 @@ class Workload:
 
 def _json_lines(path: str):
     """(`file:line`, object) for every non-blank line of a JSONL file; bad lines raise InputError."""
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read workload: {exc.strerror}") from None
-    with fh:
+    with _open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from costmodel.files import load_csv_columns
+from costmodel.profile import read_bundle
 from costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend, unflatten
 
 GEMM_TABLE_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head")
@@ -64,14 +64,14 @@ class Row:
 def bundle_rows(tp_dir: str) -> list[Row]:
     """Every row of a bundle directory `.../tp<N>/` as `Row`s (times in ns)."""
     rows = []
-    dense = load_csv_columns(os.path.join(tp_dir, "dense.csv"), ("tokens", "time_us"))
+    raw = read_bundle(tp_dir)
+    dense = raw["dense.csv"]
     for op, t, us in zip(dense["layer"], dense["tokens"], dense["time_us"]):
         rows.append(Row(str(op), (int(t),), float(us) * 1e3))
-    seq = load_csv_columns(os.path.join(tp_dir, "per_sequence.csv"), ("sequences", "time_us"))
+    seq = raw["per_sequence.csv"]
     for op, s, us in zip(seq["layer"], seq["sequences"], seq["time_us"]):
         rows.append(Row(str(op), (int(s),), float(us) * 1e3))
-    att = load_csv_columns(os.path.join(tp_dir, "attention.csv"),
-                           ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+    att = raw["attention.csv"]
     for pc, kp, nd, kd, us in zip(att["prefill_chunk"], att["kv_prefill"], att["n_decode"], att["kv_decode"],
                                   att["time_us"]):
         rows.append(Row("attention", (int(pc), int(kp), int(nd), int(kd)), float(us) * 1e3))
@@ -289,15 +289,11 @@ def find_bundles(hardware: str, perf_roots: tuple[str, ...] = (), variant: str =
 def roofline_for(hardware: str, model: str, tp: int = 1, efficiency: dict | None = None,
                  models_roots: tuple[str, ...] = (), hardware_roots: tuple[str, ...] = ()) -> RooflineBackend:
     """A RooflineBackend for (hardware, model, tp); `efficiency` None = the YAML's, {} = defaults."""
-    from costmodel.arch import ModelArch
-    from costmodel.files import load_json
-    from costmodel.hardware import Hardware
-    from costmodel.paths import model_config_path
+    from costmodel.costmodel import load_arch, load_hardware
     from costmodel.roofline import resolve_hardware_doc
     doc = resolve_hardware_doc(hardware, hardware_roots)
-    hw = Hardware.from_dict(doc, source=hardware)
-    path = model_config_path(model, models_roots)
-    arch = ModelArch.from_hf_config(model, load_json(path), source=path)
+    hw = load_hardware(hardware, hardware_roots)
+    arch = load_arch(model, models_roots)
     return RooflineBackend(arch, hw, tp, sm_count=doc.get("sm_count"), efficiency=efficiency,
                            l2_mib=doc.get("l2_mib"))
 

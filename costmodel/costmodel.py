@@ -30,10 +30,6 @@ def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
     return Hardware.from_dict(resolve_hardware_doc(name, hardware_roots), source=path)
 
 
-def arch_layers(state) -> int:
-    return state.arch.num_layers
-
-
 def _as_tuple(root) -> tuple[str, ...]:
     if root is None:
         return ()
@@ -125,8 +121,8 @@ class CostModel:
             with _LOCK:
                 _LOADED.setdefault(key, shared)
         state, engine = shared
-        if pp > arch_layers(state):
-            raise CostModelError(f"pp {pp} exceeds the {arch_layers(state)} layers of {model}")
+        if pp > state.arch.num_layers:
+            raise CostModelError(f"pp {pp} exceeds the {state.arch.num_layers} layers of {model}")
         return cls._assemble(state, engine, overhead_ns, overhead_per_seq_ns, memory_gib, pp)
 
     @classmethod

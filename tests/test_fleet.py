@@ -20,7 +20,7 @@ def test_one_instance_fleet_equals_lone_engine(tmp_path):
     for r in load_llmservingsim_jsonl(str(EXAMPLE_WORKLOAD), 120).initial:
         engine.add_request(r)
     engine.run_to_completion()
-    expected = sorted(request_row(r, spec.model)[:10] for r in engine.drain_finished())
+    expected = sorted(request_row(r)[:10] for r in engine.drain_finished())
     with open(out / "requests.csv", newline="") as fh:
         got = sorted(tuple(int(row[k]) for k in ("instance id", "request id", "input", "output", "arrival",
                                                   "end_time", "latency", "queuing_delay", "TTFT", "TPOT"))

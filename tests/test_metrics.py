@@ -13,7 +13,7 @@ def test_one_request_row():
     e = make_engine(max_num_batched_tokens=32)
     (r,) = run_all(e, [req(7, 300, 50, 4)])
     assert r.token_times == [2_800, 3_810, 4_820, 5_830]
-    row = request_row(r, "m")
+    row = request_row(r)
     inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
     assert (inst, rid, inp, out, arr, end) == (0, 7, 50, 4, 300, 5_830)
     assert ttft == 2_500
@@ -33,7 +33,7 @@ def test_two_request_rows():
     r0, r1 = run_all(e, [req(0, 0, 20, 4), req(1, 1_500, 10, 2)])
     assert r0.token_times == [1_200, 2_210, 3_320, 4_340]
     assert r1.token_times == [3_320, 4_340]
-    row0, row1 = request_row(r0, "m"), request_row(r1, "m")
+    row0, row1 = request_row(r0), request_row(r1)
     # r0: TTFT 1200, E2E 4340, ITL [1010, 1110, 1020], TPOT 3140/3 = 1046.67 → 1047, queueing 0
     assert row0[6:11] == (4_340, 0, 1_200, 1_047, [1_010, 1_110, 1_020])
     # r1: TTFT 3320 − 1500 = 1820, E2E 2840, ITL [1020], TPOT 1020, queueing 2210 − 1500 = 710
@@ -69,13 +69,13 @@ def _fake_req(arrival, times, first_sched=None):
     (0, [7, 9], 2),                        # 2 outputs: the single gap
 ])
 def test_tpot_rounds_to_nearest_ns(arrival, times, expected_tpot):
-    row = request_row(_fake_req(arrival, times), "m")
+    row = request_row(_fake_req(arrival, times))
     assert row[9] == expected_tpot
     assert row[8] == times[0] - arrival and row[6] == times[-1] - arrival
 
 
 def test_single_output_request_has_no_tpot_and_no_itl():
-    row = request_row(_fake_req(1_000, [4_000], first_sched=1_500), "m")
+    row = request_row(_fake_req(1_000, [4_000], first_sched=1_500))
     assert row[6:11] == (3_000, 500, 3_000, 0, [])
     mc = MetricsCollector()
     mc.add(row)
@@ -88,7 +88,7 @@ def test_ttft_of_preempted_request_keeps_first_token():
     """A preempted request's TTFT is its first token's step, not the recompute's."""
     e = make_engine(num_gpu_blocks=4, block_size=4, enable_prefix_caching=False)
     r0, r1 = run_all(e, [req(0, 0, 6, 2), req(1, 0, 8, 3)])
-    row = request_row(r1, "m")
+    row = request_row(r1)
     assert row[8] == 1_140 and row[6] == 4_250 and row[10] == [2_100, 1_010]
     assert row[9] == 1_555                         # 3110 / 2
     assert row[11] == 1
