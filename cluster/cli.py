@@ -155,6 +155,10 @@ def main(argv=None) -> int:
     except (InputError, CostModelError) as exc:
         print(f"fleetsim: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:             # unwritable --out, disk full, ...: the file and the reason
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fleetsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("fleetsim: interrupted", file=sys.stderr)
         return 130
