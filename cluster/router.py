@@ -26,6 +26,7 @@ import heapq
 import numpy as np
 
 from cluster.policies import stable_hash
+from cluster.errors import InputError
 from cluster.metrics import END, RID
 from cluster.snapshot import Snapshot
 from instance.engine import NEVER
@@ -93,8 +94,10 @@ class Router:
         while arrivals and arrivals[0][0] < t_end:
             req = heapq.heappop(arrivals)[2]
             idx = policy.choose(req, snaps, rng)
-            if not 0 <= idx < self.n:
-                raise ValueError(f"policy {policy.name} returned instance {idx} of {self.n}")
+            if not (isinstance(idx, (int, np.integer)) and 0 <= idx < self.n):
+                raise InputError(f"router.policy {policy.name}: choose() returned instance {idx!r}; "
+                                 f"allowed 0..{self.n - 1}")
+            idx = int(idx)
             if needs_load:
                 snaps[idx].note_routed(req)
             policy.routed(req, idx)
