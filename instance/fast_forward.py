@@ -73,15 +73,13 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
                 events.setdefault(0, []).append(req)
             for j in range((-(c + 1)) % bs, k, bs):
                 events.setdefault(j, []).append(req)
-    order = {id(r): i for i, r in enumerate(running)}
     starting = [r for r in running if r.num_output == 0]    # last prompt token: first output
     engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
     series = engine.series
     waiting = len(sched.waiting)
     for j in range(k):
         todo = events.get(j)
-        if todo:
-            todo.sort(key=lambda r: order[id(r)])
+        if todo:                # in running order: events were gathered walking `running`
             for req in todo:
                 c0, t0 = req.num_computed, req.num_tokens
                 req.num_computed, req.num_tokens = c0 + j, t0 + j
