@@ -56,6 +56,9 @@ class Router:
     def set_snapshots(self, snaps) -> None:
         for idx, t in snaps:
             self.snapshots[idx] = Snapshot.from_tuple(idx, t)
+        sync = getattr(self.policy, "sync", None)      # optional for user policies
+        if sync is not None:
+            sync(self.snapshots)
 
     @property
     def done(self) -> bool:

@@ -134,3 +134,23 @@ def test_user_policy_by_dotted_path():
 def test_every_named_policy_is_registered():
     assert set(POLICIES) == {"round_robin", "random", "least_loaded", "least_outstanding_tokens", "least_kv",
                              "power_of_two", "prefix_aware", "session_affinity", "weighted"}
+
+
+@pytest.mark.parametrize("name", ["least_loaded", "least_outstanding_tokens", "least_kv"])
+def test_lazy_heap_argmin_matches_a_full_scan(name):
+    """Through syncs and routed notes, the heap-kept minimum is the scan's (lowest index on ties)."""
+    p = make_policy(name, 16)
+    g = np.random.Generator(np.random.PCG64(7))
+    key = p.key
+    snapshots = snaps(*[(0,) * 5] * 16)
+    for window in range(30):
+        fresh = snaps(*[tuple(int(x) for x in g.integers(0, 4, 5)) for _ in range(16)])
+        snapshots[:] = fresh            # the router replaces them in place, then syncs
+        p.sync(snapshots)
+        for i in range(int(g.integers(0, 40))):
+            req = Request(i, 0, int(g.integers(1, 600)), int(g.integers(1, 300)))
+            expected = min(range(16), key=lambda j: (key(snapshots[j]), j))
+            got = p.choose(req, snapshots, rng())
+            assert got == expected
+            snapshots[got].note_routed(req)
+            p.routed(req, got)

@@ -2,13 +2,15 @@
 
 A policy picks the instance for one request: `choose(request, snapshots, rng) -> index`. It
 declares `needs_load`: policies that ignore load are routed without window syncs. `routed` is
-called after every decision (policies with their own state, e.g. a prefix index, update it).
+called after every decision (policies with their own state, e.g. a prefix index, update it);
+`sync` (optional) whenever the router receives fresh snapshots.
 Ties always break towards the lower index, and all randomness comes from `rng` (the router's
 seeded generator), so decisions are identical on every backend.
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 
 
 def stable_hash(value) -> int:
@@ -31,17 +33,38 @@ class Policy:
     def routed(self, request, index: int) -> None:
         """Called after `request` was sent to instance `index`."""
 
+    def sync(self, snapshots) -> None:
+        """Called after the router replaced `snapshots` with fresh ones from the instances."""
+
+
+class LeastKey(Policy):
+    """Routes to the snapshot with the smallest `key` (lowest index on ties).
+
+    Between syncs a key changes only when the router notes a request it sent, which never
+    lowers it, so the minimum is kept in a lazy heap: an entry whose key is out of date is
+    refreshed when it reaches the top. O(log n) per request instead of a scan of all n.
+    """
+
+    def key(self, s):
+        raise NotImplementedError
+
+    def sync(self, snapshots) -> None:
+        self._heap = [(self.key(s), s.index) for s in snapshots]
+        heapq.heapify(self._heap)
+        self._synced = snapshots
+
+    def choose(self, request, snapshots, rng) -> int:
+        if snapshots is not getattr(self, "_synced", None):
+            self.sync(snapshots)
+        heap, key = self._heap, self.key
+        while True:
+            k, i = heap[0]
+            now = key(snapshots[i])
+            if now == k:
+                return i
+            heapq.heapreplace(heap, (now, i))
+
 
 def queue_score(s) -> int:
     """vLLM's data-parallel balancer score: 4·waiting + running."""
     return 4 * s.waiting + s.running
-
-
-def argmin(snapshots, key) -> int:
-    """Index of the snapshot with the smallest key (lowest index on ties)."""
-    best, best_key = 0, None
-    for s in snapshots:
-        k = key(s)
-        if best_key is None or k < best_key:
-            best, best_key = s.index, k
-    return best

@@ -1,31 +1,29 @@
 """Policies that read instance load: least_loaded, least_outstanding_tokens, least_kv, power_of_two."""
 from __future__ import annotations
 
-from cluster.policies.base import Policy, argmin, queue_score
+from cluster.policies.base import LeastKey, Policy, queue_score
 
 
-class LeastLoaded(Policy):
+class LeastLoaded(LeastKey):
     """vLLM's DP balancer: smallest 4·waiting + running."""
     name = "least_loaded"
-
-    def choose(self, request, snapshots, rng) -> int:
-        return argmin(snapshots, queue_score)
+    key = staticmethod(queue_score)
 
 
-class LeastOutstandingTokens(Policy):
+class LeastOutstandingTokens(LeastKey):
     """Smallest outstanding work: prompt tokens still to prefill + output tokens still to decode."""
     name = "least_outstanding_tokens"
 
-    def choose(self, request, snapshots, rng) -> int:
-        return argmin(snapshots, lambda s: s.prefill_tokens + s.decode_tokens)
+    def key(self, s) -> int:
+        return s.prefill_tokens + s.decode_tokens
 
 
-class LeastKV(Policy):
+class LeastKV(LeastKey):
     """Lowest KV-cache use (fraction of blocks), then fewest waiting."""
     name = "least_kv"
 
-    def choose(self, request, snapshots, rng) -> int:
-        return argmin(snapshots, lambda s: (s.kv_used * 1.0 / s.kv_total, s.waiting))
+    def key(self, s) -> tuple:
+        return (s.kv_used * 1.0 / s.kv_total, s.waiting)
 
 
 class PowerOfTwo(Policy):
