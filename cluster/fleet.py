@@ -97,30 +97,47 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         workload.initial = []        # the router holds them now; finished requests can be freed
         t = 0
         in_flight: list = []         # (handle, window end) submitted, not yet collected
+        synced: list = []            # (batch, buckets) synced, not yet recorded (FIFO)
+
+        def record_synced() -> None:
+            for batch, buckets in synced:
+                metrics.add_batch(batch)
+                out.write_lines(batch.lines)
+                series.add(buckets)
+            synced.clear()
+
+        def sync_window(deliveries: dict, w_end: int, want_snapshots: bool) -> None:
+            # record the previous windows while the workers run this one
+            handle = fleet.submit(deliveries, w_end, want_snapshots)
+            record_synced()
+            synced.append(_sync(router, fleet.collect(handle), w_end))
+
         while True:
             start, end, exact = router.plan(t)
             if start > t and policy.needs_load:
-                _collect(router, fleet.window({}, start, True), start, metrics, out, series)
+                sync_window({}, start, True)
                 t = start
             deliveries, end = router.route(end, exact)
             if policy.needs_load or router.followups or end >= NEVER:
                 for handle, w_end in in_flight:
-                    _collect(router, fleet.collect(handle), w_end, metrics, out, series)
+                    synced.append(_sync(router, fleet.collect(handle), w_end))
                 in_flight = []
-                _collect(router, fleet.window(deliveries, end, policy.needs_load), end, metrics, out, series)
+                sync_window(deliveries, end, policy.needs_load)
             else:
                 # load-blind routing with no session turn in flight: nothing the router does
                 # depends on results, so keep a few windows queued at the workers
                 in_flight.append((fleet.submit(deliveries, end, False), end))
                 if len(in_flight) > PIPELINE_DEPTH:
                     handle, w_end = in_flight.pop(0)
-                    _collect(router, fleet.collect(handle), w_end, metrics, out, series)
+                    synced.append(_sync(router, fleet.collect(handle), w_end))
+                    record_synced()
             t = end
             bar.update(min(t, metrics.last_end), metrics.count)
             if t >= NEVER:
                 if router.done:
                     break
                 raise RuntimeError("router holds requests after the final window")
+        record_synced()
         bar.update(metrics.last_end, metrics.count, force=True)
         summary = metrics.summary()
         stats = dict(fleet.stats())
@@ -144,14 +161,14 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     return summary
 
 
-def _collect(router, result, next_start, metrics, out, series) -> None:
+def _sync(router, result, next_start) -> tuple:
+    """Take a window's snapshots and finished turns into the router; its (ordered batch,
+    time-series buckets) are recorded later, in window order."""
     batch, snaps, buckets = result
     batch = router.finished(batch, next_start)
-    metrics.add_batch(batch)
-    out.write_lines(batch.lines)
     if snaps:
         router.set_snapshots(snaps)
-    series.add(buckets)
+    return batch, buckets
 
 
 def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, options: dict):
