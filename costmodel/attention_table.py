@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodel.interp import Curve, bracket, us_to_ns
+from costmodel.interp import Curve, bracket, lerp_fn, us_to_ns
 
 
 class _Slice:
@@ -28,6 +28,11 @@ class _Slice:
         if hi != lo and w:
             v += w * (self.rows[hi].raw(kvd) - v)
         return v
+
+    def at_kp(self, kp: float):
+        """kvd -> raw(kp, kvd), the kv_prefill bracket resolved once."""
+        lo, hi, w = bracket(self.kp_keys, kp)
+        return lerp_fn(self.rows[lo].raw, self.rows[hi].raw if hi != lo and w else None, w)
 
 
 class AttentionTable:
@@ -64,6 +69,18 @@ class AttentionTable:
         if hi != lo and w:
             v += w * (self._slice(pc, self.nd_keys[hi]).raw(kp, kvd) - v)
         return v
+
+    def _at_nd(self, pc: int, nd: float, kp: float):
+        lo, hi, w = bracket(self.nd_keys, nd)
+        return lerp_fn(self._slice(pc, self.nd_keys[lo]).at_kp(kp),
+                       self._slice(pc, self.nd_keys[hi]).at_kp(kp) if hi != lo and w else None, w)
+
+    def along_kvd(self, pc: float, kp: float, nd: float):
+        """kvd -> lookup(pc, kp, nd, kvd), same arithmetic, the other three brackets resolved once
+        (for pricing many steps that differ only in decode context)."""
+        lo, hi, w = bracket(self.pc_keys, pc)
+        return lerp_fn(self._at_nd(self.pc_keys[lo], nd, kp),
+                       self._at_nd(self.pc_keys[hi], nd, kp) if hi != lo and w else None, w)
 
     def lookup(self, pc: float, kp: float, nd: float, kvd: float) -> float:
         lo, hi, w = bracket(self.pc_keys, pc)

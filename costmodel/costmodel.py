@@ -176,6 +176,11 @@ class CostModel:
         """GPU time of one step described by a `BatchShape`."""
         return self.backend.time_batch(batch)
 
+    def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
+        """j -> GPU time of step j of a decode-only run: n sequences, contexts (sum, min, max)
+        now, each growing by one per step; equal to `time_batch` of that step's shape."""
+        return self.backend.decode_steps(n, ctx_sum, ctx_min, ctx_max)
+
     def iteration_time_ns(self, seqs: Sequence[tuple[int, int]]) -> int:
         """GPU time of one step: `seqs` are `(new_tokens, context_before)` pairs."""
         if not seqs:

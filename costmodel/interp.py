@@ -32,6 +32,18 @@ def bracket(keys: list, x: float) -> tuple[int, int, float]:
     return lo, hi, (x - keys[lo]) / (keys[hi] - keys[lo])
 
 
+def lerp_fn(f_lo, f_hi, w: float):
+    """x -> f_lo(x) + w·(f_hi(x) − f_lo(x)), with exactly the float operations of the nested
+    lookups (`f_hi` None: f_lo alone)."""
+    if f_hi is None:
+        return f_lo
+
+    def f(x):
+        v = f_lo(x)
+        return v + w * (f_hi(x) - v)
+    return f
+
+
 class Curve:
     """A 1-D piecewise-linear table `key -> ns`."""
     __slots__ = ("keys", "values")

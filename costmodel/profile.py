@@ -180,6 +180,29 @@ class ProfileBackend:
                     return round(t_mean + alpha * (t_max - t_mean))
         return t_mean
 
+    def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
+        """j -> `time_batch` of a decode-only step of n sequences whose contexts (sum, min, max)
+        all grew by j; table brackets other than the context resolved once."""
+        once, per_layer = self.dense_ns(n)
+        fixed = once + self.sequence_ns(n)
+        L = self.num_layers
+        look = self.tables.attention.along_kvd(0, 0, n)
+        alpha = self.tables.skew.alpha if self.decode_skew and n > 1 else None
+
+        def step(j: int) -> int:
+            s = ctx_sum + j * n
+            kv_mean = s // n
+            attn = max(1, int(look(kv_mean)))
+            mx = ctx_max + j
+            if alpha is not None and mx != kv_mean:
+                a = alpha(0, n, s / n, ctx_min + j, mx, 0)
+                if a:
+                    t_max = max(1, int(look(mx)))
+                    if t_max > attn:
+                        attn = round(attn + a * (t_max - attn))
+            return fixed + L * (per_layer + attn)
+        return step
+
     def breakdown(self, b: BatchShape) -> dict[str, int]:
         """Per-op ns of one step (ops summed over layers)."""
         d, L, T = self.tables.dense, self.num_layers, max(1, b.tokens)

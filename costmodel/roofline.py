@@ -381,12 +381,36 @@ class RooflineBackend:
         d = self.dense_ops(max(1, b.tokens))
         return d["embedding"], d["final_layernorm"] + sum(self.sequence_ops(max(1, b.seqs)).values())
 
-    def time_batch(self, b: BatchShape) -> int:
-        t = max(1, b.tokens)
+    def _fixed_ns(self, tokens: int, seqs: int) -> int:
+        """Everything but attention: token-proportional ops at T, per-sequence ops at S."""
+        t = max(1, tokens)
         dense = self._dense_totals.get(t)
         if dense is None:
             dense = self._dense_totals[t] = sum(self.dense_ops(t).values())
-        seq = self._seq_totals.get(b.seqs)
+        seq = self._seq_totals.get(seqs)
         if seq is None:
-            seq = self._seq_totals[b.seqs] = sum(self.sequence_ops(max(1, b.seqs)).values())
-        return dense + self.L * self.attention_ns(b) + seq
+            seq = self._seq_totals[seqs] = sum(self.sequence_ops(max(1, seqs)).values())
+        return dense + seq
+
+    def time_batch(self, b: BatchShape) -> int:
+        return self._fixed_ns(b.tokens, b.seqs) + self.L * self.attention_ns(b)
+
+    def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
+        """j -> `time_batch` of a decode-only step of n sequences whose contexts all grew by j:
+        the split-KV decode attention of `attention_parts_s` with its constants folded (same
+        float operations, so the same ns)."""
+        fixed, L = self._fixed_ns(n, n), self.L
+        heads, hd = self.heads, self.hd
+        launch = self.p("attention.launch_us") * 1e-6
+        per_key = self.kv_token_layer
+        q_bytes = 2.0 * n * heads * hd * self.dt
+        mem = self.bw * self.p("attention.e_mem")
+        flops_per_key = 4.0 * heads * hd
+        comp = self.peak * self.p("attention.c_max")
+        keys0 = ctx_sum + n
+
+        def step(j: int) -> int:
+            keys = keys0 + j * n
+            s = launch + max((keys * per_key + q_bytes) / mem, flops_per_key * keys / comp)
+            return fixed + L * max(1, round(s * 1e9))
+        return step

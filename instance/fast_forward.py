@@ -12,8 +12,6 @@ and at the first step in which a request finishes (that step is included).
 """
 from __future__ import annotations
 
-from costmodel.batch import BatchShape
-
 MIN_STEPS = 2
 
 
@@ -50,12 +48,14 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
         return 0, False
     cm = engine.cost_model
     overhead = cm.cpu_overhead_ns(n)
+    step = cm.decode_steps(n, ctx_sum, ctx_min, ctx_max)
     ends = []
     t = engine.now
-    while len(ends) < k_max and t < limit:
-        j = len(ends)
-        t += cm.time_batch(BatchShape(n, n, (), n, ctx_sum + j * n, ctx_min + j, ctx_max + j)) + overhead
+    j = 0
+    while j < k_max and t < limit:
+        t += step(j) + overhead
         ends.append(t)
+        j += 1
     k = len(ends)
     if k < MIN_STEPS:
         return 0, False

@@ -1,0 +1,35 @@
+"""`CostModel.decode_steps` (fast-forward's pricing) equals `time_batch` of every step's shape."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from costmodel import CostModel
+from costmodel.batch import BatchShape
+
+REPO_PERF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "perf")
+CASES = [("meta-llama/Llama-3.1-8B", "RTXPRO6000", "profile", 1, 1),           # shipped profile bundles
+         ("meta-llama/Llama-3.1-8B", "H100-SXM-80GB", "profile", 1, 1),
+         ("Qwen/Qwen3-8B", "H200-SXM-141GB", "profile", 1, 1),
+         ("meta-llama/Llama-3.1-70B", "A100-SXM-80GB", "roofline", 2, 1),
+         ("Qwen/Qwen3-30B-A3B", "H100-SXM-80GB", "roofline", 2, 2)]
+
+
+def _shapes(g, count):
+    for _ in range(count):
+        n = int(g.integers(1, 200))
+        ctx = g.integers(1, 20_000, n) if g.random() < 0.7 else np.full(n, int(g.integers(1, 20_000)))
+        yield n, int(ctx.sum()), int(ctx.min()), int(ctx.max())
+
+
+@pytest.mark.parametrize("model, hardware, backend, tp, ep", CASES)
+def test_decode_steps_match_time_batch_to_the_ns(model, hardware, backend, tp, ep):
+    cm = CostModel.load(model, hardware, backend, tp, perf_root=REPO_PERF, ep=ep)
+    g = np.random.Generator(np.random.PCG64(3))
+    for n, s, lo, hi in _shapes(g, 150):
+        step = cm.decode_steps(n, s, lo, hi)
+        for j in (0, 1, 2, 7, 15, 16, 17, 100, 1000):
+            expected = cm.time_batch(BatchShape(n, n, (), n, s + j * n, lo + j, hi + j))
+            assert step(j) == expected, (n, s, lo, hi, j)
