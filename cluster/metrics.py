@@ -9,6 +9,9 @@ default). Throughput is over the span from the first arrival to the last complet
 """
 from __future__ import annotations
 
+from itertools import islice
+from operator import sub
+
 import numpy as np
 
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
@@ -25,15 +28,14 @@ def request_row(req) -> tuple:
     e2e = end - arrival
     n = req.output_len
     tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0
-    itl = [times[i] - times[i - 1] for i in range(1, len(times))]
+    itl = list(map(sub, islice(times, 1, None), times))
     return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
             ttft, tpot, itl, req.preemptions, req.hit_tokens)
 
 
 def format_row(row: tuple, model: str) -> str:
     inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
-    itl_text = "[" + ", ".join(map(str, itl)) + "]"
-    return f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot},"{itl_text}",{pre},{hits}\n'
+    return f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot},"{itl}",{pre},{hits}\n'
 
 
 def stats_ms(values) -> dict:

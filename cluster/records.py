@@ -7,6 +7,8 @@ finished (in the Ray actors, in parallel).
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 from cluster.metrics import END, INSTANCE, RID, format_row
@@ -24,7 +26,7 @@ class RecordBatch:
         if not rows:
             return cls.empty()
         fixed = np.array([r[:10] + r[11:] for r in rows], dtype=np.int64)
-        itl = np.fromiter((x for r in rows for x in r[10]), dtype=np.int64)
+        itl = np.fromiter(chain.from_iterable(r[10] for r in rows), dtype=np.int64, count=sum(len(r[10]) for r in rows))
         return cls(fixed, itl, [format_row(r, models[r[0]]) for r in rows])
 
     @classmethod

@@ -94,25 +94,34 @@ class BlockManager:
         elif need > num_free:
             return False
         if need > 0:
-            blocks, hashes, cached = req.blocks, self.block_hash, self.cached
-            for _ in range(need):
-                if self.next_fresh < self.num_blocks:
-                    blocks.append(self.next_fresh)
-                    ref[self.next_fresh] = 1
-                    self.next_fresh += 1
-                    continue
+            req.blocks.extend(self.take(need))
+        if self.enable_caching and req.has_identity:
+            self._cache_full_blocks(req, min(computed + num_new_tokens, req.num_tokens))
+        return True
+
+    def take(self, count: int) -> list[int]:
+        """`count` blocks from the head of the free queue (the caller checked they are free), each
+        with ref 1; a reused block loses its cached hash and gets a new generation."""
+        out = []
+        fresh = min(count, self.num_blocks - self.next_fresh)
+        if fresh > 0:
+            out = list(range(self.next_fresh, self.next_fresh + fresh))
+            self.next_fresh += fresh
+        if fresh < count:
+            free, hashes, cached, gen = self.free_queue, self.block_hash, self.cached, self.generation
+            for _ in range(count - fresh):
                 b = free.popitem(last=False)[0]
-                self.generation[b] += 1
+                gen[b] += 1
                 h = hashes[b]
                 if h is not None:
                     if cached.get(h) == b:
                         del cached[h]
                     hashes[b] = None
-                ref[b] = 1
-                blocks.append(b)
-        if self.enable_caching and req.has_identity:
-            self._cache_full_blocks(req, min(computed + num_new_tokens, req.num_tokens))
-        return True
+                out.append(b)
+        ref = self.ref_cnt
+        for b in out:
+            ref[b] = 1
+        return out
 
     def _cache_full_blocks(self, req: Request, tokens: int) -> None:
         full = tokens // self.block_size

@@ -59,36 +59,13 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     k = len(ends)
     if k < MIN_STEPS:
         return 0, False
-    # block events, step by step in running order: a step whose token fills a block (it gets
-    # cached) or needs a new one; plus step 0 where a cache registration lags, so that it
-    # happens where stepping would do it
-    events: dict[int, list] = {}
-    caching = kv.enable_caching
-    for req in running:
-        c = req.num_computed
-        for j in range(len(req.blocks) * bs - c, k, bs):
-            events.setdefault(j, []).append(req)
-        if caching and req.has_identity:
-            if req.num_cached_blocks < (c + 1) // bs:
-                events.setdefault(0, []).append(req)
-            for j in range((-(c + 1)) % bs, k, bs):
-                events.setdefault(j, []).append(req)
     starting = [r for r in running if r.num_output == 0]    # last prompt token: first output
     engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
+    used = _allocate_steps(kv, running, k, bs)
     series = engine.series
     waiting = len(sched.waiting)
-    for j in range(k):
-        todo = events.get(j)
-        if todo:                # in running order: events were gathered walking `running`
-            for req in todo:
-                c0, t0 = req.num_computed, req.num_tokens
-                req.num_computed, req.num_tokens = c0 + j, t0 + j
-                ok = kv.allocate(req, 1)
-                req.num_computed, req.num_tokens = c0, t0
-                if not ok:
-                    raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
-        if j < k - 1:
-            series.record(ends[j], len(starting) if j == 0 else 0, n, n, waiting, kv.num_used)
+    for j in range(k - 1):
+        series.record(ends[j], len(starting) if j == 0 else 0, n, n, waiting, used[j])
     done = []
     for req in running:
         req.num_computed += k
@@ -105,6 +82,51 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     followup = engine.finish(done)
     series.record(ends[-1], 0, n, len(running), waiting, kv.num_used)
     return k, followup
+
+
+def _allocate_steps(kv, running, k: int, bs: int) -> list[int]:
+    """Give the running decodes the blocks their next k steps need, as stepping would (step by
+    step, in running order); returns the blocks in use after each step. Without prefix-cache
+    identity nothing else happens at block boundaries, so the blocks are taken in one go."""
+    if kv.enable_caching and any(r.has_identity for r in running):
+        return _allocate_stepwise(kv, running, k, bs)
+    wants = sorted((j, i) for i, req in enumerate(running)
+                   for j in range(len(req.blocks) * bs - req.num_computed, k, bs))
+    per_step = [0] * k
+    for (j, i), b in zip(wants, kv.take(len(wants))):
+        running[i].blocks.append(b)
+        per_step[j] += 1
+    used, out = kv.num_used - len(wants), []
+    for count in per_step:
+        used += count
+        out.append(used)
+    return out
+
+
+def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
+    """`_allocate_steps` through `allocate`, one block event at a time: a step whose token fills
+    a block (it gets cached) or needs a new one, plus step 0 where a cache registration lags."""
+    events: dict[int, list] = {}
+    for req in running:          # gathered walking `running`, so each step's list is in running order
+        c = req.num_computed
+        for j in range(len(req.blocks) * bs - c, k, bs):
+            events.setdefault(j, []).append(req)
+        if req.has_identity:
+            if req.num_cached_blocks < (c + 1) // bs:
+                events.setdefault(0, []).append(req)
+            for j in range((-(c + 1)) % bs, k, bs):
+                events.setdefault(j, []).append(req)
+    out = []
+    for j in range(k):
+        for req in events.get(j, ()):
+            c0, t0 = req.num_computed, req.num_tokens
+            req.num_computed, req.num_tokens = c0 + j, t0 + j
+            ok = kv.allocate(req, 1)
+            req.num_computed, req.num_tokens = c0, t0
+            if not ok:
+                raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
+        out.append(kv.num_used)
+    return out
 
 
 def _allocs(running, bs: int, k: int) -> int:

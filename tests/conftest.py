@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from costmodel.batch import BatchShape
 from instance.config import EngineConfig
 from instance.engine import Engine
 from instance.request import Request
@@ -42,6 +43,10 @@ class FakeCostModel:
     def time_batch(self, batch) -> int:
         self.batches.append(batch)
         return STEP_NS + TOKEN_NS * batch.tokens
+
+    def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
+        """As `CostModel.decode_steps`: each step's shape goes through `time_batch` (recorded)."""
+        return lambda j: self.time_batch(BatchShape(n, n, (), n, ctx_sum + j * n, ctx_min + j, ctx_max + j))
 
     def cpu_overhead_ns(self, num_seqs: int) -> int:
         return 0
