@@ -14,6 +14,9 @@ from collections import OrderedDict
 from instance.request import Request
 
 
+_ONES = array("i", [1])
+
+
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int, enable_caching: bool = True):
         self.num_blocks = num_blocks
@@ -24,6 +27,7 @@ class BlockManager:
         self.ref_cnt = array("i", bytes(4 * num_blocks))
         self.block_hash: list = [None] * num_blocks
         self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
+        self.track_generations = False                          # set once a request remembers blocks
         self.cached: dict[int, int] = {}
 
     @property
@@ -101,26 +105,34 @@ class BlockManager:
 
     def take(self, count: int) -> list[int]:
         """`count` blocks from the head of the free queue (the caller checked they are free), each
-        with ref 1; a reused block loses its cached hash and gets a new generation."""
-        out = []
-        fresh = min(count, self.num_blocks - self.next_fresh)
-        if fresh > 0:
-            out = list(range(self.next_fresh, self.next_fresh + fresh))
-            self.next_fresh += fresh
+        with ref 1; a reused block loses its cached hash and gets a new generation. (Hashes and
+        generations are only looked at once some block was hashed / some request remembered
+        its blocks: before that, nothing can depend on them.)"""
+        nf = self.next_fresh
+        fresh = min(count, self.num_blocks - nf)
+        out = list(range(nf, nf + fresh))
+        if fresh:
+            self.ref_cnt[nf:nf + fresh] = _ONES * fresh
+            self.next_fresh = nf + fresh
         if fresh < count:
-            free, hashes, cached, gen = self.free_queue, self.block_hash, self.cached, self.generation
-            for _ in range(count - fresh):
-                b = free.popitem(last=False)[0]
-                gen[b] += 1
-                h = hashes[b]
-                if h is not None:
-                    if cached.get(h) == b:
-                        del cached[h]
-                    hashes[b] = None
-                out.append(b)
-        ref = self.ref_cnt
-        for b in out:
-            ref[b] = 1
+            pop = self.free_queue.popitem
+            reused = [pop(False)[0] for _ in range(count - fresh)]
+            ref = self.ref_cnt
+            for b in reused:
+                ref[b] = 1
+            if self.track_generations:
+                gen = self.generation
+                for b in reused:
+                    gen[b] += 1
+            if self.cached:
+                hashes, cached = self.block_hash, self.cached
+                for b in reused:
+                    h = hashes[b]
+                    if h is not None:
+                        if cached.get(h) == b:
+                            del cached[h]
+                        hashes[b] = None
+            out += reused
         return out
 
     def _cache_full_blocks(self, req: Request, tokens: int) -> None:
@@ -138,14 +150,22 @@ class BlockManager:
     def free(self, req: Request, preempted: bool = False) -> None:
         """Release `req`'s blocks, tail first; hashed blocks stay cached until reused (for a
         preempted request without token identity, its full blocks are remembered instead)."""
+        shared = self.enable_caching and req.has_identity      # only such blocks can have ref > 1
         if preempted and self.enable_caching and not req.has_identity:
+            self.track_generations = True
             gen = self.generation
             req.own_cache = [(b, gen[b]) for b in req.blocks[:req.num_computed // self.block_size]]
         ref, free = self.ref_cnt, self.free_queue
-        for b in reversed(req.blocks):
-            ref[b] -= 1
-            if ref[b] == 0:
-                free[b] = None
+        tail_first = req.blocks[::-1]
+        if shared:
+            for b in tail_first:
+                ref[b] -= 1
+                if ref[b] == 0:
+                    free[b] = None
+        else:
+            for b in tail_first:
+                ref[b] = 0
+            free.update(dict.fromkeys(tail_first))
         req.blocks = []
         req.num_cached_blocks = 0
 

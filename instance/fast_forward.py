@@ -64,8 +64,7 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     used = _allocate_steps(kv, running, k, bs)
     series = engine.series
     waiting = len(sched.waiting)
-    for j in range(k - 1):
-        series.record(ends[j], len(starting) if j == 0 else 0, n, n, waiting, used[j])
+    series.record_steps(ends[:-1], len(starting), n, n, waiting, used)
     done = []
     for req in running:
         req.num_computed += k

@@ -5,6 +5,8 @@ the running / waiting / KV-blocks-used levels at the end of the bucket's last st
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+
 BUCKET_NS = 1_000_000_000
 
 
@@ -31,6 +33,30 @@ class TimeSeries:
         cur[4] = running
         cur[5] = waiting
         cur[6] = kv_used
+
+    def record_steps(self, ends: list, first_prompt_tokens: int, gen_tokens: int, running: int, waiting: int,
+                     kv_used: list) -> None:
+        """`record` for consecutive steps ending at `ends` (increasing), each producing `gen_tokens`,
+        prompt tokens only in the first, KV use `kv_used[i]` after step i; one update per bucket."""
+        i, k = 0, len(ends)
+        prompt = first_prompt_tokens
+        while i < k:
+            b = ends[i] // BUCKET_NS
+            j = bisect_left(ends, (b + 1) * BUCKET_NS, i)
+            if b != self._bucket:
+                if self._cur is not None:
+                    self.rows.append(tuple(self._cur))
+                self._bucket = b
+                self._cur = [b, 0, 0, 0, 0, 0, 0]
+            cur = self._cur
+            cur[1] += prompt
+            cur[2] += gen_tokens * (j - i)
+            cur[3] += j - i
+            cur[4] = running
+            cur[5] = waiting
+            cur[6] = kv_used[j - 1]
+            prompt = 0
+            i = j
 
     def drain(self, final: bool = False) -> list[tuple]:
         """Completed buckets (and the open one too when `final`)."""

@@ -1,9 +1,10 @@
 """The engine's 1-second time series (instance.timeseries) on hand-made cases."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from instance.timeseries import BUCKET_NS
+from instance.timeseries import BUCKET_NS, TimeSeries
 from conftest import make_engine, req, run_all
 
 
@@ -36,3 +37,22 @@ def test_series_counts_one_token_prompt_chunks():
     _, prompt, gen, _ = _totals(e)
     assert gen == 2
     assert prompt == 65
+
+
+def test_record_steps_equals_one_record_per_step():
+    g = np.random.Generator(np.random.PCG64(5))
+    a, b = TimeSeries(), TimeSeries()
+    t = 0
+    for _ in range(300):
+        k = int(g.integers(1, 40))
+        ends = [t := t + int(g.integers(1, BUCKET_NS // 7)) for _ in range(k)]
+        used = [int(x) for x in g.integers(0, 500, k)]
+        prompt, gen, run, wait = (int(x) for x in g.integers(0, 50, 4))
+        if g.random() < 0.3:
+            a.record(ends[0], prompt, gen, run, wait, used[0])
+            b.record(ends[0], prompt, gen, run, wait, used[0])
+            continue
+        for i, (e, u) in enumerate(zip(ends, used)):
+            a.record(e, prompt if i == 0 else 0, gen, run, wait, u)
+        b.record_steps(ends, prompt, gen, run, wait, used)
+    assert a.drain(final=True) == b.drain(final=True)
