@@ -29,10 +29,12 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     ctx_sum = 0
     ctx_min = 1 << 62
     ctx_max = 0
+    firsts = []          # per running request: the step at which it first needs a new block
     for req in running:
         c = req.num_computed
         if req.num_tokens - c != 1:
             return 0, False
+        firsts.append(len(req.blocks) * bs - c)
         left = req.output_len - req.num_output
         if left < k_max:
             k_max = left
@@ -43,7 +45,7 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
             ctx_max = c
     if k_max < MIN_STEPS:
         return 0, False
-    k_max = _alloc_limit(running, bs, kv.num_free, k_max)
+    k_max = _alloc_limit(firsts, bs, kv.num_free, k_max)
     if k_max < MIN_STEPS:
         return 0, False
     cm = engine.cost_model
@@ -61,7 +63,7 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
         return 0, False
     starting = [r for r in running if r.num_output == 0]    # last prompt token: first output
     engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
-    used = _allocate_steps(kv, running, k, bs)
+    used = _allocate_steps(kv, running, firsts, k, bs)
     series = engine.series
     waiting = len(sched.waiting)
     series.record_steps(ends[:-1], len(starting), n, n, waiting, used)
@@ -83,14 +85,13 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     return k, followup
 
 
-def _allocate_steps(kv, running, k: int, bs: int) -> list[int]:
+def _allocate_steps(kv, running, firsts: list, k: int, bs: int) -> list[int]:
     """Give the running decodes the blocks their next k steps need, as stepping would (step by
     step, in running order); returns the blocks in use after each step. Without prefix-cache
     identity nothing else happens at block boundaries, so the blocks are taken in one go."""
     if kv.enable_caching and any(r.has_identity for r in running):
         return _allocate_stepwise(kv, running, k, bs)
-    wants = sorted((j, i) for i, req in enumerate(running)
-                   for j in range(len(req.blocks) * bs - req.num_computed, k, bs))
+    wants = sorted([(j, i) for i, f in enumerate(firsts) if f < k for j in range(f, k, bs)])
     per_step = [0] * k
     for (j, i), b in zip(wants, kv.take(len(wants))):
         running[i].blocks.append(b)
@@ -128,24 +129,19 @@ def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
     return out
 
 
-def _allocs(running, bs: int, k: int) -> int:
+def _allocs(firsts: list, bs: int, k: int) -> int:
     """New blocks the running decodes need over the next k steps."""
-    total = 0
-    for req in running:
-        first_new = len(req.blocks) * bs - req.num_computed
-        if first_new < k:
-            total += 1 + (k - 1 - first_new) // bs
-    return total
+    return sum(1 + (k - 1 - f) // bs for f in firsts if f < k)
 
 
-def _alloc_limit(running, bs: int, free: int, k_max: int) -> int:
+def _alloc_limit(firsts: list, bs: int, free: int, k_max: int) -> int:
     """Largest k ≤ k_max whose block needs fit in `free` blocks (so no step can preempt)."""
-    if _allocs(running, bs, k_max) <= free:
+    if _allocs(firsts, bs, k_max) <= free:
         return k_max
     lo, hi = 0, k_max          # allocs(lo) fits, allocs(hi) does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _allocs(running, bs, mid) <= free:
+        if _allocs(firsts, bs, mid) <= free:
             lo = mid
         else:
             hi = mid
