@@ -4,12 +4,13 @@ Blocks are integers 0..n−1. Free blocks sit in an LRU queue (head = next to be
 block keeps its hash and stays findable until it is reused, at which point its hash is evicted.
 A request's blocks are freed tail first, so its last blocks are reused first. The queue starts
 as 0..n−1 and freed blocks join its tail, so it is kept as the never-used blocks
-`next_fresh..n−1` (the head) followed by an ordered dict of freed blocks.
+`next_fresh..n−1` (the head) followed by a list of freed blocks read from `_head` on. A block
+taken out of the middle (a prefix-cache hit) leaves a stale entry behind, skipped when the head
+reaches it: `_skip[b]` counts b's stale entries, which always come before its live one.
 """
 from __future__ import annotations
 
 from array import array
-from collections import OrderedDict
 
 from instance.request import Request
 
@@ -23,7 +24,11 @@ class BlockManager:
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.next_fresh = 0
-        self.free_queue: OrderedDict[int, None] = OrderedDict()
+        self._queue: list[int] = []           # freed blocks, oldest first, from _head on
+        self._head = 0
+        self._queued = 0                      # live entries in _queue
+        self._stale = 0                       # stale entries in _queue
+        self._skip = array("i", bytes(4 * num_blocks))
         self.ref_cnt = array("i", bytes(4 * num_blocks))
         self.block_hash: list = [None] * num_blocks
         self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
@@ -32,15 +37,22 @@ class BlockManager:
 
     @property
     def num_free(self) -> int:
-        return self.num_blocks - self.next_fresh + len(self.free_queue)
+        return self.num_blocks - self.next_fresh + self._queued
 
     @property
     def num_used(self) -> int:
-        return self.next_fresh - len(self.free_queue)
+        return self.next_fresh - self._queued
 
     def free_order(self) -> list[int]:
         """The free queue, head (next reused) first."""
-        return list(range(self.next_fresh, self.num_blocks)) + list(self.free_queue)
+        skip = array("i", self._skip)
+        live = []
+        for b in self._queue[self._head:]:
+            if skip[b]:
+                skip[b] -= 1
+            else:
+                live.append(b)
+        return list(range(self.next_fresh, self.num_blocks)) + live
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -81,8 +93,8 @@ class BlockManager:
                 if self.enable_caching and req.has_identity and total // bs > req.num_cached_blocks:
                     self._cache_full_blocks(req, min(total, req.num_tokens))
                 return True
-        ref, free = self.ref_cnt, self.free_queue
-        num_free = self.num_blocks - self.next_fresh + len(free)
+        ref = self.ref_cnt
+        num_free = self.num_blocks - self.next_fresh + self._queued
         computed = req.num_computed + len(hits) * bs
         need = self.blocks_for(computed + num_new_tokens) - len(req.blocks) - len(hits)
         if hits:
@@ -90,8 +102,10 @@ class BlockManager:
             if need > num_free - evictable_hits:
                 return False
             for b in hits:
-                if ref[b] == 0:
-                    del free[b]
+                if ref[b] == 0:              # leave a stale entry in the queue
+                    self._skip[b] += 1
+                    self._stale += 1
+                    self._queued -= 1
                 ref[b] += 1
             req.blocks.extend(hits)
             req.num_cached_blocks = len(req.blocks)
@@ -115,8 +129,7 @@ class BlockManager:
             self.ref_cnt[nf:nf + fresh] = _ONES * fresh
             self.next_fresh = nf + fresh
         if fresh < count:
-            pop = self.free_queue.popitem
-            reused = [pop(False)[0] for _ in range(count - fresh)]
+            reused = self._pop(count - fresh)
             ref = self.ref_cnt
             for b in reused:
                 ref[b] = 1
@@ -133,6 +146,29 @@ class BlockManager:
                             del cached[h]
                         hashes[b] = None
             out += reused
+        return out
+
+    def _pop(self, count: int) -> list[int]:
+        """`count` live blocks from the head of the freed-block list."""
+        queue, head = self._queue, self._head
+        if not self._stale:
+            out = queue[head:head + count]
+            head += count
+        else:
+            out, skip = [], self._skip
+            while len(out) < count:
+                b = queue[head]
+                head += 1
+                if skip[b]:
+                    skip[b] -= 1
+                    self._stale -= 1
+                else:
+                    out.append(b)
+        self._queued -= count
+        if head > 4096 and 2 * head > len(queue):
+            del queue[:head]
+            head = 0
+        self._head = head
         return out
 
     def _cache_full_blocks(self, req: Request, tokens: int) -> None:
@@ -155,24 +191,28 @@ class BlockManager:
             self.track_generations = True
             gen = self.generation
             req.own_cache = [(b, gen[b]) for b in req.blocks[:req.num_computed // self.block_size]]
-        ref, free = self.ref_cnt, self.free_queue
+        ref, queue = self.ref_cnt, self._queue
         tail_first = req.blocks[::-1]
         if shared:
             for b in tail_first:
                 ref[b] -= 1
                 if ref[b] == 0:
-                    free[b] = None
+                    queue.append(b)
+                    self._queued += 1
         else:
             for b in tail_first:
                 ref[b] = 0
-            free.update(dict.fromkeys(tail_first))
+            queue.extend(tail_first)
+            self._queued += len(tail_first)
         req.blocks = []
         req.num_cached_blocks = 0
 
     def check_invariants(self) -> None:
         """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""
+        queued = set(self.free_order())
+        assert len(queued) == self.num_free, "free queue holds a block twice"
         for b in range(self.num_blocks):
-            free = b >= self.next_fresh or b in self.free_queue
+            free = b in queued
             assert (self.ref_cnt[b] == 0) == free, f"block {b} ref/free mismatch"
             assert b < self.next_fresh or self.block_hash[b] is None, f"never-used block {b} has a hash"
         for h, b in self.cached.items():
