@@ -15,7 +15,7 @@ class Request:
     identical in every process.
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
-                 "session", "followup", "think_ns", "own_cache", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
+                 "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
                  "first_scheduled_ns", "token_times", "preemptions", "hit_tokens", "instance")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
@@ -27,6 +27,8 @@ class Request:
         self.token_ids = token_ids
         self.hash_ids = hash_ids
         self.hash_block = hash_block
+        # whether its tokens have an identity other requests can share (token or hash ids)
+        self.has_identity = token_ids is not None or hash_ids is not None
         self.session = session
         self.own_cache = ()     # (block, generation) of full blocks kept after a preemption
         self.followup = None    # next turn of the same session: arrives think_ns after this ends
@@ -42,11 +44,6 @@ class Request:
         self.token_times: list[int] = []
         self.preemptions = 0
         self.hit_tokens = 0
-
-    @property
-    def has_identity(self) -> bool:
-        """Whether its tokens have an identity other requests can share (token or hash ids)."""
-        return self.token_ids is not None or self.hash_ids is not None
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs

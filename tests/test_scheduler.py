@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from instance.engine import RequestRejected
+from instance.request import Request
 from conftest import check_clean, make_engine, req, run_all, scheduled_per_step, step_ns
 
 
@@ -273,12 +274,9 @@ def test_arrival_during_step_is_seen_by_next_step():
 def test_prefix_cache_with_trace_hash_ids():
     """Mooncake-style hash ids (one per 512 prompt tokens): sharing the first id shares 512 tokens."""
     e = make_engine(block_size=16)
-    r0 = req(0, 0, 600, 1)
-    r0.hash_ids = [7, 8]
-    r1 = req(1, 10_000, 600, 1)
-    r1.hash_ids = [7, 9]
-    r2 = req(2, 20_000, 600, 1)
-    r2.hash_ids = [6, 8]                                  # chained: a different first block breaks all
+    r0 = Request(0, 0, 600, 1, hash_ids=[7, 8])
+    r1 = Request(1, 10_000, 600, 1, hash_ids=[7, 9])
+    r2 = Request(2, 20_000, 600, 1, hash_ids=[6, 8])     # chained: a different first block breaks all
     run_all(e, [r0, r1, r2])
     assert (r0.hit_tokens, r1.hit_tokens, r2.hit_tokens) == (0, 512, 0)
     assert r1.token_times == [10_000 + step_ns(88)]
