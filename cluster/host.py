@@ -35,7 +35,7 @@ class InstanceHost:
                 eng.advance_until(t_end)
             for r in eng.drain_finished():
                 rows.append(request_row(r))
-                r.token_times = []          # the row has them; do not keep per-token ints alive
+                r.itl = []                  # the row has them; do not keep per-token ints alive
                 r.hashes = []
             if want_snapshots:
                 snaps.append((idx, eng.load_tuple()))

@@ -9,9 +9,6 @@ default). Throughput is over the span from the first arrival to the last complet
 """
 from __future__ import annotations
 
-from itertools import islice
-from operator import sub
-
 import numpy as np
 
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
@@ -21,14 +18,13 @@ CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latenc
 
 def request_row(req) -> tuple:
     """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits)."""
-    times = req.token_times
     arrival = req.arrival_ns
-    end = times[-1]
-    ttft = times[0] - arrival
+    end = req.last_token_ns
+    ttft = req.first_token_ns - arrival
     e2e = end - arrival
     n = req.output_len
     tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0
-    itl = list(map(sub, islice(times, 1, None), times))
+    itl = req.itl
     return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
             ttft, tpot, itl, req.preemptions, req.hit_tokens)
 

@@ -159,9 +159,12 @@ class Engine:
             if req.num_computed >= req.num_tokens:
                 if req.num_output == 0:
                     self.prompt_tokens_done += req.prompt_len
+                    req.first_token_ns = end
+                else:
+                    req.itl.append(end - req.last_token_ns)
+                req.last_token_ns = end
                 req.num_output += 1
                 req.num_tokens += 1
-                req.token_times.append(end)
                 self.output_tokens_done += 1
                 if req.num_output >= req.output_len:
                     done.append(req)

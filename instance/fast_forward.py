@@ -51,12 +51,14 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     cm = engine.cost_model
     overhead = cm.cpu_overhead_ns(n)
     step = cm.decode_steps(n, ctx_sum, ctx_min, ctx_max)
-    ends = []
-    t = engine.now
+    ends, gaps = [], []
+    now = t = engine.now
     j = 0
     while j < k_max and t < limit:
-        t += step(j) + overhead
+        gap = step(j) + overhead
+        t += gap
         ends.append(t)
+        gaps.append(gap)
         j += 1
     k = len(ends)
     if k < MIN_STEPS:
@@ -68,17 +70,25 @@ def fast_forward(engine, limit: int) -> tuple[int, bool]:
     waiting = len(sched.waiting)
     series.record_steps(ends[:-1], len(starting), n, n, waiting, used)
     done = []
+    later = gaps[1:]
     for req in running:
+        if req.last_token_ns == now:      # produced a token in the step that just ended
+            req.itl.extend(gaps)
+        else:
+            if req.num_output == 0:
+                req.first_token_ns = ends[0]
+            else:
+                req.itl.append(ends[0] - req.last_token_ns)
+            req.itl.extend(later)
+        req.last_token_ns = t
         req.num_computed += k
         req.num_output += k
         req.num_tokens += k
-        req.token_times.extend(ends)
         if req.num_output >= req.output_len:
             done.append(req)
-    start = engine.now
-    engine.now = ends[-1]
+    engine.now = t
     engine.steps += k
-    engine.busy_ns += ends[-1] - start
+    engine.busy_ns += t - now
     engine.output_tokens_done += n * k
     followup = engine.finish(done)
     series.record(ends[-1], 0, n, len(running), waiting, kv.num_used)

@@ -1,6 +1,8 @@
 """`Request`: one inference request and its progress through an engine."""
 from __future__ import annotations
 
+from itertools import accumulate
+
 
 class Request:
     """A request: `prompt_len` tokens in, `output_len` tokens out (the first included).
@@ -16,7 +18,7 @@ class Request:
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
-                 "first_scheduled_ns", "token_times", "preemptions", "hit_tokens", "instance")
+                 "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
                  token_ids=None, hash_ids=None, hash_block: int = 512, session=None):
@@ -41,9 +43,23 @@ class Request:
         self.num_cached_blocks = 0
         self.hashes: list[int] = []
         self.first_scheduled_ns = -1
-        self.token_times: list[int] = []
+        self.first_token_ns = -1            # end of the step that produced the first output token
+        self.last_token_ns = -1             # ... and the latest one
+        self.itl: list[int] = []            # gaps between consecutive output tokens
         self.preemptions = 0
         self.hit_tokens = 0
+
+    @property
+    def token_times(self) -> list[int]:
+        """End times of the steps that produced each output token (first, then first + gaps)."""
+        return [] if self.first_token_ns < 0 else list(accumulate(self.itl, initial=self.first_token_ns))
+
+    @token_times.setter
+    def token_times(self, times) -> None:
+        times = list(times)
+        self.first_token_ns = times[0] if times else -1
+        self.last_token_ns = times[-1] if times else -1
+        self.itl = [b - a for a, b in zip(times, times[1:])]
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs
