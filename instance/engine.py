@@ -153,24 +153,27 @@ class Engine:
         """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests.
         True if a finished request has a follow-up turn."""
         done = []
-        produced_before = self.output_tokens_done
+        produced = 0
         for req, n in scheduled:
-            req.num_computed += n
-            if req.num_computed >= req.num_tokens:
-                if req.num_output == 0:
+            computed = req.num_computed + n
+            req.num_computed = computed
+            if computed >= req.num_tokens:
+                out = req.num_output
+                if out == 0:
                     self.prompt_tokens_done += req.prompt_len
                     req.first_token_ns = end
                 else:
                     req.itl.append(end - req.last_token_ns)
                 req.last_token_ns = end
-                req.num_output += 1
+                req.num_output = out = out + 1
                 req.num_tokens += 1
-                self.output_tokens_done += 1
-                if req.num_output >= req.output_len:
+                produced += 1
+                if out >= req.output_len:
                     done.append(req)
+        self.output_tokens_done += produced
         followup = self.finish(done)
         sched = self.scheduler
-        self.series.record(end, prompt_tokens, self.output_tokens_done - produced_before, len(sched.running),
+        self.series.record(end, prompt_tokens, produced, len(sched.running),
                            len(sched.waiting), self.blocks.num_used)
         return followup
 
