@@ -1,10 +1,13 @@
-"""Golden hashes of requests.csv for the example runs: speed work must not change a byte.
+"""Golden hashes of requests.csv and summary.json for the example runs: speed work must not
+change a byte.
 
-The hashes were taken from the core engine (before fast-forward and the other speed work)
-and checked unchanged since; if a deliberate semantic change moves them, update them in the
-same commit and say why.
+The hashes were taken from the core engine (commit 0f13f24, before fast-forward and the other
+speed work) and checked unchanged since; the summary hash covers the whole document except
+its wall-clock field, dumped with sorted keys. If a deliberate semantic change moves them,
+update them in the same commit and say why.
 """
 import hashlib
+import json
 
 import pytest
 
@@ -23,11 +26,21 @@ GOLDEN = {
     "sessions": "8a3e8b20f00cf28f20c2bfccbf09a2812fde48a6da7a8bfea886adbce6634d18",
 }
 
+GOLDEN_SUMMARY = {
+    "example": "44587c83db9f7addf751c6d22d8637e112a5e98befd35c13be3e88619dd8e45a",
+    "fleet-least-loaded": "848efee9e909e826b158913b819932112ca2de3d8d7f422432ce9650912eb150",
+    "kv-pressure": "0887a28944a46fdb145268dc02e0bcbe9239b3b3ef732d23e8ee09497a8cbb9e",
+    "sessions": "76033d2413a3ebfe126dc8d6c1a9eabbbde68171ca10985b5761833aa06aa5ce",
+}
+
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_requests_csv_matches_golden_hash(tmp_path, case):
+def test_outputs_match_golden_hashes(tmp_path, case):
     kwargs = {"cluster": EXAMPLE_CLUSTER}
     if case == "sessions":
         kwargs["workload"] = write_session_workload(tmp_path / "s.jsonl")
     out = run_cli(tmp_path / case, *CASES[case], **kwargs)
     assert hashlib.sha256((out / "requests.csv").read_bytes()).hexdigest() == GOLDEN[case]
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("wall_s")
+    assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == GOLDEN_SUMMARY[case]

@@ -1,9 +1,10 @@
 """Metric definitions (DESIGN.md "One instance"): TTFT, ITL, TPOT, E2E, queueing, per request."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from cluster.metrics import MetricsCollector, format_row, request_row
+from cluster.metrics import MetricsCollector, _as_float_in_place, format_row, request_row, stats_ms
 from instance.request import Request
 from conftest import make_engine, req, run_all
 
@@ -92,3 +93,17 @@ def test_ttft_of_preempted_request_keeps_first_token():
     assert row[8] == 1_140 and row[6] == 4_250 and row[10] == [2_100, 1_010]
     assert row[9] == 1_555                         # 3110 / 2
     assert row[11] == 1
+
+
+def test_stats_ms_converts_in_place_with_the_plain_arithmetic():
+    """ms first, then mean and percentiles: as `np.asarray(v, float64) / 1e6` would give, to the bit,
+    across conversion chunks, without a second array."""
+    g = np.random.Generator(np.random.PCG64(11))
+    values = g.integers(1, 10**11, 10_007).astype(np.int64)
+    ref = values.astype(np.float64) / 1e6
+    expected = {"mean": float(ref.mean()), **dict(zip(("p50", "p90", "p95", "p99"),
+                                                   map(float, np.percentile(ref, [50, 90, 95, 99]))))}
+    assert stats_ms(values.copy()) == expected
+    a = values.copy()
+    f = _as_float_in_place(a, chunk=1000)
+    assert np.shares_memory(f, a) and np.array_equal(f, values.astype(np.float64))
