@@ -202,3 +202,73 @@ def test_fuzz_like_tiny_cache_does_preempt():
     check_clean(e)
     assert e.scheduler.preemptions > 0
     assert all(len(r.token_times) == 8 for r in reqs)
+
+
+# ------------------------------------------------------------- LRU order against a plain list
+
+@st.composite
+def block_ops(draw):
+    """A block size, a pool size and a sequence of admit / grow / free / preempt operations."""
+    ops = draw(st.lists(st.tuples(st.sampled_from(["admit", "admit", "grow", "free", "free", "preempt"]),
+                                  st.integers(0, 3), st.integers(1, 40), st.integers(0, 3), st.booleans()),
+                        min_size=1, max_size=60))
+    return draw(st.sampled_from([2, 4, 8])), draw(st.integers(8, 60)), ops
+
+
+@settings(max_examples=300, deadline=None)
+@given(block_ops())
+def test_free_queue_is_lru_like_a_plain_list(case):
+    """Every block the manager takes is the head of a reference LRU list (never-used blocks, then
+    freed ones in the order freed, tail first; a prefix hit takes its block out of the middle)."""
+    bs, num_blocks, ops = case
+    bm = BlockManager(num_blocks, bs, enable_caching=True)
+    ref_queue = list(range(num_blocks))
+    live: dict[int, Request] = {}
+    prefixes = [list(range(1, 81)), list(range(1, 81)), list(range(1, 41)) + list(range(900, 940)), None]
+    rid = 0
+
+    def allocate(req, n, hits=()):
+        before = len(req.blocks)
+        queued_hits = [b for b in hits if b in ref_queue]
+        if not bm.allocate(req, n, list(hits)):
+            return False
+        for b in queued_hits:
+            ref_queue.remove(b)
+        new = req.blocks[before + len(hits):]
+        assert new == ref_queue[:len(new)], "took blocks out of LRU order"
+        del ref_queue[:len(new)]
+        return True
+
+    def release(req, preempted):
+        held = list(req.blocks)
+        bm.free(req, preempted)
+        ref_queue.extend(b for b in reversed(held) if bm.ref_cnt[b] == 0 and b not in ref_queue)
+
+    for op, slot, size, prefix, flag in ops:
+        if op == "admit" and slot not in live:
+            ids = prefixes[prefix]
+            req = Request(rid, 0, size, 1, token_ids=ids[:size] + [10_000 + rid] * max(0, size - len(ids))
+                          if ids is not None else None)
+            rid += 1
+            hits = bm.find_cached_prefix(req)
+            if any(b in ref_queue for b in hits):
+                event("hit on a freed block (taken out of the middle)")
+            if allocate(req, size - len(hits) * bs, hits):
+                req.num_computed = size
+                live[slot] = req
+        elif op == "grow" and slot in live:
+            req = live[slot]
+            req.num_tokens += 1
+            if allocate(req, 1):
+                req.num_computed += 1
+            else:
+                req.num_tokens -= 1
+        elif op in ("free", "preempt") and slot in live:
+            release(live.pop(slot), op == "preempt" and flag)
+        assert bm.free_order() == ref_queue
+        bm.check_invariants()
+    for slot in sorted(live):                  # free everything, then take every block once more:
+        release(live.pop(slot), False)         # the head passes every stale entry
+    sweep = Request(rid, 0, bm.num_free * bs, 1)
+    assert allocate(sweep, bm.num_free * bs)
+    assert bm.num_free == 0 and sorted(sweep.blocks) == list(range(num_blocks))
