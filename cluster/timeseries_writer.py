@@ -22,12 +22,21 @@ class TimeSeriesWriter:
 
     def add(self, buckets) -> None:
         lines = []
+        totals = self.totals
         for idx, row in sorted(buckets, key=lambda x: (x[1][0], x[0])):
             b, prompt, gen, steps, running, waiting, kv_pct = row
             lines.append(f"{b + 1},{idx},{prompt},{gen},{steps},{running},{waiting},{kv_pct}\n")
-            t = self.totals.setdefault(b, [0, 0, 0, 0, 0, 0.0, 0])
-            for k, v in enumerate((prompt, gen, steps, running, waiting, kv_pct, 1)):
-                t[k] += v
+            t = totals.get(b)
+            if t is None:
+                totals[b] = [prompt, gen, steps, running, waiting, 0.0 + kv_pct, 1]
+            else:
+                t[0] += prompt
+                t[1] += gen
+                t[2] += steps
+                t[3] += running
+                t[4] += waiting
+                t[5] += kv_pct
+                t[6] += 1
         self.fh.write("".join(lines))
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Golden hashes of requests.csv and summary.json for the example runs: speed work must not
-change a byte.
+"""Golden hashes of requests.csv, summary.json and timeseries.csv for the example runs: speed
+work must not change a byte.
 
 The hashes were taken from the core engine (commit 0f13f24, before fast-forward and the other
 speed work) and checked unchanged since; the summary hash covers the whole document except
@@ -33,6 +33,13 @@ GOLDEN_SUMMARY = {
     "sessions": "76033d2413a3ebfe126dc8d6c1a9eabbbde68171ca10985b5761833aa06aa5ce",
 }
 
+GOLDEN_TIMESERIES = {
+    "example": "f95193548a97d0d941a4d32b59422d294475648f865b4ab44234d0cb64d3107d",
+    "fleet-least-loaded": "909bdac8a5f1be0003d60e611f66608722a4f5e8b0da7dac6134242ec8d63e4b",
+    "kv-pressure": "f10fefbaac1c8adcc62e925c8f2d0c13e1ef0f7a4704feba6fb002006890289a",
+    "sessions": "e9fb902d822888adf31e25ea33a5b5329bf5d64802ff0e215e567a2f29c7195c",
+}
+
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_outputs_match_golden_hashes(tmp_path, case):
@@ -44,3 +51,4 @@ def test_outputs_match_golden_hashes(tmp_path, case):
     summary = json.loads((out / "summary.json").read_text())
     summary.pop("wall_s")
     assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == GOLDEN_SUMMARY[case]
+    assert hashlib.sha256((out / "timeseries.csv").read_bytes()).hexdigest() == GOLDEN_TIMESERIES[case]
