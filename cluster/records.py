@@ -11,7 +11,7 @@ from itertools import chain
 
 import numpy as np
 
-from cluster.metrics import END, INSTANCE, RID, format_row
+from cluster.metrics import END, INSTANCE, OUTPUT, RID, format_row
 
 
 class RecordBatch:
@@ -47,9 +47,19 @@ class RecordBatch:
         return len(self.lines)
 
     def ordered(self) -> "RecordBatch":
-        """Rows in (end time, instance, request id) order: independent of how work was spread."""
+        """Rows (and their ITL gaps, output − 1 per row) in (end time, instance, request id)
+        order: independent of how work was spread."""
         if len(self.lines) < 2:
             return self
         f = self.fixed
         order = np.lexsort((f[:, RID], f[:, INSTANCE], f[:, END]))
-        return RecordBatch(f[order], self.itl, [self.lines[i] for i in order.tolist()])
+        return RecordBatch(f[order], _reorder_segments(self.itl, f[:, OUTPUT] - 1, order),
+                           [self.lines[i] for i in order.tolist()])
+
+
+def _reorder_segments(values: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """`values` cut into consecutive segments of `lengths`, the segments put in `order`."""
+    starts = np.cumsum(lengths) - lengths
+    new_lengths = lengths[order]
+    shift = starts[order] - (np.cumsum(new_lengths) - new_lengths)
+    return values[np.arange(len(values)) + np.repeat(shift, new_lengths)]

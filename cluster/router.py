@@ -10,9 +10,10 @@ t+Δ); instances return finished-request rows and fresh snapshots. Details:
   arrivals cost one sync, not one per Δ.
 - Δ = 0 is exact: a sync at every distinct arrival time.
 - Policies that ignore load (round_robin, random, session_affinity) need no snapshots: their
-  windows only stream results, and are max(1 s, 256 s / instances) long (whole seconds), so
-  that small fleets do not pay a sync for every handful of requests. Window lengths do not
-  change any result of these policies.
+  windows are 1 s of simulated time, only to stream results. Window boundaries do reach the
+  output across instances (records and buckets are ordered within a window), so they stay at
+  1 s; one instance's records and buckets come out in time order whatever the window, so a
+  single-instance fleet with no session turn in flight uses 256 s windows (fewer syncs, same bytes).
 - Session follow-ups: a turn's successor is released when the router sees the turn finish
   (at the sync ending the window in which it finished). Its arrival is the finish time plus
   the tool/think time if that is still ahead of the next window start; otherwise it is delayed
@@ -33,8 +34,8 @@ from cluster.metrics import END, RID
 from cluster.snapshot import Snapshot
 from instance.engine import NEVER
 
-LOAD_BLIND_WINDOW_NS = 1_000_000_000       # at least; times 256 / instances for small fleets
-LOAD_BLIND_FLEET = 256
+LOAD_BLIND_WINDOW_NS = 1_000_000_000
+SINGLE_INSTANCE_WINDOW_NS = 256 * LOAD_BLIND_WINDOW_NS
 SESSION_WINDOW_NS = 1_000_000
 
 
@@ -80,10 +81,12 @@ class Router:
             if self.followups and first > t + SESSION_WINDOW_NS:
                 return t, t + SESSION_WINDOW_NS, False
             return max(t, first), NEVER, True
-        step = self.sync_ns if self.policy.needs_load else LOAD_BLIND_WINDOW_NS * max(1, LOAD_BLIND_FLEET // self.n)
+        step = LOAD_BLIND_WINDOW_NS if not self.policy.needs_load else self.sync_ns
         if self.followups:
             step = min(step, max(self.sync_ns, SESSION_WINDOW_NS))
             return t, (t // step + 1) * step, False
+        if self.n == 1 and not self.policy.needs_load:
+            step = SINGLE_INSTANCE_WINDOW_NS
         start = max(t, (first // step) * step)
         return start, (start // step + 1) * step, False
 

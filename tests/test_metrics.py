@@ -107,3 +107,14 @@ def test_stats_ms_converts_in_place_with_the_plain_arithmetic():
     a = values.copy()
     f = _as_float_in_place(a, chunk=1000)
     assert np.shares_memory(f, a) and np.array_equal(f, values.astype(np.float64))
+
+
+def test_ordered_batch_moves_each_rows_itl_gaps_with_it():
+    from cluster.records import RecordBatch
+    rows = []
+    for rid, (end, out) in enumerate([(900, 3), (100, 1), (500, 4), (100, 2)]):
+        gaps = [rid * 100 + k for k in range(out - 1)]
+        rows.append((0, rid, 5, out, 0, end, end, 0, 10, 1, gaps, 0, 0))
+    batch = RecordBatch.from_rows(rows, {0: "m"}).ordered()
+    assert batch.fixed[:, 1].tolist() == [1, 3, 2, 0]               # by end, then request id
+    assert batch.itl.tolist() == [300, 200, 201, 202, 0, 1]          # rid 1 has none, then 3, 2, 0
