@@ -29,6 +29,7 @@ class BlockManager:
         self._queued = 0                      # live entries in _queue
         self._stale = 0                       # stale entries in _queue
         self._skip = array("i", bytes(4 * num_blocks))
+        self.compact_at = 4096                # stale entries tolerated before `_compact`
         self.ref_cnt = array("i", bytes(4 * num_blocks))
         self.block_hash: list = [None] * num_blocks
         self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
@@ -45,6 +46,10 @@ class BlockManager:
 
     def free_order(self) -> list[int]:
         """The free queue, head (next reused) first."""
+        return list(range(self.next_fresh, self.num_blocks)) + self._live_queue()
+
+    def _live_queue(self) -> list[int]:
+        """The freed-block list without its stale entries."""
         skip = array("i", self._skip)
         live = []
         for b in self._queue[self._head:]:
@@ -52,7 +57,15 @@ class BlockManager:
                 skip[b] -= 1
             else:
                 live.append(b)
-        return list(range(self.next_fresh, self.num_blocks)) + live
+        return live
+
+    def _compact(self) -> None:
+        """Drop the stale entries (run when they outnumber the live ones, so amortised O(1);
+        otherwise hits on freed blocks could grow the list while never-used blocks last)."""
+        self._queue = self._live_queue()
+        self._head = 0
+        self._skip = array("i", bytes(4 * self.num_blocks))
+        self._stale = 0
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
@@ -107,6 +120,8 @@ class BlockManager:
                     self._stale += 1
                     self._queued -= 1
                 ref[b] += 1
+            if self._stale > self.compact_at and self._stale > self._queued:
+                self._compact()
             req.blocks.extend(hits)
             req.num_cached_blocks = len(req.blocks)
         elif need > num_free:

@@ -29,7 +29,8 @@ class Request:
         self.token_ids = token_ids
         self.hash_ids = hash_ids
         self.hash_block = hash_block
-        # whether its tokens have an identity other requests can share (token or hash ids)
+        # whether its tokens have an identity other requests can share (token or hash ids);
+        # fixed here: token_ids / hash_ids are given at construction, not set later
         self.has_identity = token_ids is not None or hash_ids is not None
         self.session = session
         self.own_cache = ()     # (block, generation) of full blocks kept after a preemption

@@ -212,7 +212,7 @@ def block_ops(draw):
     ops = draw(st.lists(st.tuples(st.sampled_from(["admit", "admit", "grow", "free", "free", "preempt"]),
                                   st.integers(0, 3), st.integers(1, 40), st.integers(0, 3), st.booleans()),
                         min_size=1, max_size=60))
-    return draw(st.sampled_from([2, 4, 8])), draw(st.integers(8, 60)), ops
+    return draw(st.sampled_from([2, 4, 8])), draw(st.integers(8, 60)), ops, draw(st.sampled_from([0, 2, 4096]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -220,8 +220,9 @@ def block_ops(draw):
 def test_free_queue_is_lru_like_a_plain_list(case):
     """Every block the manager takes is the head of a reference LRU list (never-used blocks, then
     freed ones in the order freed, tail first; a prefix hit takes its block out of the middle)."""
-    bs, num_blocks, ops = case
+    bs, num_blocks, ops, compact_at = case
     bm = BlockManager(num_blocks, bs, enable_caching=True)
+    bm.compact_at = compact_at                 # also with the stale entries dropped early and often
     ref_queue = list(range(num_blocks))
     live: dict[int, Request] = {}
     prefixes = [list(range(1, 81)), list(range(1, 81)), list(range(1, 41)) + list(range(900, 940)), None]
