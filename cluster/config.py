@@ -125,11 +125,8 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
     for key in ("model", "hardware"):
         if not isinstance(merged.get(key), str) or not merged.get(key):
             raise InputError(f"{where}: field {key!r} is required (a name)")
-    tp = merged.get("tp", 1)
-    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
-        raise InputError(f"{where}: field 'tp' must be a positive integer, got {tp!r}")
-    ep, pp = merged.get("ep", 1), merged.get("pp", 1)
-    for key, value in (("ep", ep), ("pp", pp)):
+    tp, ep, pp = merged.get("tp", 1), merged.get("ep", 1), merged.get("pp", 1)
+    for key, value in (("tp", tp), ("ep", ep), ("pp", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
     skew = merged.get("moe_skew", 0.0)

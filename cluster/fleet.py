@@ -88,7 +88,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
     out = RunOutput(out_dir)
-    series = TimeSeriesWriter(out_dir, n)
+    series = TimeSeriesWriter(out_dir)
     metrics = MetricsCollector(n)
     bar = Progress(len(workload), progress)
     try:

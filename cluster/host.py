@@ -51,7 +51,7 @@ class InstanceHost:
         for idx in self.order:
             e = self.engines[idx]
             s = e.scheduler
-            out.append((idx, {"busy_ns": e.busy_ns, "now_ns": e.now, "steps": e.steps, "preemptions": s.preemptions,
+            out.append((idx, {"busy_ns": e.busy_ns, "steps": e.steps, "preemptions": s.preemptions,
                               "prefix_queries": s.prefix_queries, "prefix_hits": s.prefix_hits,
                               "kv_blocks": e.blocks.num_blocks}))
         return out

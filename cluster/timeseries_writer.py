@@ -13,7 +13,7 @@ HEADER = "second,instance,prompt_tokens,generation_tokens,steps,running,waiting,
 
 
 class TimeSeriesWriter:
-    def __init__(self, out_dir: str, num_instances: int):
+    def __init__(self, out_dir: str):
         self.path = os.path.join(out_dir, "timeseries.csv")
         self.partial = self.path + ".partial"
         self.fh = open(self.partial, "w", encoding="utf-8")

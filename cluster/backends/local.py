@@ -10,12 +10,9 @@ class LocalBackend:
     def __init__(self, engines: dict, models: dict):
         self.host = InstanceHost(engines, models)
 
-    def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
-        return self.host.window(deliveries, t_end, want_snapshots)
-
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool):
         """Start a window; `collect` returns its result (here it is computed at once)."""
-        return self.window(deliveries, t_end, want_snapshots)
+        return self.host.window(deliveries, t_end, want_snapshots)
 
     def collect(self, handle):
         return handle

@@ -170,9 +170,6 @@ class RayBackend:
                                                     fast_forward))
         ray.get(loads)
 
-    def window(self, deliveries: dict, t_end: int, want_snapshots: bool):
-        return self.collect(self.submit(deliveries, t_end, want_snapshots))
-
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:
         """Queue a window at every actor (actors run their calls in order); returns the refs."""
         per_actor = [{} for _ in self.actors]
