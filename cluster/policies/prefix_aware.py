@@ -19,6 +19,17 @@ class PrefixIndex:
         self.capacity = capacity
         self.lru = [OrderedDict() for _ in range(num_instances)]
         self.owners: dict[int, set] = {}
+        self._pending: list[int] = []          # hashes of the request being routed
+
+    def lookup(self, request, block_size: int) -> tuple[dict[int, int], int]:
+        """(`match_lengths` of `request`'s prompt block hashes, their count); the hashes are
+        kept for `add_routed`, called once the router has placed the request."""
+        self._pending = request.prompt_block_hashes(block_size)
+        return self.match_lengths(self._pending), len(self._pending)
+
+    def add_routed(self, index: int) -> None:
+        self.add(index, self._pending)
+        self._pending = []
 
     def match_lengths(self, hashes: list[int]) -> dict[int, int]:
         """Instance → number of leading blocks of `hashes` indexed there (only instances with ≥ 1)."""
@@ -58,11 +69,9 @@ class PrefixAware(Policy):
         super().__init__(*args, **kwargs)
         self.load_cap = int(self.options.get("load_cap", 16))
         self.index = PrefixIndex(self.n, int(self.options.get("index_blocks", 65536)))
-        self._hashes = None
 
     def choose(self, request, snapshots, rng) -> int:
-        self._hashes = request.prompt_block_hashes(self.block_size)
-        matches = self.index.match_lengths(self._hashes)
+        matches, _ = self.index.lookup(request, self.block_size)
         floor = min(queue_score(s) for s in snapshots) + self.load_cap
         best, best_key = 0, None
         for s in snapshots:
@@ -75,5 +84,4 @@ class PrefixAware(Policy):
         return best
 
     def routed(self, request, index: int) -> None:
-        self.index.add(index, self._hashes if self._hashes is not None else request.prompt_block_hashes(self.block_size))
-        self._hashes = None
+        self.index.add_routed(index)

@@ -24,7 +24,6 @@ class Weighted(Policy):
             raise InputError(f"router.options.weights: a mapping of scorer -> weight; scorers: {', '.join(SCORERS)}")
         self.weights = {k: float(weights.get(k, 0.0)) for k in SCORERS}
         self.index = PrefixIndex(self.n, int(self.options.get("index_blocks", 65536))) if self.weights["prefix"] else None
-        self._hashes = None
 
     def choose(self, request, snapshots, rng) -> int:
         w = self.weights
@@ -32,8 +31,8 @@ class Weighted(Policy):
         max_o = max(1, max(s.outstanding_tokens for s in snapshots))
         matches, blocks = {}, 1
         if self.index is not None:
-            self._hashes = request.prompt_block_hashes(self.block_size)
-            matches, blocks = self.index.match_lengths(self._hashes), max(1, len(self._hashes))
+            matches, blocks = self.index.lookup(request, self.block_size)
+            blocks = max(1, blocks)
         best, best_score = 0, None
         for s in snapshots:
             score = (w["queue"] * queue_score(s) / max_q + w["kv"] * s.kv_used / s.kv_total
@@ -45,5 +44,4 @@ class Weighted(Policy):
 
     def routed(self, request, index: int) -> None:
         if self.index is not None:
-            self.index.add(index, self._hashes or [])
-            self._hashes = None
+            self.index.add_routed(index)
