@@ -12,27 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodel.interp import Curve, bracket, lerp_fn, us_to_ns
-
-
-class _Slice:
-    __slots__ = ("kp_keys", "rows")
-
-    def __init__(self, rows: dict):
-        self.kp_keys = sorted(rows)
-        self.rows = [rows[k] for k in self.kp_keys]
-
-    def raw(self, kp: float, kvd: float) -> float:
-        lo, hi, w = bracket(self.kp_keys, kp)
-        v = self.rows[lo].raw(kvd)
-        if hi != lo and w:
-            v += w * (self.rows[hi].raw(kvd) - v)
-        return v
-
-    def at_kp(self, kp: float):
-        """kvd -> raw(kp, kvd), the kv_prefill bracket resolved once."""
-        lo, hi, w = bracket(self.kp_keys, kp)
-        return lerp_fn(self.rows[lo].raw, self.rows[hi].raw if hi != lo and w else None, w)
+from costmodel.interp import Curve, CurveRows, bracket, lerp_fn, us_to_ns
 
 
 class AttentionTable:
@@ -48,12 +28,12 @@ class AttentionTable:
         for lo, hi in zip(np.r_[0, cut].tolist(), np.r_[cut, len(ns)].tolist()):
             row = groups.setdefault((int(pc[lo]), int(nd[lo])), {})
             row[int(kp[lo])] = Curve(kvd[lo:hi], ns[lo:hi])
-        self.slices = {key: _Slice(rows) for key, rows in groups.items()}
+        self.slices = {key: CurveRows(rows) for key, rows in groups.items()}
         self.pc_keys = sorted({k[0] for k in self.slices})
         self.nd_keys = sorted({k[1] for k in self.slices})
         self._resolved: dict = {}
 
-    def _slice(self, pc: int, nd: int) -> _Slice:
+    def _slice(self, pc: int, nd: int) -> CurveRows:
         found = self._resolved.get((pc, nd))
         if found is None:
             found = self.slices.get((pc, nd))
@@ -72,8 +52,8 @@ class AttentionTable:
 
     def _at_nd(self, pc: int, nd: float, kp: float):
         lo, hi, w = bracket(self.nd_keys, nd)
-        return lerp_fn(self._slice(pc, self.nd_keys[lo]).at_kp(kp),
-                       self._slice(pc, self.nd_keys[hi]).at_kp(kp) if hi != lo and w else None, w)
+        return lerp_fn(self._slice(pc, self.nd_keys[lo]).at_y(kp),
+                       self._slice(pc, self.nd_keys[hi]).at_y(kp) if hi != lo and w else None, w)
 
     def along_kvd(self, pc: float, kp: float, nd: float):
         """kvd -> lookup(pc, kp, nd, kvd), same arithmetic, the other three brackets resolved once

@@ -64,3 +64,25 @@ class Curve:
 
     def __call__(self, x: float) -> int:
         return max(1, int(self.raw(x)))
+
+
+class CurveRows:
+    """A 2-D table: `Curve`s (along x) keyed by a second axis y; linear across the bracketing
+    rows (edges as `bracket`)."""
+    __slots__ = ("y_keys", "rows")
+
+    def __init__(self, rows: dict):
+        self.y_keys = sorted(rows)
+        self.rows = [rows[k] for k in self.y_keys]
+
+    def raw(self, y: float, x: float) -> float:
+        lo, hi, w = bracket(self.y_keys, y)
+        v = self.rows[lo].raw(x)
+        if hi != lo and w:
+            v += w * (self.rows[hi].raw(x) - v)
+        return v
+
+    def at_y(self, y: float):
+        """x -> raw(y, x), the y bracket resolved once."""
+        lo, hi, w = bracket(self.y_keys, y)
+        return lerp_fn(self.rows[lo].raw, self.rows[hi].raw if hi != lo and w else None, w)

@@ -24,7 +24,7 @@ from costmodel.batch import BatchShape
 from costmodel.decode_skew import DecodeSkew
 from costmodel.errors import CostModelError
 from costmodel.files import load_csv_columns, load_yaml
-from costmodel.interp import Curve, bracket, us_to_ns
+from costmodel.interp import Curve, CurveRows, us_to_ns
 
 LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
 MOE_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj")   # + moe.csv per layer
@@ -95,6 +95,11 @@ class ProfileTables:
         return curves
 
 
+def _skewed(t_mean: int, alpha: float, t_max: int) -> int:
+    """The bundle's decode-skew correction: t_mean + alpha·(t_max − t_mean) when t_max is slower."""
+    return round(t_mean + alpha * (t_max - t_mean)) if t_max > t_mean else t_mean
+
+
 class MoeTable:
     """LLMServingSim `moe.csv` (`tokens,activated_experts,time_us`): one MoE block of one layer.
     Linear in tokens within each measured activated-experts row, then linear across rows
@@ -103,15 +108,11 @@ class MoeTable:
     def __init__(self, tokens, experts, time_us):
         experts = np.asarray(experts, dtype=np.int64)
         ns = us_to_ns(time_us)
-        self.keys = sorted(set(experts.tolist()))
-        self.rows = [Curve(np.asarray(tokens)[experts == e], ns[experts == e]) for e in self.keys]
+        self.table = CurveRows({e: Curve(np.asarray(tokens)[experts == e], ns[experts == e])
+                                for e in set(experts.tolist())})
 
     def __call__(self, tokens: int, activated: int) -> int:
-        lo, hi, w = bracket(self.keys, activated)
-        v = self.rows[lo].raw(tokens)
-        if hi != lo and w:
-            v += w * (self.rows[hi].raw(tokens) - v)
-        return max(1, int(v))
+        return max(1, int(self.table.raw(activated, tokens)))
 
 
 class ProfileBackend:
@@ -175,9 +176,7 @@ class ProfileBackend:
         if self.decode_skew and nd > 1 and b.decode_ctx_max != kv_mean:
             alpha = self.tables.skew.alpha(pc, nd, b.decode_ctx_sum / nd, b.decode_ctx_min, b.decode_ctx_max, kp)
             if alpha:
-                t_max = max(1, int(table.lookup(pc, kp, nd, b.decode_ctx_max)))
-                if t_max > t_mean:
-                    return round(t_mean + alpha * (t_max - t_mean))
+                return _skewed(t_mean, alpha, max(1, int(table.lookup(pc, kp, nd, b.decode_ctx_max))))
         return t_mean
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
@@ -197,9 +196,7 @@ class ProfileBackend:
             if alpha is not None and mx != kv_mean:
                 a = alpha(0, n, s / n, ctx_min + j, mx, 0)
                 if a:
-                    t_max = max(1, int(look(mx)))
-                    if t_max > attn:
-                        attn = round(attn + a * (t_max - attn))
+                    attn = _skewed(attn, a, max(1, int(look(mx))))
             return fixed + L * (per_layer + attn)
         return step
 
