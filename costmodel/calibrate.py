@@ -146,7 +146,7 @@ def _to_value(name: str, u: float) -> float:
     return min(v, 1.0) if name.endswith(BOUNDED) else v
 
 
-def _to_u(name: str, v: float) -> float:
+def _to_u(v: float) -> float:
     return math.log(max(float(v), 1e-6))
 
 
@@ -166,7 +166,7 @@ def fit_group(backend: RooflineBackend, rows: list[Row], names: tuple[str, ...])
         pred = predict(backend, rows)
         return float(np.sum(weight * (np.log(np.maximum(pred, 1e-3)) - meas) ** 2))
 
-    u0 = np.array([_to_u(n, backend.eff[n]) for n in names])
+    u0 = np.array([_to_u(backend.eff[n]) for n in names])
     # coarse grid around the start
     axes = [(u - math.log(2), u, u + math.log(2)) for u in u0]
     grid = np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(names), -1).T

@@ -21,7 +21,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PER_INSTANCE_CAPACITY = 22.9
+sys.path.insert(0, os.path.join(REPO, "scripts", "bench"))
+from scenarios import RTX_CAPACITY  # noqa: E402  (one measured capacity for both benchmarks)
 
 
 def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int) -> dict:
@@ -35,7 +36,7 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
     cfg = load_cluster_config(os.path.join(REPO, "configs", "clusters", "rtxpro6000-llama8b.yaml"))
     cfg = cfg.with_fleet_overrides(instances=n, policy=policy, sync_interval_ms=50)
     cfg = dataclasses.replace(cfg, seed=seed)
-    wl = synthetic_workload(requests, 0.7 * PER_INSTANCE_CAPACITY * n, 512, 128, seed=seed, length_spread=0.5)
+    wl = synthetic_workload(requests, 0.7 * RTX_CAPACITY * n, 512, 128, seed=seed, length_spread=0.5)
     options = {"actors": actors} if backend == "ray" else {}
     actor_rss = []
     if backend == "ray":

@@ -45,7 +45,6 @@ import argparse
 import collections
 import csv
 import json
-import os
 import sys
 from bisect import bisect_left
 from pathlib import Path
