@@ -29,9 +29,8 @@ import numpy as np  # noqa: E402
 from costmodel import CostModel, CostModelError  # noqa: E402
 from costmodel.batch import BatchShape  # noqa: E402
 from costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
-from costmodel.files import load_csv_columns  # noqa: E402
 from costmodel.paths import SHIPPED  # noqa: E402
-from costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS  # noqa: E402
+from costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS, read_bundle  # noqa: E402
 
 SECTIONS = ("steps", "errors", "catalogue", "moe")
 
@@ -55,10 +54,8 @@ def scenarios(ctx: int):
 def measured_sum_ns(tp_dir: str, arch, seqs, hw=None, tp: int = 1):
     """Σ of the bundle's table rows at exact grid points (None if a point is not on the grid)."""
     b = BatchShape.from_seqs(seqs)
-    dense = load_csv_columns(os.path.join(tp_dir, "dense.csv"), ("tokens", "time_us"))
-    per_seq = load_csv_columns(os.path.join(tp_dir, "per_sequence.csv"), ("sequences", "time_us"))
-    att = load_csv_columns(os.path.join(tp_dir, "attention.csv"),
-                           ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"))
+    bundle = read_bundle(tp_dir)
+    dense, per_seq, att = bundle["dense.csv"], bundle["per_sequence.csv"], bundle["attention.csv"]
 
     def at(cols, name_col, key_col, op, key):
         m = (cols[name_col] == op) & (cols[key_col] == key)
