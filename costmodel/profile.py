@@ -135,6 +135,7 @@ class ProfileBackend:
         self.hardware = hardware
         self.decode_skew = decode_skew and tables.skew is not None
         self._dense_cache: dict = {}
+        self._edge_cache: dict = {}
         self._seq_cache: dict = {}
 
     def dense_ns(self, tokens: int) -> tuple[int, int]:
@@ -142,11 +143,20 @@ class ProfileBackend:
         hit = self._dense_cache.get(tokens)
         if hit is None:
             d = self.tables.dense
-            once = sum(d[op](tokens) for op in PRE_OPS + POST_OPS)
+            once = sum(self._edges(tokens))
             per_layer = sum(d[op](tokens) for op in self.tables.layer_ops) + self.moe_ns(tokens)
             if self.tp > 1:
                 per_layer += 2 * self.hardware.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
             hit = self._dense_cache[tokens] = (once, per_layer)
+        return hit
+
+    def _edges(self, tokens: int) -> tuple[int, int]:
+        """(Σ PRE_OPS ns, Σ POST_OPS ns) at T tokens: the once-per-step ops."""
+        hit = self._edge_cache.get(tokens)
+        if hit is None:
+            d = self.tables.dense
+            hit = self._edge_cache[tokens] = (sum(d[op](tokens) for op in PRE_OPS),
+                                              sum(d[op](tokens) for op in POST_OPS))
         return hit
 
     def moe_ns(self, tokens: int) -> int:
@@ -220,9 +230,8 @@ class ProfileBackend:
 
     def edge_ns(self, b: BatchShape) -> tuple[int, int]:
         """(first-stage-only ns, last-stage-only ns): embedding; final norm + lm_head + sampler."""
-        T = max(1, b.tokens)
-        d = self.tables.dense
-        return sum(d[op](T) for op in PRE_OPS), sum(d[op](T) for op in POST_OPS) + self.sequence_ns(b.seqs)
+        pre, post = self._edges(max(1, b.tokens))
+        return pre, post + self.sequence_ns(b.seqs)
 
     def time_batch(self, b: BatchShape) -> int:
         once, per_layer = self.dense_ns(max(1, b.tokens))
