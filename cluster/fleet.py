@@ -10,7 +10,7 @@ from cluster.metrics import MetricsCollector
 from cluster.policies import make_policy
 from cluster.report import RunOutput
 from cluster.router import Router
-from cluster.timeseries_writer import TimeSeriesWriter
+from cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, TimeSeriesWriter
 from cluster.workload import Workload
 from costmodel import CostModel
 from instance.engine import NEVER, Engine, RequestRejected
@@ -88,7 +88,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
     out = RunOutput(out_dir)
-    series = TimeSeriesWriter(out_dir)
+    series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER))
     metrics = MetricsCollector(n)
     bar = Progress(len(workload), progress)
     try:
@@ -150,10 +150,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         series.close()
         out.add_json("summary.json", summary)
         out.commit()
-        series.commit()
     except BaseException:
         out.abort()
-        series.abort()
         raise
     finally:
         bar.close()

@@ -1,7 +1,8 @@
 """Output files of a run, written so that nothing is half-written.
 
-`requests.csv` streams into `requests.csv.partial` and `summary.json` into a temporary file;
-both are renamed into place only when the run completes, and removed if it fails.
+Every file (requests.csv and timeseries.csv streamed as the run goes, summary.json at the end)
+is written to `<name>.partial`; all are renamed into place only when the run completes, and
+removed if it fails.
 """
 from __future__ import annotations
 
@@ -15,34 +16,37 @@ class RunOutput:
     def __init__(self, out_dir: str):
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
-        self._partial = os.path.join(out_dir, "requests.csv.partial")
-        self._csv = open(self._partial, "w", encoding="utf-8", newline="")
-        self._csv.write(CSV_HEADER + "\n")
-        self._tmp: list[tuple[str, str]] = []
+        self._files: list[tuple[str, str, object]] = []     # (partial path, final path, handle)
+        self._csv = self.stream("requests.csv", CSV_HEADER + "\n")
+
+    def stream(self, name: str, header: str):
+        """An open text file for `name`, starting with `header`; in place after `commit`."""
+        path = os.path.join(self.out_dir, name)
+        fh = open(path + ".partial", "w", encoding="utf-8", newline="")
+        self._files.append((path + ".partial", path, fh))
+        fh.write(header)
+        return fh
 
     def write_lines(self, lines: list[str]) -> None:
         """Append formatted requests.csv lines."""
         self._csv.write("".join(lines))
 
     def add_json(self, name: str, doc) -> None:
-        path = os.path.join(self.out_dir, name)
-        tmp = path + ".partial"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        self._tmp.append((tmp, path))
+        fh = self.stream(name, "")
+        json.dump(doc, fh, indent=2, sort_keys=False)
+        fh.write("\n")
 
     def commit(self) -> None:
-        self._csv.close()
-        os.replace(self._partial, os.path.join(self.out_dir, "requests.csv"))
-        for tmp, path in self._tmp:
+        for _, _, fh in self._files:
+            fh.close()
+        for tmp, path, _ in self._files:
             os.replace(tmp, path)
 
     def abort(self) -> None:
-        self._csv.close()
-        for path in [self._partial] + [t for t, _ in self._tmp]:
-            if os.path.exists(path):
-                os.remove(path)
+        for tmp, _, fh in self._files:
+            fh.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def summary_table(summary: dict) -> str:

@@ -1,23 +1,18 @@
 """timeseries.csv: 1-second buckets per instance, plus fleet totals (instance = all).
 
 Columns: second, instance, prompt_tokens, generation_tokens, steps, running, waiting, kv_pct.
-Per-instance rows stream into a partial file in window order (sorted within a window); the
-totals are appended at the end (counts summed; kv_pct averaged over the instances that
+Per-instance rows stream into the file (a `RunOutput.stream`) in window order (sorted within a
+window); the totals are appended at the end (counts summed; kv_pct averaged over the instances that
 reported in that bucket).
 """
 from __future__ import annotations
-
-import os
 
 HEADER = "second,instance,prompt_tokens,generation_tokens,steps,running,waiting,kv_pct\n"
 
 
 class TimeSeriesWriter:
-    def __init__(self, out_dir: str):
-        self.path = os.path.join(out_dir, "timeseries.csv")
-        self.partial = self.path + ".partial"
-        self.fh = open(self.partial, "w", encoding="utf-8")
-        self.fh.write(HEADER)
+    def __init__(self, fh):
+        self.fh = fh
         self.totals: dict[int, list] = {}
 
     def add(self, buckets) -> None:
@@ -40,14 +35,6 @@ class TimeSeriesWriter:
         self.fh.write("".join(lines))
 
     def close(self) -> None:
+        """Append the fleet totals."""
         self.fh.write("".join(f"{b + 1},all,{t[0]},{t[1]},{t[2]},{t[3]},{t[4]},{round(t[5] / t[6], 2)}\n"
                               for b, t in sorted(self.totals.items())))
-        self.fh.close()
-
-    def commit(self) -> None:
-        os.replace(self.partial, self.path)
-
-    def abort(self) -> None:
-        self.fh.close()
-        if os.path.exists(self.partial):
-            os.remove(self.partial)
