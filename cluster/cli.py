@@ -126,13 +126,13 @@ def cmd_fit_overhead(args) -> int:
     from cluster.fleet import run_fleet
     from cluster.overhead_fit import fit_overhead, with_overhead
     from cluster.validate import format_table, load_real
-    from cluster.workload import load_llmservingsim_jsonl
+    from cluster.workload import load_workload
 
     if not args.cluster or not args.workload:
         raise InputError("--fit-overhead needs --cluster and --workload (the simulated run to fit)")
     config = config_from_args(args)
     real = load_real(args.real, args.num_requests)
-    load = lambda: load_llmservingsim_jsonl(args.workload, args.num_requests)  # noqa: E731
+    load = lambda: load_workload(args.workload, args.num_requests)  # noqa: E731
     step_us, per_seq_us, result, base = fit_overhead(config, load, real, args.perf_root, args.models_root)
     run_fleet(with_overhead(config, step_us, per_seq_us), load(), args.sim, "local", args.perf_root, args.models_root)
     if args.json:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cluster.errors import InputError
-from cluster.policies import POLICIES, make_policy, stable_hash
+from cluster.policies import POLICIES, Policy, make_policy, stable_hash
 from cluster.snapshot import Snapshot
 from instance.request import Request
 
@@ -108,27 +108,24 @@ def test_weighted_combines_scorers():
         make_policy("weighted", 2, {"weights": {"bogus": 1}})
 
 
-class FirstIdle:
-    needs_load = True
+class FirstIdle(Policy):
     name = "first_idle"
-
-    def __init__(self, n, options, block_size):
-        self.n = n
 
     def choose(self, request, snapshots, rng):
         return next((s.index for s in snapshots if s.waiting + s.running == 0), self.n - 1)
 
-    def routed(self, request, index):
-        pass
+
+class NotAPolicy:
+    def choose(self, request, snapshots, rng):
+        return 0
 
 
 def test_user_policy_by_dotted_path():
     p = make_policy("test_policies:FirstIdle", 3)
     assert p.choose(r(), snaps((1, 0, 0, 0, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0, 0)), rng()) == 1
-    with pytest.raises(InputError):
-        make_policy("no_such_module.Policy", 2)
-    with pytest.raises(InputError):
-        make_policy("nonsense", 2)
+    for bad in ("no_such_module.Policy", "nonsense", "test_policies:NotAPolicy", "test_policies.no_such_class"):
+        with pytest.raises(InputError):
+            make_policy(bad, 2)
 
 
 def test_every_named_policy_is_registered():

@@ -23,8 +23,8 @@ def policy_class(name: str) -> type:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise InputError(f"router.policy {name!r}: cannot import ({exc})") from None
-        if not (isinstance(cls, type) and hasattr(cls, "choose")):
-            raise InputError(f"router.policy {name!r}: not a class with a choose() method")
+        if not (isinstance(cls, type) and issubclass(cls, Policy)):
+            raise InputError(f"router.policy {name!r}: not a subclass of cluster.policies.Policy")
         return cls
     raise InputError(f"router.policy {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
 
