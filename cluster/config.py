@@ -28,12 +28,14 @@ limits default to LLMServingSim's own (max_num_seqs 128, max_num_batched_tokens 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
 import yaml
 
 from cluster.errors import InputError
+from cluster.textfile import text_lines
 from instance.config import EngineConfig
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
@@ -94,14 +96,19 @@ class ClusterConfig:
             if len(set(cfg.instances)) != 1:
                 raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
             cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
-        if sync_interval_ms is not None and sync_interval_ms < 0:
-            raise InputError(f"--sync-interval-ms must be >= 0, got {sync_interval_ms}")
+        if sync_interval_ms is not None and not (_finite(sync_interval_ms) and sync_interval_ms >= 0):
+            raise InputError(f"--sync-interval-ms must be a finite number >= 0, got {sync_interval_ms}")
         if policy is not None or sync_interval_ms is not None:
             r = cfg.router
             cfg = dataclasses.replace(cfg, router=RouterSpec(policy or r.policy,
                                                              r.sync_interval_ms if sync_interval_ms is None else sync_interval_ms,
                                                              r.options))
         return cfg
+
+
+def _finite(value) -> bool:
+    """A real number (not a bool), neither infinite nor NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
@@ -130,14 +137,22 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
     skew = merged.get("moe_skew", 0.0)
-    if isinstance(skew, bool) or not isinstance(skew, (int, float)) or skew < 0:
+    if not _finite(skew) or skew < 0:
         raise InputError(f"{where}: field 'moe_skew' must be a number >= 0, got {skew!r}")
     mem = merged.get("memory_gib")
-    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, (int, float)) or mem <= 0):
+    if mem is not None and (not _finite(mem) or mem <= 0):
         raise InputError(f"{where}: field 'memory_gib' must be a positive number, got {mem!r}")
     overhead = merged.get("overhead") or {}
     if not isinstance(overhead, dict) or set(overhead) - {"step_us", "per_seq_us"}:
         raise InputError(f"{where}: 'overhead' must be a mapping with step_us and/or per_seq_us")
+    for key, value in overhead.items():
+        if not _finite(value) or value < 0:
+            raise InputError(f"{where}: overhead.{key} must be a number >= 0, got {value!r}")
+    for key in ("cost_model", "variant"):
+        if key in merged and not isinstance(merged[key], str):
+            raise InputError(f"{where}: field {key!r} must be a name, got {merged[key]!r}")
+    if not isinstance(merged.get("decode_skew", True), bool):
+        raise InputError(f"{where}: field 'decode_skew' must be true or false, got {merged['decode_skew']!r}")
     engine = _engine(base.get("engine"), EngineConfig(), where)
     engine = _engine(doc.get("engine"), engine, where)
     return InstanceSpec(
@@ -158,7 +173,7 @@ def _router(doc, where: str) -> RouterSpec:
     if unknown:
         raise InputError(f"{where}: router: unknown key(s) {', '.join(unknown)}")
     sync = doc.get("sync_interval_ms", 50.0)
-    if isinstance(sync, bool) or not isinstance(sync, (int, float)) or sync < 0:
+    if not _finite(sync) or sync < 0:
         raise InputError(f"{where}: router.sync_interval_ms must be a number >= 0, got {sync!r}")
     options = doc.get("options") or {}
     if not isinstance(options, dict):
@@ -196,6 +211,9 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     seed = doc.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"{where}: 'seed' must be an integer >= 0")
+    for key in ("perf_root", "models_root"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise InputError(f"{where}: {key!r} must be a directory path, got {doc[key]!r}")
     return ClusterConfig(tuple(specs), _router(doc.get("router"), where), seed,
                          doc.get("perf_root"), doc.get("models_root"), where)
 
@@ -215,6 +233,8 @@ def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
             if not isinstance(inst, dict):
                 raise InputError(f"{iw}: expected an object")
             mem = inst.get("npu_mem") or {}
+            if not isinstance(mem, dict):
+                raise InputError(f"{iw}: npu_mem must be an object")
             item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"),
                     "tp": inst.get("tp_size", 1) or 1}
             if "mem_size" in mem:
@@ -230,11 +250,7 @@ def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
 
 def load_cluster_config(path: str) -> ClusterConfig:
     """Read a fleetsim YAML or LLMServingSim JSON cluster file (chosen by content)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read cluster config: {exc.strerror}") from None
+    text = "".join(line for _, line in text_lines(path, "cluster config"))
     try:
         doc = yaml.safe_load(text)     # YAML is a superset of JSON
     except yaml.YAMLError as exc:

@@ -84,7 +84,10 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         cost_models[spec] = load_cost_model(spec, perf_root, models_root)
         probes[spec] = make_engine(cost_models[spec], spec, 0)
     check_workload(workload, list(probes.values()))
-    policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
+    try:
+        policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
+    except InputError as exc:
+        raise InputError(f"{config.source}: {exc}") from None
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
     out = RunOutput(out_dir)

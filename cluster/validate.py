@@ -16,12 +16,16 @@ import os
 import numpy as np
 
 from cluster.errors import InputError
+from cluster.textfile import text_lines
 
 STATS = ("Mean", "Median", "P90", "P95", "P99")
 METRICS = ("TTFT", "TPOT", "Latency")
 
 
 def _stats(ms: np.ndarray) -> dict:
+    """Mean and percentiles; NaN for no values (e.g. TPOT when every request has one output)."""
+    if len(ms) == 0:
+        return dict.fromkeys(STATS, float("nan"))
     p = np.percentile(ms, [50, 90, 95, 99])
     return {"Mean": float(ms.mean()), "Median": float(p[0]), "P90": float(p[1]), "P95": float(p[2]), "P99": float(p[3])}
 
@@ -36,24 +40,23 @@ def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
     if not os.path.isfile(meta):
         raise InputError(f"{meta}: not found (expected a real vLLM run directory)")
     ttft, tpot, lat = [], [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if limit is not None and len(ttft) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                anchor, first, last = float(r["queued_ts"]), float(r["first_token_ts"]), float(r["last_token_ts"])
-                out = int(r["output_toks"])
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
-            ttft.append((first - anchor) * 1e3)
-            lat.append((last - anchor) * 1e3)
-            if out > 1:
-                tpot.append((last - first) / (out - 1) * 1e3)
+    for lineno, line in text_lines(path, "real run requests"):
+        if limit is not None and len(ttft) >= limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            anchor, first, last = float(r["queued_ts"]), float(r["first_token_ts"]), float(r["last_token_ts"])
+            out = int(r["output_toks"])
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
+        ttft.append((first - anchor) * 1e3)
+        lat.append((last - anchor) * 1e3)
+        if out > 1:
+            tpot.append((last - first) / (out - 1) * 1e3)
     if not ttft:
         raise InputError(f"{path}: no requests")
     return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat)}
@@ -66,16 +69,15 @@ def load_sim(out_dir: str) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: not found (expected a fleetsim run's --out directory)")
     csv.field_size_limit(1 << 30)
     ttft, tpot, lat = [], [], []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        for lineno, r in enumerate(reader, 2):
-            try:
-                ttft.append(int(r["TTFT"]) / 1e6)
-                lat.append(int(r["latency"]) / 1e6)
-                if int(r["output"]) > 1:
-                    tpot.append(int(r["TPOT"]) / 1e6)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
+    reader = csv.DictReader(line for _, line in text_lines(path, "fleetsim requests.csv"))
+    for lineno, r in enumerate(reader, 2):
+        try:
+            ttft.append(int(r["TTFT"]) / 1e6)
+            lat.append(int(r["latency"]) / 1e6)
+            if int(r["output"]) > 1:
+                tpot.append(int(r["TPOT"]) / 1e6)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
     if not ttft:
         raise InputError(f"{path}: no requests")
     return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat)}

@@ -13,9 +13,11 @@ Request ids are assigned in file order (a session's turns take consecutive ids).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from cluster.errors import InputError
+from cluster.textfile import text_lines
 from instance.request import Request
 
 
@@ -32,18 +34,17 @@ class Workload:
 
 def _json_lines(path: str):
     """(`file:line`, object) for every non-blank line of a JSONL file; bad lines raise InputError."""
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-            if not isinstance(doc, dict):
-                raise InputError(f"{where}: expected a JSON object")
-            yield where, doc
+    for lineno, line in text_lines(path, "workload"):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        yield where, doc
 
 
 def _nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive: bool = False) -> int:
@@ -116,13 +117,6 @@ def load_llmservingsim_jsonl(path: str, num_requests: int | None = None) -> Work
     return Workload(initial, rid, path)
 
 
-def _open_text(path: str):
-    try:
-        return open(path, encoding="utf-8", newline="")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read workload: {exc.strerror}") from None
-
-
 def _azure_ns(stamp: str, where: str) -> int:
     """'2023-11-16 18:15:46.6805900' → ns since the epoch (integer arithmetic, any fraction length)."""
     import datetime
@@ -138,8 +132,8 @@ def _azure_ns(stamp: str, where: str) -> int:
 def _finish(reqs: list, path: str, time_scale: float) -> Workload:
     if not reqs:
         raise InputError(f"{path}: no requests")
-    if time_scale <= 0:
-        raise InputError(f"--time-scale must be > 0, got {time_scale}")
+    if not (0 < time_scale < math.inf):
+        raise InputError(f"--time-scale must be a finite number > 0, got {time_scale}")
     t0 = min(r.arrival_ns for r in reqs)
     for r in reqs:
         r.arrival_ns = round((r.arrival_ns - t0) * time_scale)
@@ -153,22 +147,23 @@ def load_azure_csv(path: str, num_requests: int | None = None, time_scale: float
     Rows with 0 generated tokens are kept with 1 (every request produces its first token)."""
     import csv
     reqs = []
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        missing = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} - set(reader.fieldnames or ())
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        for lineno, row in enumerate(reader, 2):
-            if num_requests is not None and len(reqs) >= num_requests:
-                break
-            where = f"{path}:{lineno}"
-            try:
-                inp, out = int(row["ContextTokens"]), int(row["GeneratedTokens"])
-            except (TypeError, ValueError):
-                raise InputError(f"{where}: ContextTokens and GeneratedTokens must be integers") from None
-            if inp < 1 or out < 0:
-                raise InputError(f"{where}: ContextTokens must be >= 1 and GeneratedTokens >= 0")
-            reqs.append(Request(len(reqs), _azure_ns(row["TIMESTAMP"], where), inp, max(1, out)))
+    lines = text_lines(path, "workload")
+    reader = csv.DictReader(line for _, line in lines)
+    missing = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} - set(reader.fieldnames or ())
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    for lineno, row in enumerate(reader, 2):
+        if num_requests is not None and len(reqs) >= num_requests:
+            break
+        where = f"{path}:{lineno}"
+        try:
+            inp, out = int(row["ContextTokens"]), int(row["GeneratedTokens"])
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: ContextTokens and GeneratedTokens must be integers") from None
+        if inp < 1 or out < 0:
+            raise InputError(f"{where}: ContextTokens must be >= 1 and GeneratedTokens >= 0")
+        reqs.append(Request(len(reqs), _azure_ns(row["TIMESTAMP"], where), inp, max(1, out)))
+    lines.close()
     return _finish(reqs, path, time_scale)
 
 
@@ -180,7 +175,7 @@ def load_mooncake_jsonl(path: str, num_requests: int | None = None, time_scale: 
         if num_requests is not None and len(reqs) >= num_requests:
             break
         ts = doc.get("timestamp")
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0:
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < math.inf:
             raise InputError(f"{where}: field 'timestamp' must be a number of ms >= 0, got {ts!r}")
         inp = _nonneg_int(doc, "input_length", where, positive=True)
         out = _nonneg_int(doc, "output_length", where, positive=True)
@@ -196,8 +191,9 @@ def load_workload(path: str, num_requests: int | None = None, time_scale: float 
     `hash_ids`/`input_length`), else LLMServingSim JSONL (`time_scale` applies to the traces)."""
     if path.endswith(".csv"):
         return load_azure_csv(path, num_requests, time_scale)
-    with _open_text(path) as fh:
-        first = next((line for line in fh if line.strip()), "")
+    lines = text_lines(path, "workload")
+    first = next((line for _, line in lines if line.strip()), "")
+    lines.close()
     if '"input_length"' in first:
         return load_mooncake_jsonl(path, num_requests, time_scale)
     if time_scale != 1.0:

@@ -34,31 +34,34 @@ class ModelArch:
     @classmethod
     def from_hf_config(cls, name: str, cfg: dict, source: str = "config") -> "ModelArch":
         """Build from a parsed HF `config.json` dict; `source` names the file in errors."""
-        def need(key):
+        def need(key, default=None):
+            """A positive integer field; `default` when absent (or null / 0) if one is given."""
             value = cfg.get(key)
+            if default is not None and not value:
+                return default
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise CostModelError(f"{source}: field {key!r} must be a positive integer, got {value!r}")
             return value
         hidden = need("hidden_size")
         heads = need("num_attention_heads")
-        experts = cfg.get("num_experts") or cfg.get("num_local_experts") or 0
-        moe_inter = cfg.get("moe_intermediate_size") or (need("intermediate_size") if experts else 0)
+        experts = need("num_experts", 0) or need("num_local_experts", 0)
+        moe_inter = need("moe_intermediate_size", need("intermediate_size") if experts else 0)
         dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16")
         return cls(
             name=name,
             hidden_size=hidden,
             num_layers=need("num_hidden_layers"),
             num_heads=heads,
-            num_kv_heads=cfg.get("num_key_value_heads") or heads,
-            head_dim=cfg.get("head_dim") or hidden // heads,
+            num_kv_heads=need("num_key_value_heads", heads),
+            head_dim=need("head_dim", hidden // heads),
             intermediate_size=need("intermediate_size"),
             vocab_size=need("vocab_size"),
-            max_position_embeddings=cfg.get("max_position_embeddings") or 0,
+            max_position_embeddings=need("max_position_embeddings", 0),
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             dtype_bytes=DTYPE_BYTES.get(dtype, 2),
-            num_experts=int(experts),
-            experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
-            moe_intermediate_size=int(moe_inter),
+            num_experts=experts,
+            experts_per_token=need("num_experts_per_tok", 0),
+            moe_intermediate_size=moe_inter,
         )
 
     @property

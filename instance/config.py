@@ -28,13 +28,21 @@ class EngineConfig:
         """Raise ValueError naming the first bad field."""
         for key in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"{source}: {key} must be a positive integer, got {value!r}")
-        if not isinstance(self.long_prefill_token_threshold, int) or self.long_prefill_token_threshold < 0:
+        for key in ("enable_chunked_prefill", "enable_prefix_caching"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{source}: {key} must be true or false, got {getattr(self, key)!r}")
+        if not _is_int(self.long_prefill_token_threshold) or self.long_prefill_token_threshold < 0:
             raise ValueError(f"{source}: long_prefill_token_threshold must be an integer >= 0")
-        if not (0 < self.gpu_memory_utilization <= 1):
-            raise ValueError(f"{source}: gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
-        if self.num_gpu_blocks is not None and (not isinstance(self.num_gpu_blocks, int) or self.num_gpu_blocks < 1):
+        util = self.gpu_memory_utilization
+        if isinstance(util, bool) or not isinstance(util, (int, float)) or not (0 < util <= 1):
+            raise ValueError(f"{source}: gpu_memory_utilization must be a number in (0, 1], got {util!r}")
+        if self.num_gpu_blocks is not None and (not _is_int(self.num_gpu_blocks) or self.num_gpu_blocks < 1):
             raise ValueError(f"{source}: num_gpu_blocks must be a positive integer, got {self.num_gpu_blocks!r}")
-        if self.max_model_len is not None and (not isinstance(self.max_model_len, int) or self.max_model_len < 2):
+        if self.max_model_len is not None and (not _is_int(self.max_model_len) or self.max_model_len < 2):
             raise ValueError(f"{source}: max_model_len must be an integer >= 2, got {self.max_model_len!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -156,6 +156,73 @@ def test_error_bad_engine_value_in_yaml(tiny, tmp_path, capsys):
     _no_outputs(out)
 
 
+BASE_YAML = "model: meta-llama/Llama-3.1-8B\nhardware: RTXPRO6000\n"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("overhead: {step_us: abc}", "overhead.step_us"),
+    ("overhead: {step_us: -100000}", "overhead.step_us"),
+    ("overhead: {per_seq_us: .nan}", "overhead.per_seq_us"),
+    ("engine: {gpu_memory_utilization: abc}", "gpu_memory_utilization"),
+    ("engine: {enable_chunked_prefill: 'no'}", "enable_chunked_prefill"),
+    ("engine: {num_gpu_blocks: true}", "num_gpu_blocks"),
+    ("decode_skew: 'yes'", "decode_skew"),
+    ("cost_model: 5", "cost_model"),
+    ("perf_root: 5", "perf_root"),
+    ("router: {sync_interval_ms: .inf}", "sync_interval_ms"),
+    ("router: {policy: session_affinity, options: {virtual_nodes: 0}}", "virtual_nodes"),
+    ("router: {policy: prefix_aware, options: {load_cap: abc}}", "load_cap"),
+    ("router: {policy: weighted, options: {weights: {queue: abc}}}", "weights.queue"),
+    ("router: {policy: round_robin, options: {load_cap: 3}}", "load_cap"),
+])
+def test_error_bad_config_value_is_one_line(tiny, tmp_path, capsys, extra, needle):
+    perf, _, work = tiny
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text(BASE_YAML + extra + "\n")
+    out = tmp_path / "out"
+    assert _run(cluster, work, out, perf) == 2
+    assert needle in _one_error_line(capsys)
+    _no_outputs(out)
+
+
+@pytest.mark.parametrize("flag, value", [("--sync-interval-ms", "nan"), ("--sync-interval-ms", "inf")])
+def test_error_non_finite_flag(tiny, tmp_path, capsys, flag, value):
+    perf, cluster, work = tiny
+    out = tmp_path / "out"
+    assert _run(cluster, work, out, perf, flag, value) == 2
+    assert flag in _one_error_line(capsys)
+    _no_outputs(out)
+
+
+def test_error_non_finite_trace_values(tiny, tmp_path, capsys):
+    perf, cluster, _ = tiny
+    trace = tmp_path / "mooncake.jsonl"
+    trace.write_text('{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n')
+    out = tmp_path / "out"
+    assert _run(cluster, trace, out, perf, "--time-scale", "nan") == 2
+    assert "--time-scale" in _one_error_line(capsys)
+    trace.write_text('{"timestamp": Infinity, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n')
+    assert _run(cluster, trace, out, perf) == 2
+    assert f"{trace}:1" in _one_error_line(capsys)
+    _no_outputs(out)
+
+
+@pytest.mark.parametrize("which", ["workload", "cluster"])
+def test_error_file_not_utf8(tiny, tmp_path, capsys, which):
+    perf, cluster, work = tiny
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b'{"input_toks": 5, "output_toks": 2, "arrival_time_ns": 0}\n\xff\xfe\n')
+    if which == "workload":
+        work = bad
+    else:
+        cluster = bad
+    out = tmp_path / "out"
+    assert _run(cluster, work, out, perf) == 2
+    line = _one_error_line(capsys)
+    assert str(bad) in line and "UTF-8" in line
+    _no_outputs(out)
+
+
 def test_error_request_longer_than_model(tiny, tmp_path, capsys):
     perf, cluster, _ = tiny
     work = tmp_path / "long.jsonl"
@@ -220,3 +287,12 @@ def test_validation_300_requests_against_real_vllm(shared_data, tmp_path, capsys
     assert main(["validate", "--real", str(REAL_RUN), "--sim", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["TPOT"]["Mean"]["diff_pct"] == pytest.approx(res["TPOT"]["Mean"]["diff_pct"])
+
+
+@pytest.mark.parametrize("flag", ["--actors", "--instances-per-actor"])
+def test_error_zero_actors_before_ray_starts(tiny, tmp_path, capsys, flag):
+    perf, cluster, work = tiny
+    out = tmp_path / "out"
+    assert _run(cluster, work, out, perf, "--backend", "ray", flag, "0") == 2
+    assert f"{flag} must be >= 1" in _one_error_line(capsys)
+    _no_outputs(out)

@@ -1,5 +1,6 @@
 """An --out that cannot be written is bad input: one line, exit code 2, no traceback."""
 from cluster.cli import main
+from cluster.policies import Policy
 from fleet_helpers import EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD
 
 
@@ -13,19 +14,12 @@ def test_unwritable_out_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("fleetsim: error: ") and str(blocker) in err[0]
 
 
-class OutOfRange:
+class OutOfRange(Policy):
     """A user policy with a bug: it names an instance that does not exist."""
     name = "out_of_range"
-    needs_load = True
-
-    def __init__(self, n, options, block_size):
-        self.n = n
 
     def choose(self, request, snapshots, rng):
         return self.n
-
-    def routed(self, request, index):
-        pass
 
 
 def test_user_policy_returning_a_bad_instance_is_one_line_exit_2(tmp_path, capsys):

@@ -190,3 +190,16 @@ def test_skewed_routing_is_deterministic_and_differs_from_balanced():
     loads = fresh(1.2).backend._rank_loads(64)
     assert all(c > 64 * 8 / 2 for c, _ in loads)       # the busiest rank gets more than its even share
     clear_loaded()
+
+
+LLAMA_8B_HF = {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32,
+               "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 131072}
+
+
+def test_hf_config_optional_fields_default_and_are_checked():
+    arch = ModelArch.from_hf_config("m", {k: v for k, v in LLAMA_8B_HF.items() if k != "num_key_value_heads"})
+    assert (arch.num_kv_heads, arch.head_dim, arch.num_experts) == (32, 128, 0)     # defaults: heads, hidden/heads
+    assert ModelArch.from_hf_config("m", LLAMA_8B_HF).num_kv_heads == 8
+    for key in ("num_key_value_heads", "head_dim", "max_position_embeddings", "num_experts"):
+        with pytest.raises(CostModelError, match=key):
+            ModelArch.from_hf_config("m", {**LLAMA_8B_HF, key: "8"}, source="config.json")

@@ -145,17 +145,16 @@ class RayBackend:
 
     def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
                  ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True):
+        for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
+            if value is not None and value < 1:
+                raise InputError(f"{flag} must be >= 1, got {value}")
         self.ray, self.started = start_ray(ray_address, num_cpus)
         ray = self.ray
         n = len(specs)
-        if instances_per_actor:
-            if instances_per_actor < 1:
-                raise InputError("--instances-per-actor must be >= 1")
+        if instances_per_actor is not None:
             actors = -(-n // instances_per_actor)
-        if not actors:
+        if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        if actors < 1:
-            raise InputError("--actors must be >= 1")
         actors = min(actors, n)
         keys = {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
         shared_ref = ray.put({keys[s]: cost_models[s].state for s in keys})

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
+
+from cluster.errors import InputError
 
 
 def stable_hash(value) -> int:
@@ -21,11 +24,30 @@ def stable_hash(value) -> int:
 class Policy:
     name = "policy"
     needs_load = True
+    OPTIONS: tuple[str, ...] | None = None   # router.options keys it reads (None: not checked)
 
     def __init__(self, num_instances: int, options: dict | None = None, block_size: int = 16):
         self.n = num_instances
         self.options = dict(options or {})
         self.block_size = block_size
+        unknown = sorted(set(self.options) - set(self.OPTIONS)) if self.OPTIONS is not None else []
+        if unknown:
+            allowed = ", ".join(self.OPTIONS) or "none"
+            raise InputError(f"router.options: unknown key(s) {', '.join(unknown)} for {self.name}; allowed: {allowed}")
+
+    def int_option(self, key: str, default: int, minimum: int = 1) -> int:
+        """`router.options[key]`, an integer >= `minimum` (InputError otherwise)."""
+        value = self.options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"router.options.{key} must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    @staticmethod
+    def weight(key: str, value) -> float:
+        """A finite number >= 0 given as `router.options.{key}` (InputError otherwise)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise InputError(f"router.options.{key} must be a number >= 0, got {value!r}")
+        return float(value)
 
     def choose(self, request, snapshots, rng) -> int:
         raise NotImplementedError

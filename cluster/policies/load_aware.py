@@ -7,12 +7,14 @@ from cluster.policies.base import LeastKey, Policy, queue_score
 class LeastLoaded(LeastKey):
     """vLLM's DP balancer: smallest 4·waiting + running."""
     name = "least_loaded"
+    OPTIONS = ()
     key = staticmethod(queue_score)
 
 
 class LeastOutstandingTokens(LeastKey):
     """Smallest outstanding work: prompt tokens still to prefill + output tokens still to decode."""
     name = "least_outstanding_tokens"
+    OPTIONS = ()
 
     def key(self, s) -> int:
         return s.prefill_tokens + s.decode_tokens
@@ -21,6 +23,7 @@ class LeastOutstandingTokens(LeastKey):
 class LeastKV(LeastKey):
     """Lowest KV-cache use (fraction of blocks), then fewest waiting."""
     name = "least_kv"
+    OPTIONS = ()
 
     def key(self, s) -> tuple:
         return (s.kv_used * 1.0 / s.kv_total, s.waiting)
@@ -30,6 +33,7 @@ class PowerOfTwo(Policy):
     """Two distinct instances drawn from the seeded generator; the lighter (4·waiting + running)
     wins, the first drawn on a tie."""
     name = "power_of_two"
+    OPTIONS = ()
 
     def choose(self, request, snapshots, rng) -> int:
         if self.n == 1:

@@ -9,6 +9,7 @@ from cluster.policies.base import Policy, stable_hash
 class RoundRobin(Policy):
     """Instances in turn, in arrival order."""
     name = "round_robin"
+    OPTIONS = ()
     needs_load = False
 
     def __init__(self, *args, **kwargs):
@@ -24,6 +25,7 @@ class RoundRobin(Policy):
 class Random(Policy):
     """A uniformly random instance from the router's seeded generator."""
     name = "random"
+    OPTIONS = ()
     needs_load = False
 
     def choose(self, request, snapshots, rng) -> int:
@@ -36,10 +38,11 @@ class SessionAffinity(Policy):
     and resizing the fleet moves only about 1/n of the sessions."""
     name = "session_affinity"
     needs_load = False
+    OPTIONS = ("virtual_nodes",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        vnodes = int(self.options.get("virtual_nodes", 64))
+        vnodes = self.int_option("virtual_nodes", 64)
         ring = sorted((stable_hash(f"instance-{i}-{v}"), i) for i in range(self.n) for v in range(vnodes))
         self.points = [p for p, _ in ring]
         self.owners = [i for _, i in ring]

@@ -64,11 +64,12 @@ class PrefixIndex:
 
 class PrefixAware(Policy):
     name = "prefix_aware"
+    OPTIONS = ("load_cap", "index_blocks")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.load_cap = int(self.options.get("load_cap", 16))
-        self.index = PrefixIndex(self.n, int(self.options.get("index_blocks", 65536)))
+        self.load_cap = self.int_option("load_cap", 16, minimum=0)
+        self.index = PrefixIndex(self.n, self.int_option("index_blocks", 65536))
 
     def choose(self, request, snapshots, rng) -> int:
         matches, _ = self.index.lookup(request, self.block_size)

@@ -16,14 +16,15 @@ SCORERS = ("queue", "kv", "outstanding", "prefix")
 
 class Weighted(Policy):
     name = "weighted"
+    OPTIONS = ("weights", "index_blocks")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         weights = self.options.get("weights", {"queue": 1.0, "kv": 1.0})
         if not isinstance(weights, dict) or set(weights) - set(SCORERS):
             raise InputError(f"router.options.weights: a mapping of scorer -> weight; scorers: {', '.join(SCORERS)}")
-        self.weights = {k: float(weights.get(k, 0.0)) for k in SCORERS}
-        self.index = PrefixIndex(self.n, int(self.options.get("index_blocks", 65536))) if self.weights["prefix"] else None
+        self.weights = {k: self.weight(f"weights.{k}", weights.get(k, 0.0)) for k in SCORERS}
+        self.index = PrefixIndex(self.n, self.int_option("index_blocks", 65536)) if self.weights["prefix"] else None
 
     def choose(self, request, snapshots, rng) -> int:
         w = self.weights
