@@ -29,21 +29,19 @@ class BatchShape(NamedTuple):
 
     @classmethod
     def from_seqs(cls, seqs: Sequence[tuple[int, int]]) -> "BatchShape":
-        """From `(new_tokens, context_before)` pairs."""
-        prefills = []
-        d_n = d_sum = 0
-        d_min = d_max = 0
-        tokens = 0
+        """From `(new_tokens, context_before)` pairs (checked: new >= 1, context >= 0)."""
+        seqs = [(int(new), int(ctx)) for new, ctx in seqs]
         for new, ctx in seqs:
-            new, ctx = int(new), int(ctx)
             if new < 1 or ctx < 0:
                 raise ValueError(f"bad sequence (new_tokens={new}, context_before={ctx}): need new>=1, context>=0")
-            tokens += new
-            if new > 1:
-                prefills.append((new, ctx))
-            else:
-                d_min = ctx if d_n == 0 else min(d_min, ctx)
-                d_max = max(d_max, ctx)
-                d_n += 1
-                d_sum += ctx
-        return cls(tokens, len(seqs), tuple(prefills), d_n, d_sum, d_min, d_max)
+        return cls.of_pairs(seqs)
+
+    @classmethod
+    def of_pairs(cls, seqs: list[tuple[int, int]]) -> "BatchShape":
+        """From valid `(new_tokens, context_before)` int pairs, unchecked (the engine's per-step path)."""
+        decodes = [ctx for new, ctx in seqs if new == 1]
+        prefills = tuple(p for p in seqs if p[0] > 1)
+        tokens = len(decodes) + sum([p[0] for p in prefills])
+        if not decodes:
+            return cls(tokens, len(seqs), prefills, 0, 0, 0, 0)
+        return cls(tokens, len(seqs), prefills, len(decodes), sum(decodes), min(decodes), max(decodes))

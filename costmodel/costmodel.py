@@ -66,7 +66,7 @@ class CostModel:
     """Per-iteration latency of one serving instance.
 
     `iteration_time_ns(seqs)` takes `(new_tokens, context_before)` pairs and returns the step's
-    GPU time in integer ns; `cpu_overhead_ns(seqs)` is the host time around it
+    GPU time in integer ns; `cpu_overhead_ns(num_seqs)` is the host time around it
     (`overhead_ns + overhead_per_seq_ns·S`, 0 unless configured).
     """
 
@@ -201,9 +201,13 @@ class CostModel:
         """floor((mem_GiB·2^30·util − weight_bytes) / block_bytes) on one rank; with pp stages,
         on the fullest stage (weights and KV scaled by its share of the layers)."""
         share = max(self.stage_layers()) / self.arch.num_layers
-        weights = self.arch.weight_bytes(self.tp, self.state.ep)
-        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - weights * share
+        free = self.hardware.memory_gib * 2**30 * gpu_memory_utilization - self.weight_bytes_per_gpu()
         return int(free // (self.kv_block_bytes(block_size) * share))
+
+    def weight_bytes_per_gpu(self) -> float:
+        """Weight bytes on the fullest GPU: one rank of tp (and ep), the largest pipeline stage."""
+        share = max(self.stage_layers()) / self.arch.num_layers
+        return self.arch.weight_bytes(self.tp, self.state.ep) * share
 
 
 def clear_loaded() -> None:

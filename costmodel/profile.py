@@ -175,8 +175,7 @@ class ProfileBackend:
 
     def attention_ns(self, b: BatchShape) -> int:
         """One layer's attention for the whole batch."""
-        pc = sum(c for c, _ in b.prefills)
-        kp = sum(k for _, k in b.prefills)
+        pc, kp = b.prefill_tokens, b.prefill_context
         nd = b.decodes
         if pc == 0 and nd == 0:
             return 0

@@ -153,7 +153,6 @@ class RooflineBackend:
         self.vocab_shard = max(1, a.vocab_size // tp)
         self.vocab = a.vocab_size
         self.kv_token_layer = 2 * self.kv_heads * self.hd * dt       # K+V bytes of one token, one layer
-        self.gqa = max(1.0, self.heads / self.kv_heads)
         if a.is_moe:
             shard = max(1, tp // ep) if ep > 1 else tp
             self.moe_inter = max(1, a.moe_intermediate_size // shard)

@@ -34,7 +34,7 @@ class Engine:
         num_blocks = config.num_gpu_blocks or cost_model.num_kv_blocks(config.block_size, config.gpu_memory_utilization)
         if num_blocks < 1:
             raise ValueError(
-                f"model {cost_model.arch.name} does not fit: weights need {cost_model.arch.weight_bytes(cost_model.tp) / 2**30:.1f} GiB"
+                f"model {cost_model.arch.name} does not fit: weights need {cost_model.weight_bytes_per_gpu() / 2**30:.1f} GiB"
                 f" per GPU, {cost_model.hardware.name} offers {cost_model.hardware.memory_gib * config.gpu_memory_utilization:.1f} GiB"
                 f" at gpu_memory_utilization {config.gpu_memory_utilization}")
         self.blocks = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
@@ -127,26 +127,8 @@ class Engine:
             if allow_empty:
                 return scheduled, None, 0
             raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
-        prefills = []
-        prompt_tokens = 0
-        d_n = d_sum = d_max = 0
-        d_min = NEVER
-        tokens = 0
-        for req, n in scheduled:
-            ctx = req.num_computed
-            tokens += n
-            if n > 1 or req.num_output == 0:
-                prompt_tokens += n
-            if n > 1:
-                prefills.append((n, ctx))
-            else:
-                d_n += 1
-                d_sum += ctx
-                if ctx > d_max:
-                    d_max = ctx
-                if ctx < d_min:
-                    d_min = ctx
-        batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
+        batch = BatchShape.of_pairs([(n, req.num_computed) for req, n in scheduled])
+        prompt_tokens = sum([n for req, n in scheduled if n > 1 or req.num_output == 0])
         return scheduled, batch, prompt_tokens
 
     def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from instance.timeseries import BUCKET_NS, TimeSeries
 from conftest import make_engine, req, run_all
