@@ -88,10 +88,6 @@ class MetricsCollector:
         self.last_end = 0
         self.preemptions = 0
 
-    def add(self, row: tuple) -> None:
-        """One `request_row` tuple."""
-        self.add_arrays(np.array([row[:10] + row[11:]], dtype=np.int64), np.array(row[10], dtype=np.int64))
-
     def add_arrays(self, fixed: np.ndarray, itl: np.ndarray) -> None:
         """A batch: `fixed` rows in the column order above, `itl` all their inter-token gaps."""
         if len(fixed) == 0:

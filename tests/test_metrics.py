@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cluster.metrics import MetricsCollector, _as_float_in_place, format_row, request_row, stats_ms
+from cluster.records import RecordBatch
 from instance.request import Request
 from conftest import make_engine, req, run_all
 
@@ -43,8 +44,7 @@ def test_two_request_rows():
     assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0\n'
 
     mc = MetricsCollector()
-    mc.add(row0)
-    mc.add(row1)
+    mc.add_batch(RecordBatch.from_rows([row0, row1], {0: "m"}))
     s = mc.summary()
     assert s["num_requests"] == 2
     assert s["ttft_ms"]["mean"] == pytest.approx((1_200 + 1_820) / 2 / 1e6)
@@ -79,7 +79,7 @@ def test_single_output_request_has_no_tpot_and_no_itl():
     row = request_row(_fake_req(1_000, [4_000], first_sched=1_500))
     assert row[6:11] == (3_000, 500, 3_000, 0, [])
     mc = MetricsCollector()
-    mc.add(row)
+    mc.add_batch(RecordBatch.from_rows([row], {row[0]: "m"}))
     s = mc.summary()
     assert s["tpot_ms"] == {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0}
     assert s["ttft_ms"]["mean"] == pytest.approx(3e-3)
