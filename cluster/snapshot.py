@@ -2,7 +2,8 @@
 
 Taken by the instance at a window boundary, then updated by the router with every request it
 sends during the window (waiting +1, outstanding prefill += prompt, outstanding decode +=
-output), so policies see their own decisions.
+output), so policies see their own decisions. `now` is the instance's simulated clock when the
+snapshot was taken; no built-in policy reads it, but a user policy may (e.g. to age a signal).
 """
 from __future__ import annotations
 

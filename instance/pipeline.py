@@ -7,7 +7,8 @@ send/recv of its hidden states (`CostModel.p2p_ns`) and the stage is free; its t
 when the last stage ends. Stage times come from `CostModel.stage_times_ns` (layers split
 evenly, the remainder to the earlier stages); the host overhead is spent before stage 0.
 Stages process batches first-in first-out, so batches complete in the order they started.
-With pp = 1 this is exactly `Engine`.
+With pp = 1 this is exactly `Engine`. Fast-forward does not apply (batches overlap in the
+stages), so the `fast_forward` argument is accepted for a uniform signature and ignored.
 """
 from __future__ import annotations
 
