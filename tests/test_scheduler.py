@@ -280,3 +280,34 @@ def test_prefix_cache_with_trace_hash_ids():
     run_all(e, [r0, r1, r2])
     assert (r0.hit_tokens, r1.hit_tokens, r2.hit_tokens) == (0, 512, 0)
     assert r1.token_times == [10_000 + step_ns(88)]
+
+
+def test_step_shape_equals_batch_shape_of_its_pairs(monkeypatch):
+    """The engine's one-pass shape and prompt-token count equal `BatchShape.of_pairs` / the
+    definition, at every step of a run with chunked prefills, decodes and preemptions."""
+    from costmodel.batch import BatchShape
+    from instance.scheduler import Scheduler
+    seen = []
+    schedule = Scheduler.schedule
+
+    def spy(self, now_ns):
+        out = schedule(self, now_ns)
+        seen.append([(r, n, r.num_computed, r.num_output) for r, n in out])
+        return out
+    monkeypatch.setattr(Scheduler, "schedule", spy)
+    e = make_engine(num_gpu_blocks=40, block_size=4, max_num_batched_tokens=24, max_num_seqs=6,
+                    enable_prefix_caching=False)
+    shapes = []
+    batch_of = e.schedule_batch
+
+    def keep(start, allow_empty=False):
+        out = batch_of(start, allow_empty)
+        shapes.append(out[1:])
+        return out
+    e.schedule_batch = keep
+    e.fast_forward = False
+    run_all(e, [req(i, 3 * i, 5 + 7 * i % 31, 2 + 5 * i % 13) for i in range(30)])
+    assert len(shapes) == len(seen) > 30 and e.scheduler.preemptions > 0
+    for (shape, prompt), step in zip(shapes, seen):
+        assert shape == BatchShape.of_pairs([(n, c) for _, n, c, _ in step])
+        assert prompt == sum(n for _, n, _, out in step if n > 1 or out == 0)
