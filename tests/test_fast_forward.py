@@ -1,7 +1,9 @@
 """Fast-forward on and off give byte-identical outputs on every example workload."""
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fleet_helpers import EXAMPLE_CLUSTER, outputs, run_cli, write_session_workload
+from test_block_manager import scenario
 
 CASES = {
     "example": ("--num-requests", "300"),
@@ -51,3 +53,63 @@ def test_fast_forward_takes_fewer_cost_model_events(tmp_path):
         engines[ff] = (e.steps, len(calls))
     assert engines[True][0] == engines[False][0]
     assert engines[True][1] < engines[False][1] / 3
+
+
+class ContextCostModel:
+    """A fake cost model whose step time depends on every part of the batch shape (decode
+    contexts too), so a fast-forward that priced a step from a wrong shape shows."""
+
+    def __init__(self, num_blocks: int):
+        from types import SimpleNamespace
+        self.arch = SimpleNamespace(name="fake/ctx", max_position_embeddings=1 << 20)
+        self.tp = 1
+        self.hardware = SimpleNamespace(name="FakeGPU", memory_gib=1.0)
+        self._num_blocks = num_blocks
+
+    def time_batch(self, b) -> int:
+        return (1000 + 10 * b.tokens + 3 * b.seqs + b.decode_ctx_sum // 7 + b.decode_ctx_min + 2 * b.decode_ctx_max
+                + sum(11 * n + c // 3 for n, c in b.prefills))
+
+    def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
+        from costmodel.batch import BatchShape
+        return lambda j: self.time_batch(BatchShape(n, n, (), n, ctx_sum + j * n, ctx_min + j, ctx_max + j))
+
+    def cpu_overhead_ns(self, num_seqs: int) -> int:
+        return 5 * num_seqs
+
+    def num_kv_blocks(self, block_size: int, gpu_memory_utilization: float) -> int:
+        return self._num_blocks
+
+
+def _run_windows(cfg, specs, fast_forward: bool, window_ns: int):
+    """Deliver the requests window by window (as the host does) and run; returns what a run reports."""
+    from instance.config import EngineConfig
+    from instance.engine import NEVER, Engine
+    from instance.request import Request
+    e = Engine(ContextCostModel(cfg["num_gpu_blocks"]), EngineConfig(**cfg), 0, fast_forward=fast_forward)
+    reqs = [Request(rid, t, p, o, token_ids=ids) for rid, t, p, o, ids in specs]
+    todo = sorted(reqs, key=lambda r: (r.arrival_ns, r.rid))
+    t, i = 0, 0
+    while i < len(todo) or e.has_work:
+        end = t + window_ns if i < len(todo) else NEVER
+        while i < len(todo) and todo[i].arrival_ns < end:
+            e.add_request(todo[i])
+            i += 1
+        while e.has_work and e.next_event_ns() < end and e.now < end:
+            e.advance_until(end)
+        t = end
+    e.blocks.check_invariants()
+    per_request = [(r.rid, r.first_scheduled_ns, r.first_token_ns, r.last_token_ns, r.itl, r.preemptions,
+                    r.hit_tokens) for r in e.finished]
+    return (per_request, e.steps, e.busy_ns, e.prompt_tokens_done, e.output_tokens_done, e.series.drain(True),
+            e.scheduler.preemptions, e.scheduler.prefix_hits, e.blocks.free_order())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(), st.sampled_from([50, 700, 5_000, 10**9]))
+def test_fuzz_fast_forward_equals_stepping(case, window_ns):
+    """Random engines and workloads (KV pressure and preemption, chunking, thresholds, seat caps,
+    prefix caching with and without token identity), delivered in windows: fast-forward on and
+    off give the same token times, counters, time series and free-block order."""
+    cfg, specs = case
+    assert _run_windows(cfg, specs, True, window_ns) == _run_windows(cfg, specs, False, window_ns)
