@@ -155,6 +155,17 @@ class Engine:
     def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:
         """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests.
         True if a finished request has a follow-up turn."""
+        produced, done = self.produce(scheduled, end)
+        self.output_tokens_done += produced
+        followup = self.finish(done)
+        sched = self.scheduler
+        self.series.record(end, prompt_tokens, produced, len(sched.running),
+                           len(sched.waiting), self.blocks.num_used)
+        return followup
+
+    def produce(self, scheduled: list, end: int) -> tuple[int, list[Request]]:
+        """Count the batch's computed tokens; a request whose tokens are all computed produces
+        one at `end`. Returns (tokens produced, requests now finished)."""
         done = []
         produced = 0
         for req, n in scheduled:
@@ -173,12 +184,7 @@ class Engine:
                 produced += 1
                 if out >= req.output_len:
                     done.append(req)
-        self.output_tokens_done += produced
-        followup = self.finish(done)
-        sched = self.scheduler
-        self.series.record(end, prompt_tokens, produced, len(sched.running),
-                           len(sched.waiting), self.blocks.num_used)
-        return followup
+        return produced, done
 
     def finish(self, done: list[Request]) -> bool:
         """Retire finished requests; True if one of them has a follow-up turn."""

@@ -77,31 +77,38 @@ class Scheduler:
             i += 1
 
         if not preempted:
-            waiting = self.waiting
-            while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
-                req = waiting[0]
-                hits = kv.find_cached_prefix(req)
-                hit_tokens = len(hits) * kv.block_size
-                n = req.num_tokens - hit_tokens
-                if 0 < threshold < n:
-                    n = threshold
-                if n > budget:
-                    if not cfg.enable_chunked_prefill:
-                        break
-                    n = budget
-                if not kv.allocate(req, n, hits):
-                    break
-                waiting.popleft()
-                running.append(req)
-                req.num_computed = hit_tokens
-                self.prefix_queries += req.num_tokens
-                self.prefix_hits += hit_tokens
-                req.hit_tokens += hit_tokens
-                if req.first_scheduled_ns < 0:
-                    req.first_scheduled_ns = now_ns
-                scheduled.append((req, n))
-                budget -= n
+            self.admit(now_ns, budget, scheduled)
         return scheduled
+
+    def admit(self, now_ns: int, budget: int, scheduled: list) -> int:
+        """Step 2: admit waiting requests, FCFS, while seats and `budget` tokens last; appends their
+        (request, new_tokens) to `scheduled` and returns the budget left."""
+        cfg, kv, running, waiting = self.config, self.blocks, self.running, self.waiting
+        threshold = cfg.long_prefill_token_threshold
+        while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+            req = waiting[0]
+            hits = kv.find_cached_prefix(req)
+            hit_tokens = len(hits) * kv.block_size
+            n = req.num_tokens - hit_tokens
+            if 0 < threshold < n:
+                n = threshold
+            if n > budget:
+                if not cfg.enable_chunked_prefill:
+                    break
+                n = budget
+            if not kv.allocate(req, n, hits):
+                break
+            waiting.popleft()
+            running.append(req)
+            req.num_computed = hit_tokens
+            self.prefix_queries += req.num_tokens
+            self.prefix_hits += hit_tokens
+            req.hit_tokens += hit_tokens
+            if req.first_scheduled_ns < 0:
+                req.first_scheduled_ns = now_ns
+            scheduled.append((req, n))
+            budget -= n
+        return budget
 
     def _pop_victim(self) -> Request:
         """The running request at the tail, skipping those in a pipelined batch in flight."""
