@@ -37,6 +37,14 @@ class BatchShape(NamedTuple):
         return cls.of_pairs(seqs)
 
     @classmethod
+    def with_decodes(cls, seqs: list[tuple[int, int]], n: int, ctx_sum: int, ctx_min: int, ctx_max: int) -> "BatchShape":
+        """`of_pairs(seqs)` plus n ≥ 1 decodes given by their contexts' sum, min and max."""
+        b = cls.of_pairs(seqs)
+        if b.decodes:
+            ctx_min, ctx_max = min(ctx_min, b.decode_ctx_min), max(ctx_max, b.decode_ctx_max)
+        return cls(b.tokens + n, b.seqs + n, b.prefills, b.decodes + n, b.decode_ctx_sum + ctx_sum, ctx_min, ctx_max)
+
+    @classmethod
     def of_pairs(cls, seqs: list[tuple[int, int]]) -> "BatchShape":
         """From valid `(new_tokens, context_before)` int pairs, unchecked (the engine's per-step path)."""
         decodes = [ctx for new, ctx in seqs if new == 1]

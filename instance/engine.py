@@ -96,8 +96,7 @@ class Engine:
             if self.now >= t_end:
                 return
             if self.fast_forward:
-                limit = min(t_end, pending[0][0]) if pending else t_end
-                k, followup = fast_forward(self, limit)
+                k, followup = fast_forward(self, t_end)
                 if k:
                     if followup:
                         return

@@ -1,116 +1,260 @@
-"""Exact multi-step fast-forward of a decode-only batch.
+"""Exact fast-forward: a run of steps in which every running request decodes.
 
-When every running request is decoding, nobody can be admitted (the queue is empty or the
-running set is full), and the KV cache has enough free blocks for every block the next steps
-will need, the next k steps have the same composition: each running request decodes one token
-per step, contexts growing by one. They are then run as one event: step times still come from
-the cost model step by step; per-request token times, block allocations (in running order,
-step by step, so block ids and LRU order are those of stepping), prefix-cache registration of
-filled blocks and time-series buckets are recorded exactly as stepping one by one would.
-k stops before a step that would start at or after `limit` (the next arrival or window end)
-and at the first step in which a request finishes (that step is included).
+While every running request is decoding (one token per step, contexts growing by one) and the
+KV cache has a free block for every block the coming steps need (so nothing can be preempted),
+the running requests are a *group* that needs no per-request work per step:
+- decode-only stretches are priced step by step from the cost model (`decode_steps`: the
+  shape's contexts grow by one per step), their blocks are taken in one go in stepping order
+  (step, then running order, so block ids and LRU order are those of stepping), and time-series
+  buckets are updated once per bucket;
+- a step at which waiting requests can be admitted runs the scheduler's own admission
+  (`Scheduler.admit`) after the group's block needs of that step, is priced by `time_batch` of
+  its whole shape, and the admitted requests join the group once their prefill is done;
+- a request that finishes leaves the group at its last step.
+Group members' token counts, token times (ITL gaps) and last-token times are brought up to date
+only when they leave or the run ends: a member that joined at step `run_from` produced a token
+at every step since. The run ends, and stepping takes over, at the window end, at a follow-up
+turn, before a step whose block needs do not fit, and after a step that admitted a partial
+prefill, admitted nothing although it tried, or admitted a request with prefix-cache identity
+(with identity, blocks are cached as they fill: a run then is one decode-only stretch, as
+stepping would register them; see `_allocate_stepwise`).
 """
 from __future__ import annotations
 
-MIN_STEPS = 2
+from bisect import bisect_left, insort
+from heapq import heappop, heappush, heapreplace
+
+from costmodel.batch import BatchShape
 
 
-def fast_forward(engine, limit: int) -> tuple[int, bool]:
-    """Run k ≥ MIN_STEPS identical decode steps if possible; returns (k, a finished request had a follow-up)."""
+def fast_forward(engine, t_end: int) -> tuple[int, bool]:
+    """Run steps starting before `t_end` while the running requests form a group; returns
+    (steps run, a finished request had a follow-up turn). 0 steps: the caller steps instead."""
     sched = engine.scheduler
     running = sched.running
     n = len(running)
-    cfg = engine.config
-    if n == 0 or n > cfg.max_num_batched_tokens or (sched.waiting and n < cfg.max_num_seqs):
+    if n == 0 or n > engine.config.max_num_batched_tokens:
         return 0, False
-    kv = engine.blocks
-    bs = kv.block_size
-    k_max = 1 << 62
-    ctx_sum = 0
-    ctx_min = 1 << 62
-    ctx_max = 0
-    firsts = []          # per running request: the step at which it first needs a new block
     for req in running:
-        c = req.num_computed
-        if req.num_tokens - c != 1:
+        if req.num_tokens - req.num_computed != 1:
             return 0, False
-        firsts.append(len(req.blocks) * bs - c)
-        left = req.output_len - req.num_output
-        if left < k_max:
-            k_max = left
-        ctx_sum += c
-        if c < ctx_min:
-            ctx_min = c
-        if c > ctx_max:
-            ctx_max = c
-    if k_max < MIN_STEPS:
-        return 0, False
-    k_max = _alloc_limit(firsts, bs, kv.num_free, k_max)
-    if k_max < MIN_STEPS:
-        return 0, False
-    cm = engine.cost_model
-    overhead = cm.cpu_overhead_ns(n)
-    step = cm.decode_steps(n, ctx_sum, ctx_min, ctx_max)
-    ends, gaps = [], []
-    now = t = engine.now
-    j = 0
-    while j < k_max and t < limit:
-        gap = step(j) + overhead
-        t += gap
-        ends.append(t)
-        gaps.append(gap)
-        j += 1
-    k = len(ends)
-    if k < MIN_STEPS:
-        return 0, False
-    starting = [r for r in running if r.num_output == 0]    # last prompt token: first output
-    engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
-    used = _allocate_steps(kv, running, firsts, k, bs)
-    series = engine.series
-    waiting = len(sched.waiting)
-    series.record_steps(ends[:-1], len(starting), n, n, waiting, used)
-    done = []
-    later = gaps[1:]
-    for req in running:
-        if req.last_token_ns == now:      # produced a token in the step that just ended
-            req.itl.extend(gaps)
+    kv = engine.blocks
+    return _Run(engine, kv.enable_caching and any(r.has_identity for r in running)).go(t_end)
+
+
+class _Run:
+    """One run. A member's context before step j is `base + j` (base = num_computed − run_from,
+    which bringing it up to date keeps). `fin` holds (last step, join order, request) and
+    `need` (step of its next new block, join order, request); join order is running order. A
+    `need` entry is current only while its step equals the request's `run_need`."""
+
+    def __init__(self, engine, identity: bool):
+        self.engine = engine
+        self.sched = engine.scheduler
+        self.kv = engine.blocks
+        self.bs = self.kv.block_size
+        self.cm = engine.cost_model
+        self.identity = identity
+        self.now0 = self.t = engine.now
+        self.ends: list[int] = []       # end time of each step of the run
+        self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
+        self.produced = 0
+        self.joined = 0
+        self.base_sum = 0
+        self.bases: list[int] = []      # sorted
+        self.fin: list = []
+        self.need: list = []
+        for req in self.sched.running:
+            self.join(req, 0)
+
+    def join(self, r, j: int) -> None:
+        """`r` decodes from step j on; its counts are up to date before step j."""
+        r.run_from = j
+        b = r.num_computed - j
+        self.base_sum += b
+        insort(self.bases, b)
+        order = self.joined
+        self.joined += 1
+        heappush(self.fin, (j + r.output_len - r.num_output - 1, order, r))
+        r.run_need = len(r.blocks) * self.bs - b
+        heappush(self.need, (r.run_need, order, r))
+
+    def leave(self, done: list, j: int) -> bool:
+        """Members whose last token came from step j leave; True if one has a follow-up."""
+        self.bring_up_to_date(done, j)
+        bases = self.bases
+        for r in done:
+            b = r.num_computed - r.run_from
+            self.base_sum -= b
+            del bases[bisect_left(bases, b)]
+            r.run_need = -1
+        return self.engine.finish(done)
+
+    def finishing(self, j: int) -> list:
+        """Pop the members whose last step is j (in running order)."""
+        fin, done = self.fin, []
+        while fin and fin[0][0] == j:
+            done.append(heappop(fin)[2])
+        return done
+
+    def block_events(self, j0: int, k_max: int) -> tuple[list, int]:
+        """New-block needs of the members in steps j0.. (step, then running order) while they fit
+        in the free blocks, at most k_max steps: (events (step, order, request), steps that fit)."""
+        need, bs, free = self.need, self.bs, self.kv.num_free
+        events = []
+        while need and need[0][0] < j0 + k_max:
+            step, order, r = need[0]
+            if step != r.run_need:
+                heappop(need)
+                continue
+            if len(events) == free:
+                return events, step - j0
+            events.append((step, order, r))
+            r.run_need = step + bs
+            heapreplace(need, (step + bs, order, r))
+        return events, k_max
+
+    def take_blocks(self, events: list, j_end: int) -> list:
+        """Give the events before step j_end their blocks; later ones are put back."""
+        m = len(events)
+        while m and events[m - 1][0] >= j_end:
+            m -= 1
+        need = self.need
+        for step, order, r in reversed(events[m:]):     # a request's earliest step is set last
+            r.run_need = step
+            heappush(need, (step, order, r))
+        events = events[:m]
+        for (_, _, r), b in zip(events, self.kv.take(m)):
+            r.blocks.append(b)
+        return events
+
+    def go(self, t_end: int) -> tuple[int, bool]:
+        engine, sched, cfg = self.engine, self.sched, self.engine.config
+        running, waiting, pending = sched.running, sched.waiting, engine.pending
+        followup = False
+        starting = [r for r in running if r.num_output == 0]    # last prompt token: first output at step 0
+        first_prompt = len(starting)
+        while running and self.t < t_end:
+            while pending and pending[0][0] <= self.t:
+                waiting.append(heappop(pending)[2])
+            n = len(running)
+            if waiting and n < cfg.max_num_seqs and cfg.max_num_batched_tokens > n:
+                if self.identity:
+                    break
+                go_on, followup = self.admission_step(first_prompt if not self.ends else 0)
+                if not go_on:
+                    break
+                continue
+            limit = min(t_end, pending[0][0]) if pending else t_end
+            k, followup = self.decode_stretch(limit, first_prompt if not self.ends else 0)
+            if k == 0 or followup or self.identity:
+                break
+        steps = len(self.ends)
+        if steps:
+            engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
+        self.bring_up_to_date(running, steps - 1)
+        engine.now = self.t
+        engine.steps += steps
+        engine.busy_ns += self.t - self.now0
+        engine.output_tokens_done += self.produced
+        return steps, followup
+
+    def decode_stretch(self, limit: int, prompt_tokens: int) -> tuple[int, bool]:
+        """Decode-only steps starting before `limit`, up to and including the first in which a
+        member finishes, as long as their blocks fit; returns (steps, follow-up)."""
+        engine, kv = self.engine, self.kv
+        running = self.sched.running
+        n = len(running)
+        j0 = len(self.ends)
+        left = self.fin[0][0] - j0 + 1           # steps up to the first finish
+        events, k_max = self.block_events(j0, left)
+        if k_max == 0:
+            return 0, False
+        overhead = self.cm.cpu_overhead_ns(n)
+        step = self.cm.decode_steps(n, self.base_sum + n * j0, self.bases[0] + j0, self.bases[-1] + j0)
+        ends, gaps = self.ends, self.gaps
+        t = self.t
+        j = 0
+        while j < k_max and t < limit:
+            gap = step(j) + overhead
+            t += gap
+            ends.append(t)
+            gaps.append(gap)
+            j += 1
+        self.t = t
+        self.produced += n * j
+        used0 = kv.num_used
+        if self.identity:            # a one-stretch run from step 0: every member is up to date
+            used = _allocate_stepwise(kv, running, j, self.bs)
         else:
-            if req.num_output == 0:
-                req.first_token_ns = ends[0]
+            used = [used0] * j
+            for step_no, _, _ in self.take_blocks(events, j0 + j):
+                used[step_no - j0] += 1
+            for i in range(1, j):
+                used[i] += used[i - 1] - used0
+        series, waiting = engine.series, len(self.sched.waiting)
+        series.record_steps(ends[j0:j0 + j - 1], prompt_tokens, n, n, waiting, used)
+        followup = False
+        if j == left:
+            followup = self.leave(self.finishing(j0 + j - 1), j0 + j - 1)
+        series.record(t, prompt_tokens if j == 1 else 0, n, len(running), waiting, kv.num_used)
+        return j, followup
+
+    def admission_step(self, prompt_tokens: int) -> tuple[bool, bool]:
+        """One step that admits waiting requests (the scheduler's own admission, after the
+        members' block needs of the step); returns (the run may go on, follow-up)."""
+        engine, kv, sched = self.engine, self.kv, self.sched
+        running = sched.running
+        n = len(running)
+        j = len(self.ends)
+        events, fits = self.block_events(j, 1)
+        if fits == 0:
+            return False, False
+        self.take_blocks(events, j + 1)
+        admitted = []
+        sched.admit(self.t, engine.config.max_num_batched_tokens - n, admitted)
+        pairs = [(a, r.num_computed) for r, a in admitted]
+        prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
+        shape = BatchShape.with_decodes(pairs, n, self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
+        gap = self.cm.time_batch(shape) + self.cm.cpu_overhead_ns(n + len(pairs))
+        self.t += gap
+        self.ends.append(self.t)
+        self.gaps.append(gap)
+        produced, done_admitted = engine.produce(admitted, self.t)
+        self.produced += n + produced
+        followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
+        followup = engine.finish(done_admitted) or followup
+        engine.series.record(self.t, prompt_tokens, n + produced, len(running), len(sched.waiting), kv.num_used)
+        go_on = bool(admitted) and not followup
+        for r, a in admitted:
+            if r.num_output < r.output_len:
+                r.run_from = j + 1
+                if r.num_output == 0 or r.num_tokens - r.num_computed != 1 or (kv.enable_caching and r.has_identity):
+                    go_on = False                # prefill not done, or its blocks get cached as they fill
+        if go_on:
+            for r, a in admitted:
+                if r.num_output < r.output_len:
+                    self.join(r, j + 1)
+        return go_on, followup
+
+    def bring_up_to_date(self, members: list, j: int) -> None:
+        """Apply steps run_from..j (each produced one token of every member) to `members`."""
+        ends, gaps = self.ends, self.gaps
+        for r in members:
+            f = r.run_from
+            k = j - f + 1
+            if k <= 0:
+                continue
+            if r.num_output == 0:
+                r.first_token_ns = ends[f]
             else:
-                req.itl.append(ends[0] - req.last_token_ns)
-            req.itl.extend(later)
-        req.last_token_ns = t
-        req.num_computed += k
-        req.num_output += k
-        req.num_tokens += k
-        if req.num_output >= req.output_len:
-            done.append(req)
-    engine.now = t
-    engine.steps += k
-    engine.busy_ns += t - now
-    engine.output_tokens_done += n * k
-    followup = engine.finish(done)
-    series.record(ends[-1], 0, n, len(running), waiting, kv.num_used)
-    return k, followup
-
-
-def _allocate_steps(kv, running, firsts: list, k: int, bs: int) -> list[int]:
-    """Give the running decodes the blocks their next k steps need, as stepping would (step by
-    step, in running order); returns the blocks in use after each step. Without prefix-cache
-    identity nothing else happens at block boundaries, so the blocks are taken in one go."""
-    if kv.enable_caching and any(r.has_identity for r in running):
-        return _allocate_stepwise(kv, running, k, bs)
-    wants = sorted([(j, i) for i, f in enumerate(firsts) if f < k for j in range(f, k, bs)])
-    per_step = [0] * k
-    for (j, i), b in zip(wants, kv.take(len(wants))):
-        running[i].blocks.append(b)
-        per_step[j] += 1
-    used, out = kv.num_used - len(wants), []
-    for count in per_step:
-        used += count
-        out.append(used)
-    return out
+                r.itl.append(ends[f] - r.last_token_ns)
+            r.itl.extend(gaps[f + 1:j + 1])
+            r.last_token_ns = ends[j]
+            r.num_computed += k
+            r.num_output += k
+            r.num_tokens += k
+            r.run_from = j + 1
 
 
 def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
@@ -137,22 +281,3 @@ def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
                 raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
         out.append(kv.num_used)
     return out
-
-
-def _allocs(firsts: list, bs: int, k: int) -> int:
-    """New blocks the running decodes need over the next k steps."""
-    return sum(1 + (k - 1 - f) // bs for f in firsts if f < k)
-
-
-def _alloc_limit(firsts: list, bs: int, free: int, k_max: int) -> int:
-    """Largest k ≤ k_max whose block needs fit in `free` blocks (so no step can preempt)."""
-    if _allocs(firsts, bs, k_max) <= free:
-        return k_max
-    lo, hi = 0, k_max          # allocs(lo) fits, allocs(hi) does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _allocs(firsts, bs, mid) <= free:
-            lo = mid
-        else:
-            hi = mid
-    return lo

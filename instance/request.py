@@ -18,7 +18,8 @@ class Request:
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
-                 "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance")
+                 "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
+                 "run_from", "run_need")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
                  token_ids=None, hash_ids=None, hash_block: int = 512, session=None):
@@ -49,6 +50,8 @@ class Request:
         self.itl: list[int] = []            # gaps between consecutive output tokens
         self.preemptions = 0
         self.hit_tokens = 0
+        self.run_from = 0                   # fast-forward: first step of the run not yet applied
+        self.run_need = -1                  # ... and the step of its next new block
 
     @property
     def token_times(self) -> list[int]:
