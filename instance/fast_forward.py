@@ -1,28 +1,27 @@
 """Exact fast-forward: a run of steps in which every running request decodes.
 
 While every running request is decoding (one token per step, contexts growing by one) and the
-KV cache has a free block for every block the coming steps need (so nothing can be preempted),
-the running requests are a *group* that needs no per-request work per step:
+KV cache has a free block for every new block the coming steps need (so nothing can be
+preempted), the running requests are a *group* that needs no per-request work per step:
 - decode-only stretches are priced step by step from the cost model (`decode_steps`: the
-  shape's contexts grow by one per step), their blocks are taken in one go in stepping order
-  (step, then running order, so block ids and LRU order are those of stepping), and time-series
-  buckets are updated once per bucket;
+  shape's contexts grow by one per step) and their new blocks are taken in stepping order
+  (step, then running order, so block ids and LRU order are those of stepping; with prefix-
+  cache identity through `allocate`, so that blocks are cached as they fill, as stepping does);
+  time-series buckets are updated once per bucket;
 - a step at which waiting requests can be admitted runs the scheduler's own admission
-  (`Scheduler.admit`) after the group's block needs of that step, is priced by `time_batch` of
-  its whole shape, and the admitted requests join the group once their prefill is done;
+  (`Scheduler.admit`) after the group's blocks of that step, is priced by `time_batch` of its
+  whole shape, and the admitted requests join the group once their prefill is done;
 - a request that finishes leaves the group at its last step.
-Group members' token counts, token times (ITL gaps) and last-token times are brought up to date
-only when they leave or the run ends: a member that joined at step `run_from` produced a token
-at every step since. The run ends, and stepping takes over, at the window end, at a follow-up
-turn, before a step whose block needs do not fit, and after a step that admitted a partial
-prefill, admitted nothing although it tried, or admitted a request with prefix-cache identity
-(with identity, blocks are cached as they fill: a run then is one decode-only stretch, as
-stepping would register them; see `_allocate_stepwise`).
+Members' token counts, token times (ITL gaps) and last-token times are brought up to date only
+when they leave or the run ends: a member that joined at step `run_from` produced a token at
+every step since. The run ends, and stepping takes over, at the window end, at a follow-up turn,
+before a step whose new blocks do not fit, and after a step that admitted a partial prefill or
+admitted nothing although it tried.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from heapq import heappop, heappush, heapreplace
+from heapq import heapify, heappop, heappush, heapreplace
 
 from costmodel.batch import BatchShape
 
@@ -42,6 +41,12 @@ def fast_forward(engine, t_end: int) -> tuple[int, bool]:
     return _Run(engine, kv.enable_caching and any(r.has_identity for r in running)).go(t_end)
 
 
+def _admits(engine) -> bool:
+    """Would a step starting now try to admit a waiting request?"""
+    sched, cfg, n = engine.scheduler, engine.config, len(engine.scheduler.running)
+    return bool(sched.waiting) and n < cfg.max_num_seqs and cfg.max_num_batched_tokens > n
+
+
 class _Run:
     """One run. A member's context before step j is `base + j` (base = num_computed − run_from,
     which bringing it up to date keeps). `fin` holds (last step, join order, request) and
@@ -59,16 +64,26 @@ class _Run:
         self.ends: list[int] = []       # end time of each step of the run
         self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
         self.produced = 0
-        self.joined = 0
-        self.base_sum = 0
-        self.bases: list[int] = []      # sorted
+        running, bs = self.sched.running, self.bs
         self.fin: list = []
         self.need: list = []
-        for req in self.sched.running:
-            self.join(req, 0)
+        self.bases: list[int] = []      # sorted
+        for order, r in enumerate(running):      # `join(r, 0)` for each, heaps built at once
+            r.run_from = 0
+            b = r.num_computed
+            self.bases.append(b)
+            self.fin.append((r.output_len - r.num_output - 1, order, r))
+            r.run_need = need = len(r.blocks) * bs - b
+            self.need.append((need, order, r))
+        heapify(self.fin)
+        heapify(self.need)
+        self.bases.sort()
+        self.base_sum = sum(self.bases)
+        self.joined = len(running)
 
     def join(self, r, j: int) -> None:
         """`r` decodes from step j on; its counts are up to date before step j."""
+        self.identity = self.identity or (self.kv.enable_caching and r.has_identity)
         r.run_from = j
         b = r.num_computed - j
         self.base_sum += b
@@ -97,39 +112,32 @@ class _Run:
             done.append(heappop(fin)[2])
         return done
 
-    def block_events(self, j0: int, k_max: int) -> tuple[list, int]:
-        """New-block needs of the members in steps j0.. (step, then running order) while they fit
-        in the free blocks, at most k_max steps: (events (step, order, request), steps that fit)."""
-        need, bs, free = self.need, self.bs, self.kv.num_free
-        events = []
-        while need and need[0][0] < j0 + k_max:
-            step, order, r = need[0]
-            if step != r.run_need:
+    def step_events(self, s: int, events: list) -> int:
+        """Append the members' new-block needs of step s (running order) to `events`, moving
+        each one's next need bs steps on; returns how many there were before (to `undo`)."""
+        need, bs = self.need, self.bs
+        mark = len(events)
+        while need and need[0][0] <= s:
+            top = need[0]
+            r = top[2]
+            if top[0] != r.run_need:
                 heappop(need)
                 continue
-            if len(events) == free:
-                return events, step - j0
-            events.append((step, order, r))
-            r.run_need = step + bs
-            heapreplace(need, (step + bs, order, r))
-        return events, k_max
+            events.append(top)
+            r.run_need = s + bs
+            heapreplace(need, (s + bs, top[1], r))
+        return mark
 
-    def take_blocks(self, events: list, j_end: int) -> list:
-        """Give the events before step j_end their blocks; later ones are put back."""
-        m = len(events)
-        while m and events[m - 1][0] >= j_end:
-            m -= 1
+    def undo(self, events: list, mark: int) -> None:
+        """Put back the needs `step_events` appended after `mark`."""
         need = self.need
-        for step, order, r in reversed(events[m:]):     # a request's earliest step is set last
-            r.run_need = step
-            heappush(need, (step, order, r))
-        events = events[:m]
-        for (_, _, r), b in zip(events, self.kv.take(m)):
-            r.blocks.append(b)
-        return events
+        for top in reversed(events[mark:]):
+            top[2].run_need = top[0]
+            heappush(need, top)
+        del events[mark:]
 
     def go(self, t_end: int) -> tuple[int, bool]:
-        engine, sched, cfg = self.engine, self.sched, self.engine.config
+        engine, sched = self.engine, self.sched
         running, waiting, pending = sched.running, sched.waiting, engine.pending
         followup = False
         starting = [r for r in running if r.num_output == 0]    # last prompt token: first output at step 0
@@ -137,17 +145,14 @@ class _Run:
         while running and self.t < t_end:
             while pending and pending[0][0] <= self.t:
                 waiting.append(heappop(pending)[2])
-            n = len(running)
-            if waiting and n < cfg.max_num_seqs and cfg.max_num_batched_tokens > n:
-                if self.identity:
-                    break
+            if _admits(engine):
                 go_on, followup = self.admission_step(first_prompt if not self.ends else 0)
                 if not go_on:
                     break
                 continue
             limit = min(t_end, pending[0][0]) if pending else t_end
             k, followup = self.decode_stretch(limit, first_prompt if not self.ends else 0)
-            if k == 0 or followup or self.identity:
+            if k == 0 or followup:
                 break
         steps = len(self.ends)
         if steps:
@@ -161,37 +166,43 @@ class _Run:
 
     def decode_stretch(self, limit: int, prompt_tokens: int) -> tuple[int, bool]:
         """Decode-only steps starting before `limit`, up to and including the first in which a
-        member finishes, as long as their blocks fit; returns (steps, follow-up)."""
+        member finishes, as long as their new blocks fit; returns (steps, follow-up)."""
         engine, kv = self.engine, self.kv
         running = self.sched.running
         n = len(running)
         j0 = len(self.ends)
         left = self.fin[0][0] - j0 + 1           # steps up to the first finish
-        events, k_max = self.block_events(j0, left)
-        if k_max == 0:
-            return 0, False
+        free = kv.num_free
         overhead = self.cm.cpu_overhead_ns(n)
         step = self.cm.decode_steps(n, self.base_sum + n * j0, self.bases[0] + j0, self.bases[-1] + j0)
-        ends, gaps = self.ends, self.gaps
+        ends, gaps, events = self.ends, self.gaps, []
         t = self.t
         j = 0
-        while j < k_max and t < limit:
+        while j < left and t < limit:
+            mark = self.step_events(j0 + j, events)
+            if len(events) > free:           # stepping would preempt here: stop before this step
+                self.undo(events, mark)
+                break
             gap = step(j) + overhead
             t += gap
             ends.append(t)
             gaps.append(gap)
             j += 1
+        if j == 0:
+            return 0, False
         self.t = t
         self.produced += n * j
-        used0 = kv.num_used
-        if self.identity:            # a one-stretch run from step 0: every member is up to date
-            used = _allocate_stepwise(kv, running, j, self.bs)
+        if self.identity:
+            used = _allocate_stepwise(kv, running, j0, j, self.bs)
         else:
-            used = [used0] * j
-            for step_no, _, _ in self.take_blocks(events, j0 + j):
-                used[step_no - j0] += 1
-            for i in range(1, j):
-                used[i] += used[i - 1] - used0
+            used = [0] * j
+            for (s, _, r), b in zip(events, kv.take(len(events))):
+                r.blocks.append(b)
+                used[s - j0] += 1
+            total = kv.num_used - len(events)
+            for i in range(j):
+                total += used[i]
+                used[i] = total
         series, waiting = engine.series, len(self.sched.waiting)
         series.record_steps(ends[j0:j0 + j - 1], prompt_tokens, n, n, waiting, used)
         followup = False
@@ -207,10 +218,16 @@ class _Run:
         running = sched.running
         n = len(running)
         j = len(self.ends)
-        events, fits = self.block_events(j, 1)
-        if fits == 0:
+        events = []
+        self.step_events(j, events)
+        if len(events) > kv.num_free:
+            self.undo(events, 0)
             return False, False
-        self.take_blocks(events, j + 1)
+        if self.identity:
+            _allocate_stepwise(kv, list(running), j, 1, self.bs)
+        else:
+            for (_, _, r), b in zip(events, kv.take(len(events))):
+                r.blocks.append(b)
         admitted = []
         sched.admit(self.t, engine.config.max_num_batched_tokens - n, admitted)
         pairs = [(a, r.num_computed) for r, a in admitted]
@@ -229,8 +246,8 @@ class _Run:
         for r, a in admitted:
             if r.num_output < r.output_len:
                 r.run_from = j + 1
-                if r.num_output == 0 or r.num_tokens - r.num_computed != 1 or (kv.enable_caching and r.has_identity):
-                    go_on = False                # prefill not done, or its blocks get cached as they fill
+                if r.num_output == 0 or r.num_tokens - r.num_computed != 1:
+                    go_on = False                # its prefill is not done
         if go_on:
             for r, a in admitted:
                 if r.num_output < r.output_len:
@@ -257,12 +274,14 @@ class _Run:
             r.run_from = j + 1
 
 
-def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
-    """`_allocate_steps` through `allocate`, one block event at a time: a step whose token fills
-    a block (it gets cached) or needs a new one, plus step 0 where a cache registration lags."""
+def _allocate_stepwise(kv, running, j0: int, k: int, bs: int) -> list[int]:
+    """Steps j0..j0+k−1 of the members' blocks through `allocate`, one block event at a time,
+    as stepping would: a step whose token fills a block (with identity it gets cached) or needs
+    a new one, plus the first step where a cache registration lags. Returns the blocks in use
+    after each step."""
     events: dict[int, list] = {}
     for req in running:          # gathered walking `running`, so each step's list is in running order
-        c = req.num_computed
+        c = req.num_computed + j0 - req.run_from
         for j in range(len(req.blocks) * bs - c, k, bs):
             events.setdefault(j, []).append(req)
         if req.has_identity:
@@ -274,7 +293,8 @@ def _allocate_stepwise(kv, running, k: int, bs: int) -> list[int]:
     for j in range(k):
         for req in events.get(j, ()):
             c0, t0 = req.num_computed, req.num_tokens
-            req.num_computed, req.num_tokens = c0 + j, t0 + j
+            lag = j0 + j - req.run_from
+            req.num_computed, req.num_tokens = c0 + lag, t0 + lag
             ok = kv.allocate(req, 1)
             req.num_computed, req.num_tokens = c0, t0
             if not ok:
