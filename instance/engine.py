@@ -52,7 +52,11 @@ class Engine:
         self.fast_forward = fast_forward   # exact multi-step decode (instance/fast_forward.py)
 
     def check_request(self, req: Request) -> None:
-        """Raise RequestRejected if `req` can never be served here."""
+        """Raise RequestRejected if `req` can never be served here (or is malformed: a request
+        has at least one prompt token and one output token, the first counted in `output_len`)."""
+        if req.prompt_len < 1 or req.output_len < 1:
+            raise RequestRejected(f"request {req.rid}: needs prompt_len >= 1 and output_len >= 1, got "
+                                  f"{req.prompt_len} and {req.output_len}")
         total = req.prompt_len + req.output_len
         if total > self.max_model_len:
             raise RequestRejected(f"request {req.rid}: {req.prompt_len}+{req.output_len} tokens exceed "

@@ -10,13 +10,14 @@ preempted), the running requests are a *group* that needs no per-request work pe
   time-series buckets are updated once per bucket;
 - a step at which waiting requests can be admitted runs the scheduler's own admission
   (`Scheduler.admit`) after the group's blocks of that step, is priced by `time_batch` of its
-  whole shape, and the admitted requests join the group once their prefill is done;
-- a request that finishes leaves the group at its last step.
+  whole shape, and the admitted requests join the group if their prefill completed in it;
+- a request that finishes leaves the group at its last step (requests have output_len >= 1,
+  which `Engine.check_request` enforces).
 Members' token counts, token times (ITL gaps) and last-token times are brought up to date only
 when they leave or the run ends: a member that joined at step `run_from` produced a token at
-every step since. The run ends, and stepping takes over, at the window end, at a follow-up turn,
-before a step whose new blocks do not fit, and after a step that admitted a partial prefill or
-admitted nothing although it tried.
+every step since. The run ends, and stepping takes over, when no request is running, at the
+window end, at a follow-up turn, before a step whose new blocks do not fit, and after a step
+that admitted a partial prefill or admitted nothing although it tried.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class _Run:
         self.ends: list[int] = []       # end time of each step of the run
         self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
         self.produced = 0
+        self.blocked = False            # the next step's new blocks do not fit: stepping takes over
         running, bs = self.sched.running, self.bs
         self.fin: list = []
         self.need: list = []
@@ -102,7 +104,7 @@ class _Run:
             b = r.num_computed - r.run_from
             self.base_sum -= b
             del bases[bisect_left(bases, b)]
-            r.run_need = -1
+            r.run_need = -1             # not a member: its `need` entries are stale
         return self.engine.finish(done)
 
     def finishing(self, j: int) -> list:
@@ -114,7 +116,7 @@ class _Run:
 
     def step_events(self, s: int, events: list) -> int:
         """Append the members' new-block needs of step s (running order) to `events`, moving
-        each one's next need bs steps on; returns how many there were before (to `undo`)."""
+        each one's next need bs steps on; returns how many there were before."""
         need, bs = self.need, self.bs
         mark = len(events)
         while need and need[0][0] <= s:
@@ -127,14 +129,6 @@ class _Run:
             r.run_need = s + bs
             heapreplace(need, (s + bs, top[1], r))
         return mark
-
-    def undo(self, events: list, mark: int) -> None:
-        """Put back the needs `step_events` appended after `mark`."""
-        need = self.need
-        for top in reversed(events[mark:]):
-            top[2].run_need = top[0]
-            heappush(need, top)
-        del events[mark:]
 
     def go(self, t_end: int) -> tuple[int, bool]:
         engine, sched = self.engine, self.sched
@@ -152,7 +146,7 @@ class _Run:
                 continue
             limit = min(t_end, pending[0][0]) if pending else t_end
             k, followup = self.decode_stretch(limit, first_prompt if not self.ends else 0)
-            if k == 0 or followup:
+            if k == 0 or followup or self.blocked:
                 break
         steps = len(self.ends)
         if steps:
@@ -181,7 +175,8 @@ class _Run:
         while j < left and t < limit:
             mark = self.step_events(j0 + j, events)
             if len(events) > free:           # stepping would preempt here: stop before this step
-                self.undo(events, mark)
+                del events[mark:]
+                self.blocked = True
                 break
             gap = step(j) + overhead
             t += gap
@@ -221,10 +216,9 @@ class _Run:
         events = []
         self.step_events(j, events)
         if len(events) > kv.num_free:
-            self.undo(events, 0)
             return False, False
         if self.identity:
-            _allocate_stepwise(kv, list(running), j, 1, self.bs)
+            _allocate_stepwise(kv, running, j, 1, self.bs)
         else:
             for (_, _, r), b in zip(events, kv.take(len(events))):
                 r.blocks.append(b)
@@ -243,13 +237,15 @@ class _Run:
         followup = engine.finish(done_admitted) or followup
         engine.series.record(self.t, prompt_tokens, n + produced, len(running), len(sched.waiting), kv.num_used)
         go_on = bool(admitted) and not followup
-        for r, a in admitted:
+        for r, _ in admitted:
             if r.num_output < r.output_len:
+                # counts up to date before step j + 1, also for one that does not join (the run
+                # then ends, and bringing the running requests up to date must skip it)
                 r.run_from = j + 1
                 if r.num_output == 0 or r.num_tokens - r.num_computed != 1:
                     go_on = False                # its prefill is not done
         if go_on:
-            for r, a in admitted:
+            for r, _ in admitted:
                 if r.num_output < r.output_len:
                     self.join(r, j + 1)
         return go_on, followup

@@ -311,3 +311,10 @@ def test_step_shape_equals_batch_shape_of_its_pairs(monkeypatch):
     for (shape, prompt), step in zip(shapes, seen):
         assert shape == BatchShape.of_pairs([(n, c) for _, n, c, _ in step])
         assert prompt == sum(n for _, n, _, out in step if n > 1 or out == 0)
+
+
+@pytest.mark.parametrize("prompt, output", [(5, 0), (0, 3)])
+def test_request_without_prompt_or_output_tokens_is_rejected(prompt, output):
+    """A request has >= 1 prompt token and >= 1 output token (the first output is counted)."""
+    with pytest.raises(RequestRejected, match="output_len >= 1"):
+        make_engine().add_request(Request(0, 0, prompt, output))
