@@ -17,7 +17,7 @@ Members' token counts, token times (ITL gaps) and last-token times are brought u
 when they leave or the run ends: a member that joined at step `run_from` produced a token at
 every step since. The run ends, and stepping takes over, when no request is running, at the
 window end, at a follow-up turn, before a step whose new blocks do not fit, and after a step
-that admitted a partial prefill or admitted nothing although it tried.
+that admitted a partial prefill.
 """
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ class _Run:
         followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
         followup = engine.finish(done_admitted) or followup
         engine.series.record(self.t, prompt_tokens, n + produced, len(running), len(sched.waiting), kv.num_used)
-        go_on = bool(admitted) and not followup
+        go_on = not followup             # admitting nothing: the next step tries again, as stepping does
         for r, _ in admitted:
             if r.num_output < r.output_len:
                 # counts up to date before step j + 1, also for one that does not join (the run
