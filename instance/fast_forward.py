@@ -70,13 +70,18 @@ class _Run:
         self.fin: list = []
         self.need: list = []
         self.bases: list[int] = []      # sorted
+        self.phase: dict[int, list] = {}     # base mod bs -> members with identity (they fill a block together)
+        self.lag: dict[int, list] = {}       # step -> members whose cache registration lags at it
         for order, r in enumerate(running):      # `join(r, 0)` for each, heaps built at once
             r.run_from = 0
+            r.run_order = order
             b = r.num_computed
             self.bases.append(b)
             self.fin.append((r.output_len - r.num_output - 1, order, r))
             r.run_need = need = len(r.blocks) * bs - b
             self.need.append((need, order, r))
+            if identity and r.has_identity:
+                self.track_fills(r, 0)
         heapify(self.fin)
         heapify(self.need)
         self.bases.sort()
@@ -90,11 +95,21 @@ class _Run:
         b = r.num_computed - j
         self.base_sum += b
         insort(self.bases, b)
-        order = self.joined
+        r.run_order = order = self.joined
         self.joined += 1
         heappush(self.fin, (j + r.output_len - r.num_output - 1, order, r))
         r.run_need = len(r.blocks) * self.bs - b
         heappush(self.need, (r.run_need, order, r))
+        if self.identity and r.has_identity:
+            self.track_fills(r, j)
+
+    def track_fills(self, r, j: int) -> None:
+        """`r` (with identity) fills a block at every step j' with (base + j' + 1) % bs == 0;
+        a registration that lags when it joins at step j is made at step j, as stepping would."""
+        bs = self.bs
+        self.phase.setdefault((r.num_computed - j) % bs, []).append(r)
+        if r.num_cached_blocks < (r.num_computed + 1) // bs:
+            self.lag.setdefault(j, []).append(r)
 
     def leave(self, done: list, j: int) -> bool:
         """Members whose last token came from step j leave; True if one has a follow-up."""
@@ -105,6 +120,8 @@ class _Run:
             self.base_sum -= b
             del bases[bisect_left(bases, b)]
             r.run_need = -1             # not a member: its `need` entries are stale
+            if self.identity and r.has_identity:
+                self.phase[b % self.bs].remove(r)
         return self.engine.finish(done)
 
     def finishing(self, j: int) -> list:
@@ -217,8 +234,13 @@ class _Run:
         self.step_events(j, events)
         if len(events) > kv.num_free:
             return False, False
-        if self.identity:
-            _allocate_stepwise(kv, running, j, 1, self.bs)
+        if self.identity:            # only members with a block event at this step (running order)
+            movers = {r.run_order: r for _, _, r in events}
+            for r in self.phase.get(-(j + 1) % self.bs, ()):
+                movers[r.run_order] = r
+            for r in self.lag.pop(j, ()):
+                movers[r.run_order] = r
+            _allocate_stepwise(kv, [movers[o] for o in sorted(movers)], j, 1, self.bs)
         else:
             for (_, _, r), b in zip(events, kv.take(len(events))):
                 r.blocks.append(b)

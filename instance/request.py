@@ -19,7 +19,7 @@ class Request:
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
                  "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
-                 "run_from", "run_need")
+                 "run_from", "run_need", "run_order")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
                  token_ids=None, hash_ids=None, hash_block: int = 512, session=None):
@@ -51,7 +51,8 @@ class Request:
         self.preemptions = 0
         self.hit_tokens = 0
         self.run_from = 0                   # fast-forward: first step of the run not yet applied
-        self.run_need = -1                  # ... and the step of its next new block
+        self.run_need = -1                  # ... the step of its next new block
+        self.run_order = 0                  # ... and its place in the run's join (= running) order
 
     @property
     def token_times(self) -> list[int]:
