@@ -66,22 +66,17 @@ class _Run:
         self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
         self.produced = 0
         self.blocked = False            # the next step's new blocks do not fit: stepping takes over
-        running, bs = self.sched.running, self.bs
+        running = self.sched.running
         self.fin: list = []
         self.need: list = []
         self.bases: list[int] = []      # sorted
         self.phase: dict[int, list] = {}     # base mod bs -> members with identity (they fill a block together)
         self.lag: dict[int, list] = {}       # step -> members whose cache registration lags at it
         for order, r in enumerate(running):      # `join(r, 0)` for each, heaps built at once
-            r.run_from = 0
-            r.run_order = order
-            b = r.num_computed
+            b = self.enter(r, 0, order)
             self.bases.append(b)
             self.fin.append((r.output_len - r.num_output - 1, order, r))
-            r.run_need = need = len(r.blocks) * bs - b
-            self.need.append((need, order, r))
-            if identity and r.has_identity:
-                self.track_fills(r, 0)
+            self.need.append((r.run_need, order, r))
         heapify(self.fin)
         heapify(self.need)
         self.bases.sort()
@@ -91,25 +86,28 @@ class _Run:
     def join(self, r, j: int) -> None:
         """`r` decodes from step j on; its counts are up to date before step j."""
         self.identity = self.identity or (self.kv.enable_caching and r.has_identity)
-        r.run_from = j
-        b = r.num_computed - j
+        order = self.joined
+        self.joined += 1
+        b = self.enter(r, j, order)
         self.base_sum += b
         insort(self.bases, b)
-        r.run_order = order = self.joined
-        self.joined += 1
         heappush(self.fin, (j + r.output_len - r.num_output - 1, order, r))
-        r.run_need = len(r.blocks) * self.bs - b
         heappush(self.need, (r.run_need, order, r))
-        if self.identity and r.has_identity:
-            self.track_fills(r, j)
 
-    def track_fills(self, r, j: int) -> None:
-        """`r` (with identity) fills a block at every step j' with (base + j' + 1) % bs == 0;
-        a registration that lags when it joins at step j is made at step j, as stepping would."""
+    def enter(self, r, j: int, order: int) -> int:
+        """A member's own run fields (`run_from`, `run_order`, `run_need`) and, with identity,
+        its block-fill phase: it fills a block at every step s with (base + s + 1) % bs == 0, and
+        a registration that lags when it joins is made at step j, as stepping would. Returns
+        its base."""
         bs = self.bs
-        self.phase.setdefault((r.num_computed - j) % bs, []).append(r)
-        if r.num_cached_blocks < (r.num_computed + 1) // bs:
-            self.lag.setdefault(j, []).append(r)
+        r.run_from, r.run_order = j, order
+        b = r.num_computed - j
+        r.run_need = len(r.blocks) * bs - b
+        if self.identity and r.has_identity:
+            self.phase.setdefault(b % bs, []).append(r)
+            if r.num_cached_blocks < (r.num_computed + 1) // bs:
+                self.lag.setdefault(j, []).append(r)
+        return b
 
     def leave(self, done: list, j: int) -> bool:
         """Members whose last token came from step j leave; True if one has a follow-up."""
@@ -156,13 +154,14 @@ class _Run:
         while running and self.t < t_end:
             while pending and pending[0][0] <= self.t:
                 waiting.append(heappop(pending)[2])
+            prompt_tokens = 0 if self.ends else first_prompt
             if _admits(engine):
-                go_on, followup = self.admission_step(first_prompt if not self.ends else 0)
+                go_on, followup = self.admission_step(prompt_tokens)
                 if not go_on:
                     break
                 continue
             limit = min(t_end, pending[0][0]) if pending else t_end
-            k, followup = self.decode_stretch(limit, first_prompt if not self.ends else 0)
+            k, followup = self.decode_stretch(limit, prompt_tokens)
             if k == 0 or followup or self.blocked:
                 break
         steps = len(self.ends)
@@ -204,17 +203,7 @@ class _Run:
             return 0, False
         self.t = t
         self.produced += n * j
-        if self.identity:
-            used = _allocate_stepwise(kv, running, j0, j, self.bs)
-        else:
-            used = [0] * j
-            for (s, _, r), b in zip(events, kv.take(len(events))):
-                r.blocks.append(b)
-                used[s - j0] += 1
-            total = kv.num_used - len(events)
-            for i in range(j):
-                total += used[i]
-                used[i] = total
+        used = self.give_blocks(events, j0, j)
         series, waiting = engine.series, len(self.sched.waiting)
         series.record_steps(ends[j0:j0 + j - 1], prompt_tokens, n, n, waiting, used)
         followup = False
@@ -234,16 +223,7 @@ class _Run:
         self.step_events(j, events)
         if len(events) > kv.num_free:
             return False, False
-        if self.identity:            # only members with a block event at this step (running order)
-            movers = {r.run_order: r for _, _, r in events}
-            for r in self.phase.get(-(j + 1) % self.bs, ()):
-                movers[r.run_order] = r
-            for r in self.lag.pop(j, ()):
-                movers[r.run_order] = r
-            _allocate_stepwise(kv, [movers[o] for o in sorted(movers)], j, 1, self.bs)
-        else:
-            for (_, _, r), b in zip(events, kv.take(len(events))):
-                r.blocks.append(b)
+        self.give_blocks(events, j, 1)
         admitted = []
         sched.admit(self.t, engine.config.max_num_batched_tokens - n, admitted)
         pairs = [(a, r.num_computed) for r, a in admitted]
@@ -272,6 +252,46 @@ class _Run:
                     self.join(r, j + 1)
         return go_on, followup
 
+    def give_blocks(self, events: list, j0: int, k: int) -> list[int]:
+        """The members' blocks of steps j0..j0+k−1, whose new-block needs are `events`, as
+        stepping gives them: without identity, all taken at once in (step, running) order; with
+        identity, step by step through `allocate` for each member that needs or fills a block
+        (so that full blocks are cached as stepping caches them). Returns the blocks in use
+        after each step."""
+        kv = self.kv
+        used = [0] * k
+        if not self.identity:
+            for (s, _, r), b in zip(events, kv.take(len(events))):
+                r.blocks.append(b)
+                used[s - j0] += 1
+            total = kv.num_used - len(events)
+            for i in range(k):
+                total += used[i]
+                used[i] = total
+            return used
+        e = 0
+        for i in range(k):
+            s = j0 + i
+            movers = {}
+            while e < len(events) and events[e][0] == s:
+                movers[events[e][1]] = events[e][2]
+                e += 1
+            for r in self.phase.get(-(s + 1) % self.bs, ()):
+                movers[r.run_order] = r
+            for r in self.lag.pop(s, ()):
+                movers[r.run_order] = r
+            for o in sorted(movers):
+                r = movers[o]
+                c0, t0 = r.num_computed, r.num_tokens
+                lag = s - r.run_from          # steps not yet applied to its counts
+                r.num_computed, r.num_tokens = c0 + lag, t0 + lag
+                ok = kv.allocate(r, 1)
+                r.num_computed, r.num_tokens = c0, t0
+                if not ok:
+                    raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
+            used[i] = kv.num_used
+        return used
+
     def bring_up_to_date(self, members: list, j: int) -> None:
         """Apply steps run_from..j (each produced one token of every member) to `members`."""
         ends, gaps = self.ends, self.gaps
@@ -291,31 +311,3 @@ class _Run:
             r.num_tokens += k
             r.run_from = j + 1
 
-
-def _allocate_stepwise(kv, running, j0: int, k: int, bs: int) -> list[int]:
-    """Steps j0..j0+k−1 of the members' blocks through `allocate`, one block event at a time,
-    as stepping would: a step whose token fills a block (with identity it gets cached) or needs
-    a new one, plus the first step where a cache registration lags. Returns the blocks in use
-    after each step."""
-    events: dict[int, list] = {}
-    for req in running:          # gathered walking `running`, so each step's list is in running order
-        c = req.num_computed + j0 - req.run_from
-        for j in range(len(req.blocks) * bs - c, k, bs):
-            events.setdefault(j, []).append(req)
-        if req.has_identity:
-            if req.num_cached_blocks < (c + 1) // bs:
-                events.setdefault(0, []).append(req)
-            for j in range((-(c + 1)) % bs, k, bs):
-                events.setdefault(j, []).append(req)
-    out = []
-    for j in range(k):
-        for req in events.get(j, ()):
-            c0, t0 = req.num_computed, req.num_tokens
-            lag = j0 + j - req.run_from
-            req.num_computed, req.num_tokens = c0 + lag, t0 + lag
-            ok = kv.allocate(req, 1)
-            req.num_computed, req.num_tokens = c0, t0
-            if not ok:
-                raise RuntimeError("fast-forward: allocation failed despite enough free blocks")
-        out.append(kv.num_used)
-    return out

@@ -80,9 +80,9 @@ class Scheduler:
             self.admit(now_ns, budget, scheduled)
         return scheduled
 
-    def admit(self, now_ns: int, budget: int, scheduled: list) -> int:
+    def admit(self, now_ns: int, budget: int, scheduled: list) -> None:
         """Step 2: admit waiting requests, FCFS, while seats and `budget` tokens last; appends their
-        (request, new_tokens) to `scheduled` and returns the budget left."""
+        (request, new_tokens) to `scheduled`."""
         cfg, kv, running, waiting = self.config, self.blocks, self.running, self.waiting
         threshold = cfg.long_prefill_token_threshold
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
@@ -108,7 +108,6 @@ class Scheduler:
                 req.first_scheduled_ns = now_ns
             scheduled.append((req, n))
             budget -= n
-        return budget
 
     def _pop_victim(self) -> Request:
         """The running request at the tail, skipping those in a pipelined batch in flight."""
