@@ -28,13 +28,12 @@ limits default to LLMServingSim's own (max_num_seqs 128, max_num_batched_tokens 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 
 import yaml
 
-from cluster.errors import InputError
+from cluster.errors import InputError, is_finite_number, is_int
 from cluster.textfile import text_lines
 from instance.config import EngineConfig
 
@@ -96,7 +95,7 @@ class ClusterConfig:
             if len(set(cfg.instances)) != 1:
                 raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
             cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
-        if sync_interval_ms is not None and not (_finite(sync_interval_ms) and sync_interval_ms >= 0):
+        if sync_interval_ms is not None and not (is_finite_number(sync_interval_ms) and sync_interval_ms >= 0):
             raise InputError(f"--sync-interval-ms must be a finite number >= 0, got {sync_interval_ms}")
         if policy is not None or sync_interval_ms is not None:
             r = cfg.router
@@ -104,11 +103,6 @@ class ClusterConfig:
                                                              r.sync_interval_ms if sync_interval_ms is None else sync_interval_ms,
                                                              r.options))
         return cfg
-
-
-def _finite(value) -> bool:
-    """A real number (not a bool), neither infinite nor NaN."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
@@ -134,19 +128,19 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
             raise InputError(f"{where}: field {key!r} is required (a name)")
     tp, ep, pp = merged.get("tp", 1), merged.get("ep", 1), merged.get("pp", 1)
     for key, value in (("tp", tp), ("ep", ep), ("pp", pp)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise InputError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
     skew = merged.get("moe_skew", 0.0)
-    if not _finite(skew) or skew < 0:
+    if not is_finite_number(skew) or skew < 0:
         raise InputError(f"{where}: field 'moe_skew' must be a number >= 0, got {skew!r}")
     mem = merged.get("memory_gib")
-    if mem is not None and (not _finite(mem) or mem <= 0):
+    if mem is not None and (not is_finite_number(mem) or mem <= 0):
         raise InputError(f"{where}: field 'memory_gib' must be a positive number, got {mem!r}")
     overhead = merged.get("overhead") or {}
     if not isinstance(overhead, dict) or set(overhead) - {"step_us", "per_seq_us"}:
         raise InputError(f"{where}: 'overhead' must be a mapping with step_us and/or per_seq_us")
     for key, value in overhead.items():
-        if not _finite(value) or value < 0:
+        if not is_finite_number(value) or value < 0:
             raise InputError(f"{where}: overhead.{key} must be a number >= 0, got {value!r}")
     for key in ("cost_model", "variant"):
         if key in merged and not isinstance(merged[key], str):
@@ -173,7 +167,7 @@ def _router(doc, where: str) -> RouterSpec:
     if unknown:
         raise InputError(f"{where}: router: unknown key(s) {', '.join(unknown)}")
     sync = doc.get("sync_interval_ms", 50.0)
-    if not _finite(sync) or sync < 0:
+    if not is_finite_number(sync) or sync < 0:
         raise InputError(f"{where}: router.sync_interval_ms must be a number >= 0, got {sync!r}")
     options = doc.get("options") or {}
     if not isinstance(options, dict):
@@ -190,7 +184,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     base = {k: v for k, v in doc.items() if k in INSTANCE_KEYS}
     inst_doc = doc.get("instances", 1)
     specs: list[InstanceSpec] = []
-    if isinstance(inst_doc, int) and not isinstance(inst_doc, bool):
+    if is_int(inst_doc):
         if inst_doc < 1:
             raise InputError(f"{where}: 'instances' must be >= 1, got {inst_doc}")
         specs = [_instance({}, base, where)] * inst_doc
@@ -203,13 +197,13 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
             if unknown:
                 raise InputError(f"{item_where}: unknown key(s) {', '.join(unknown)}")
             count = item.get("count", 1)
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            if not is_int(count) or count < 1:
                 raise InputError(f"{item_where}: 'count' must be a positive integer")
             specs.extend([_instance(item, base, item_where)] * count)
     else:
         raise InputError(f"{where}: 'instances' must be a positive count or a non-empty list")
     seed = doc.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise InputError(f"{where}: 'seed' must be an integer >= 0")
     for key in ("perf_root", "models_root"):
         if doc.get(key) is not None and not isinstance(doc[key], str):

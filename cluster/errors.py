@@ -1,5 +1,19 @@
-"""`InputError`: bad user input (file, field, what is allowed); the CLI prints it and exits 2."""
+"""`InputError`: bad user input (file, field, what is allowed); the CLI prints it and exits 2.
+Also the two type checks the input readers share."""
+from __future__ import annotations
+
+import math
 
 
 class InputError(ValueError):
     pass
+
+
+def is_int(value) -> bool:
+    """An integer, not a bool (YAML/JSON `true` is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A real number (not a bool), neither infinite nor NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -10,13 +10,12 @@ diff% = (sim − real)/real·100.
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 import numpy as np
 
 from cluster.errors import InputError
-from cluster.textfile import text_lines
+from cluster.textfile import json_lines, text_lines
 
 STATS = ("Mean", "Median", "P90", "P95", "P99")
 METRICS = ("TTFT", "TPOT", "Latency")
@@ -40,19 +39,14 @@ def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
     if not os.path.isfile(meta):
         raise InputError(f"{meta}: not found (expected a real vLLM run directory)")
     ttft, tpot, lat = [], [], []
-    for lineno, line in text_lines(path, "real run requests"):
+    for where, r in json_lines(path, "real run requests"):
         if limit is not None and len(ttft) >= limit:
             break
-        if not line.strip():
-            continue
         try:
-            r = json.loads(line)
             anchor, first, last = float(r["queued_ts"]), float(r["first_token_ts"]), float(r["last_token_ts"])
             out = int(r["output_toks"])
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
+            raise InputError(f"{where}: missing or bad field {exc}") from None
         ttft.append((first - anchor) * 1e3)
         lat.append((last - anchor) * 1e3)
         if out > 1:

@@ -12,12 +12,11 @@ Request ids are assigned in file order (a session's turns take consecutive ids).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
-from cluster.errors import InputError
-from cluster.textfile import text_lines
+from cluster.errors import InputError, is_finite_number, is_int
+from cluster.textfile import json_lines, text_lines
 from instance.request import Request
 
 
@@ -32,26 +31,11 @@ class Workload:
         return self.total
 
 
-def _json_lines(path: str):
-    """(`file:line`, object) for every non-blank line of a JSONL file; bad lines raise InputError."""
-    for lineno, line in text_lines(path, "workload"):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-        if not isinstance(doc, dict):
-            raise InputError(f"{where}: expected a JSON object")
-        yield where, doc
-
-
 def _nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive: bool = False) -> int:
     value = doc.get(key)
     if value is None and not required:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+    if not is_int(value) or value < (1 if positive else 0):
         what = "a positive integer" if positive else "an integer >= 0"
         raise InputError(f"{where}: field {key!r} must be {what}, got {value!r}")
     return value
@@ -85,7 +69,7 @@ def load_llmservingsim_jsonl(path: str, num_requests: int | None = None) -> Work
         raise InputError(f"--num-requests must be >= 1, got {num_requests}")
     initial: list[Request] = []
     rid = 0
-    for where, doc in _json_lines(path):
+    for where, doc in json_lines(path, "workload"):
         if num_requests is not None and rid >= num_requests:
             break
         arrival = _nonneg_int(doc, "arrival_time_ns", where)
@@ -171,11 +155,11 @@ def load_mooncake_jsonl(path: str, num_requests: int | None = None, time_scale: 
     """Mooncake FAST'25 trace (`timestamp` ms, `input_length`, `output_length`, `hash_ids` of
     512-token prompt blocks): block hash ids drive prefix caching across requests."""
     reqs = []
-    for where, doc in _json_lines(path):
+    for where, doc in json_lines(path, "workload"):
         if num_requests is not None and len(reqs) >= num_requests:
             break
         ts = doc.get("timestamp")
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < math.inf:
+        if not is_finite_number(ts) or ts < 0:
             raise InputError(f"{where}: field 'timestamp' must be a number of ms >= 0, got {ts!r}")
         inp = _nonneg_int(doc, "input_length", where, positive=True)
         out = _nonneg_int(doc, "output_length", where, positive=True)

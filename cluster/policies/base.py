@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import math
 
-from cluster.errors import InputError
+from cluster.errors import InputError, is_finite_number, is_int
 
 
 def stable_hash(value) -> int:
@@ -38,14 +37,14 @@ class Policy:
     def int_option(self, key: str, default: int, minimum: int = 1) -> int:
         """`router.options[key]`, an integer >= `minimum` (InputError otherwise)."""
         value = self.options.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_int(value) or value < minimum:
             raise InputError(f"router.options.{key} must be an integer >= {minimum}, got {value!r}")
         return value
 
     @staticmethod
     def weight(key: str, value) -> float:
         """A finite number >= 0 given as `router.options.{key}` (InputError otherwise)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        if not is_finite_number(value) or value < 0:
             raise InputError(f"router.options.{key} must be a number >= 0, got {value!r}")
         return float(value)
 
