@@ -5,9 +5,9 @@ import argparse
 import json
 import sys
 
-from cluster.config import load_cluster_config
-from cluster.errors import InputError
-from costmodel import CostModelError
+from fleetsim.cluster.config import load_cluster_config
+from fleetsim.cluster.errors import InputError
+from fleetsim.costmodel import CostModelError
 
 
 def _engine_flags(p: argparse.ArgumentParser) -> None:
@@ -87,9 +87,9 @@ def config_from_args(args):
 
 def cmd_run(args) -> int:
     import dataclasses
-    from cluster.fleet import run_fleet
-    from cluster.report import summary_table
-    from cluster.workload import load_workload
+    from fleetsim.cluster.fleet import run_fleet
+    from fleetsim.cluster.report import summary_table
+    from fleetsim.cluster.workload import load_workload
 
     config = config_from_args(args)
     if args.seed is not None:
@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from cluster.validate import compare, format_table, load_real, load_sim
+    from fleetsim.cluster.validate import compare, format_table, load_real, load_sim
     if args.fit_overhead:
         return cmd_fit_overhead(args)
     result = compare(load_real(args.real), load_sim(args.sim))
@@ -123,10 +123,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_fit_overhead(args) -> int:
-    from cluster.fleet import run_fleet
-    from cluster.overhead_fit import fit_overhead, with_overhead
-    from cluster.validate import format_table, load_real
-    from cluster.workload import load_workload
+    from fleetsim.cluster.fleet import run_fleet
+    from fleetsim.cluster.overhead_fit import fit_overhead, with_overhead
+    from fleetsim.cluster.validate import format_table, load_real
+    from fleetsim.cluster.workload import load_workload
 
     if not args.cluster or not args.workload:
         raise InputError("--fit-overhead needs --cluster and --workload (the simulated run to fit)")

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from cluster.errors import InputError, is_finite_number, is_int
-from cluster.textfile import text_lines
-from instance.config import EngineConfig
+from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.textfile import text_lines
+from fleetsim.instance.config import EngineConfig
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",

@@ -4,17 +4,17 @@ from __future__ import annotations
 import sys
 import time
 
-from cluster.config import ClusterConfig, InstanceSpec
-from cluster.errors import InputError
-from cluster.metrics import MetricsCollector
-from cluster.policies import make_policy
-from cluster.report import RunOutput
-from cluster.router import Router
-from cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, TimeSeriesWriter
-from cluster.workload import Workload
-from costmodel import CostModel
-from instance.engine import NEVER, Engine, RequestRejected
-from instance.pipeline import make_engine as new_engine
+from fleetsim.cluster.config import ClusterConfig, InstanceSpec
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.metrics import MetricsCollector
+from fleetsim.cluster.policies import make_policy
+from fleetsim.cluster.report import RunOutput
+from fleetsim.cluster.router import Router
+from fleetsim.cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, TimeSeriesWriter
+from fleetsim.cluster.workload import Workload
+from fleetsim.costmodel import CostModel
+from fleetsim.instance.engine import NEVER, Engine, RequestRejected
+from fleetsim.instance.pipeline import make_engine as new_engine
 
 
 PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
@@ -176,10 +176,10 @@ def _sync(router, result, next_start) -> tuple:
 
 def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, options: dict):
     if name == "local":
-        from cluster.backends.local import LocalBackend
+        from fleetsim.cluster.backends.local import LocalBackend
         engines = {i: make_engine(cost_models[s], s, i, fast_forward) for i, s in enumerate(specs)}
         return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)})
     if name == "ray":
-        from cluster.backends.ray_backend import RayBackend
+        from fleetsim.cluster.backends.ray_backend import RayBackend
         return RayBackend(specs, cost_models, fast_forward=fast_forward, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")

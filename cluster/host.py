@@ -6,9 +6,9 @@ snapshots and completed time-series buckets out.
 """
 from __future__ import annotations
 
-from cluster.metrics import request_row
-from cluster.records import RecordBatch
-from instance.engine import NEVER, Engine
+from fleetsim.cluster.metrics import request_row
+from fleetsim.cluster.records import RecordBatch
+from fleetsim.instance.engine import NEVER, Engine
 
 
 class InstanceHost:

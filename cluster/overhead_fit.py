@@ -16,9 +16,9 @@ import dataclasses
 import math
 import tempfile
 
-from cluster.config import ClusterConfig
-from cluster.fleet import run_fleet
-from cluster.validate import STATS, compare, load_sim
+from fleetsim.cluster.config import ClusterConfig
+from fleetsim.cluster.fleet import run_fleet
+from fleetsim.cluster.validate import STATS, compare, load_sim
 
 PHI = (math.sqrt(5) - 1) / 2
 

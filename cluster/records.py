@@ -11,7 +11,7 @@ from itertools import chain
 
 import numpy as np
 
-from cluster.metrics import END, INSTANCE, OUTPUT, RID, format_row
+from fleetsim.cluster.metrics import END, INSTANCE, OUTPUT, RID, format_row
 
 
 class RecordBatch:

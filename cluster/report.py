@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from cluster.metrics import CSV_HEADER
+from fleetsim.cluster.metrics import CSV_HEADER
 
 
 class RunOutput:

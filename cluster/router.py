@@ -28,11 +28,11 @@ import heapq
 
 import numpy as np
 
-from cluster.policies import stable_hash
-from cluster.errors import InputError
-from cluster.metrics import END, RID
-from cluster.snapshot import Snapshot
-from instance.engine import NEVER
+from fleetsim.cluster.policies import stable_hash
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.metrics import END, RID
+from fleetsim.cluster.snapshot import Snapshot
+from fleetsim.instance.engine import NEVER
 
 LOAD_BLIND_WINDOW_NS = 1_000_000_000
 SINGLE_INSTANCE_WINDOW_NS = 256 * LOAD_BLIND_WINDOW_NS

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.policies import stable_hash
-from cluster.workload import Workload
-from instance.request import Request
+from fleetsim.cluster.policies import stable_hash
+from fleetsim.cluster.workload import Workload
+from fleetsim.instance.request import Request
 
 
 def synthetic_workload(num_requests: int, rate_per_s: float, prompt_tokens: int, output_tokens: int,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from cluster.errors import InputError
+from fleetsim.cluster.errors import InputError
 
 
 def text_lines(path: str, what: str):

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from cluster.errors import InputError
-from cluster.textfile import json_lines, text_lines
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.textfile import json_lines, text_lines
 
 STATS = ("Mean", "Median", "P90", "P95", "P99")
 METRICS = ("TTFT", "TPOT", "Latency")

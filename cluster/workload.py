@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cluster.errors import InputError, is_finite_number, is_int
-from cluster.textfile import json_lines, text_lines
-from instance.request import Request
+from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.textfile import json_lines, text_lines
+from fleetsim.instance.request import Request
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from costmodel.interp import Curve, CurveRows, bracket, lerp_fn, us_to_ns
+from fleetsim.costmodel.interp import Curve, CurveRows, bracket, lerp_fn, us_to_ns
 
 
 class AttentionTable:

@@ -24,8 +24,8 @@ import re
 
 import numpy as np
 
-from costmodel.profile import read_bundle
-from costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend, unflatten
+from fleetsim.costmodel.profile import read_bundle
+from fleetsim.costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend, unflatten
 
 GEMM_TABLE_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head")
 ESTIMATED_OPS = ("embedding", "sampler")
@@ -266,7 +266,7 @@ def write_efficiency(path: str, eff: dict, comment: str) -> None:
 
 def find_bundles(hardware: str, perf_roots: tuple[str, ...] = (), variant: str = "bf16") -> list[tuple[str, int, str]]:
     """(model, tp, tp_dir) of every bundle `<root>/<hardware>/<org>/<name>/<variant>/tp<N>` (first root wins)."""
-    from costmodel.paths import SHIPPED
+    from fleetsim.costmodel.paths import SHIPPED
     found = {}
     for root in [*perf_roots, str(SHIPPED / "perf")]:
         base = os.path.join(root, hardware)
@@ -289,8 +289,8 @@ def find_bundles(hardware: str, perf_roots: tuple[str, ...] = (), variant: str =
 def roofline_for(hardware: str, model: str, tp: int = 1, efficiency: dict | None = None,
                  models_roots: tuple[str, ...] = (), hardware_roots: tuple[str, ...] = ()) -> RooflineBackend:
     """A RooflineBackend for (hardware, model, tp); `efficiency` None = the YAML's, {} = defaults."""
-    from costmodel.costmodel import load_arch, load_hardware
-    from costmodel.roofline import resolve_hardware_doc
+    from fleetsim.costmodel.costmodel import load_arch, load_hardware
+    from fleetsim.costmodel.roofline import resolve_hardware_doc
     doc = resolve_hardware_doc(hardware, hardware_roots)
     hw = load_hardware(hardware, hardware_roots)
     arch = load_arch(model, models_roots)
@@ -317,7 +317,7 @@ def run_calibration(hardware: str, model: str, tp: int = 1, variant: str = "bf16
     bundles = find_bundles(hardware, perf_roots, variant)
     fit_dir = next((d for m, t, d in bundles if m == model and t == tp), None)
     if fit_dir is None:
-        from costmodel.errors import CostModelError
+        from fleetsim.costmodel.errors import CostModelError
         raise CostModelError(f"no {hardware} bundle for {model} tp{tp} ({variant})")
     backend = roofline_for(hardware, model, tp, efficiency={})
     rows = bundle_rows(fit_dir)

@@ -5,14 +5,14 @@ import dataclasses
 import threading
 from typing import Sequence
 
-from costmodel.arch import ModelArch
-from costmodel.batch import BatchShape
-from costmodel.errors import CostModelError
-from costmodel.files import load_json
-from costmodel.hardware import Hardware
-from costmodel.paths import bundle_dir, hardware_path, model_config_path
-from costmodel.profile import ProfileBackend, ProfileTables, read_bundle
-from costmodel.roofline import RooflineBackend, resolve_hardware_doc
+from fleetsim.costmodel.arch import ModelArch
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.errors import CostModelError
+from fleetsim.costmodel.files import load_json
+from fleetsim.costmodel.hardware import Hardware
+from fleetsim.costmodel.paths import bundle_dir, hardware_path, model_config_path
+from fleetsim.costmodel.profile import ProfileBackend, ProfileTables, read_bundle
+from fleetsim.costmodel.roofline import RooflineBackend, resolve_hardware_doc
 
 BACKENDS = ("profile", "roofline")
 _LOADED: dict = {}

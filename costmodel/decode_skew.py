@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from costmodel.errors import CostModelError
+from fleetsim.costmodel.errors import CostModelError
 
 
 class _Bins:

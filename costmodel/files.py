@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import yaml
 
-from costmodel.errors import CostModelError
+from fleetsim.costmodel.errors import CostModelError
 
 READS: collections.Counter = collections.Counter()
 _CACHE: dict = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from costmodel.errors import CostModelError
+from fleetsim.costmodel.errors import CostModelError
 
 
 @dataclass(frozen=True)

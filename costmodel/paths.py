@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from costmodel.errors import CostModelError
+from fleetsim.costmodel.errors import CostModelError
 
 SHIPPED = Path(os.environ.get("FLEETSIM_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
 

@@ -19,12 +19,12 @@ import os
 
 import numpy as np
 
-from costmodel.attention_table import AttentionTable
-from costmodel.batch import BatchShape
-from costmodel.decode_skew import DecodeSkew
-from costmodel.errors import CostModelError
-from costmodel.files import load_csv_columns, load_yaml
-from costmodel.interp import Curve, CurveRows, us_to_ns
+from fleetsim.costmodel.attention_table import AttentionTable
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.decode_skew import DecodeSkew
+from fleetsim.costmodel.errors import CostModelError
+from fleetsim.costmodel.files import load_csv_columns, load_yaml
+from fleetsim.costmodel.interp import Curve, CurveRows, us_to_ns
 
 LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
 MOE_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj")   # + moe.csv per layer

@@ -51,10 +51,10 @@ import math
 
 import numpy as np
 
-from costmodel.batch import BatchShape
-from costmodel.errors import CostModelError
-from costmodel.files import load_yaml
-from costmodel.paths import hardware_path
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.errors import CostModelError
+from fleetsim.costmodel.files import load_yaml
+from fleetsim.costmodel.paths import hardware_path
 
 MOE_SEED = 20240917
 DEFAULT_SM_COUNT = 132

@@ -1,8 +1,8 @@
 """fleetsim.instance: one vLLM-v1-style serving engine in simulated time (imports only costmodel)."""
-from instance.config import EngineConfig
-from instance.request import Request
-from instance.block_manager import BlockManager
-from instance.scheduler import Scheduler
-from instance.engine import Engine
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.request import Request
+from fleetsim.instance.block_manager import BlockManager
+from fleetsim.instance.scheduler import Scheduler
+from fleetsim.instance.engine import Engine
 
 __all__ = ["BlockManager", "Engine", "EngineConfig", "Request", "Scheduler"]

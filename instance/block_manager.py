@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 
-from instance.request import Request
+from fleetsim.instance.request import Request
 
 
 _ONES = array("i", [1])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import heapq
 
-from costmodel.batch import BatchShape
-from instance.block_manager import BlockManager
-from instance.config import EngineConfig
-from instance.fast_forward import fast_forward
-from instance.request import Request
-from instance.scheduler import Scheduler
-from instance.timeseries import TimeSeries
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.instance.block_manager import BlockManager
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.fast_forward import fast_forward
+from fleetsim.instance.request import Request
+from fleetsim.instance.scheduler import Scheduler
+from fleetsim.instance.timeseries import TimeSeries
 
 NEVER = 1 << 62
 

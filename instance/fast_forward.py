@@ -24,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from heapq import heapify, heappop, heappush, heapreplace
 
-from costmodel.batch import BatchShape
+from fleetsim.costmodel.batch import BatchShape
 
 
 def fast_forward(engine, t_end: int) -> tuple[int, bool]:

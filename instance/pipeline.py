@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from instance.engine import NEVER, Engine
+from fleetsim.instance.engine import NEVER, Engine
 
 
 class PipelineEngine(Engine):

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from instance.block_manager import BlockManager
-from instance.config import EngineConfig
-from instance.request import Request
+from fleetsim.instance.block_manager import BlockManager
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.request import Request
 
 
 class Scheduler:

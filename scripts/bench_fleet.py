@@ -28,10 +28,10 @@ from scenarios import RTX_CAPACITY  # noqa: E402  (one measured capacity for bot
 def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int) -> dict:
     sys.path.insert(0, REPO)
     import dataclasses
-    from cluster.backends.ray_backend import peak_rss_kb
-    from cluster.config import load_cluster_config
-    from cluster.fleet import run_fleet
-    from cluster.synthetic import synthetic_workload
+    from fleetsim.cluster.backends.ray_backend import peak_rss_kb
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import run_fleet
+    from fleetsim.cluster.synthetic import synthetic_workload
 
     cfg = load_cluster_config(os.path.join(REPO, "configs", "clusters", "rtxpro6000-llama8b.yaml"))
     cfg = cfg.with_fleet_overrides(instances=n, policy=policy, sync_interval_ms=50)
@@ -40,7 +40,7 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
     options = {"actors": actors} if backend == "ray" else {}
     actor_rss = []
     if backend == "ray":
-        import cluster.backends.ray_backend as rb
+        import fleetsim.cluster.backends.ray_backend as rb
         orig_close = rb.RayBackend.close
 
         def close(self):
@@ -49,7 +49,7 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
         rb.RayBackend.close = close
     t0 = time.perf_counter()
     if backend == "ray":
-        from cluster.backends.ray_backend import start_ray, warm_actors
+        from fleetsim.cluster.backends.ray_backend import start_ray, warm_actors
         warm_actors(start_ray()[0], actors)     # Ray and its worker processes, up and answering
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:

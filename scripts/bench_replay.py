@@ -22,7 +22,7 @@ def main() -> None:
     args = ap.parse_args()
     times = []
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "cluster.cli", "run",
+        cmd = [sys.executable, "-m", "fleetsim.cluster.cli", "run",
                "--cluster", os.path.join(REPO, "configs", "clusters", "rtxpro6000-llama8b.yaml"),
                "--workload", os.path.join(REPO, "configs", "workloads", "sharegpt-llama-3.1-8b-300-sps10.jsonl"),
                "--out", out, "--quiet"]

@@ -18,9 +18,9 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from costmodel.calibrate import _yaml_block, run_calibration, write_efficiency  # noqa: E402
-from costmodel.errors import CostModelError  # noqa: E402
-from costmodel.paths import hardware_path  # noqa: E402
+from fleetsim.costmodel.calibrate import _yaml_block, run_calibration, write_efficiency  # noqa: E402
+from fleetsim.costmodel.errors import CostModelError  # noqa: E402
+from fleetsim.costmodel.paths import hardware_path  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -26,11 +26,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from costmodel import CostModel, CostModelError  # noqa: E402
-from costmodel.batch import BatchShape  # noqa: E402
-from costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
-from costmodel.paths import SHIPPED  # noqa: E402
-from costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS, read_bundle  # noqa: E402
+from fleetsim.costmodel import CostModel, CostModelError  # noqa: E402
+from fleetsim.costmodel.batch import BatchShape  # noqa: E402
+from fleetsim.costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
+from fleetsim.costmodel.paths import SHIPPED  # noqa: E402
+from fleetsim.costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS, read_bundle  # noqa: E402
 
 SECTIONS = ("steps", "errors", "catalogue", "moe")
 

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from costmodel.batch import BatchShape
-from instance.config import EngineConfig
-from instance.engine import Engine
-from instance.request import Request
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.engine import Engine
+from fleetsim.instance.request import Request
 
 STEP_NS = 1000       # fixed cost of every fake step
 TOKEN_NS = 10        # plus this per token computed in the step

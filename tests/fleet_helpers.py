@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cluster.cli import main
+from fleetsim.cluster.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CLUSTER = REPO / "configs" / "clusters" / "rtxpro6000-llama8b.yaml"

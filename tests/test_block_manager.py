@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from instance.block_manager import BlockManager
-from instance.request import Request
+from fleetsim.instance.block_manager import BlockManager
+from fleetsim.instance.request import Request
 from conftest import check_clean, make_engine
 
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cluster.cli import main
-from cluster.validate import compare, load_real, load_sim
+from fleetsim.cluster.cli import main
+from fleetsim.cluster.validate import compare, load_real, load_sim
 from conftest import CLUSTER_JSON, PERF_ROOT, REAL_RUN, WORKLOAD_300
 
 DENSE_OPS = ("embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn",

@@ -1,6 +1,6 @@
 """An --out that cannot be written is bad input: one line, exit code 2, no traceback."""
-from cluster.cli import main
-from cluster.policies import Policy
+from fleetsim.cluster.cli import main
+from fleetsim.cluster.policies import Policy
 from fleet_helpers import EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD
 
 

@@ -7,15 +7,14 @@ import os
 
 import pytest
 
-import costmodel.costmodel
-import costmodel.files
-from cluster.cli import main
-from cluster.workload import load_llmservingsim_jsonl
-from costmodel import CostModel
-from costmodel.batch import BatchShape
-from instance.config import EngineConfig
-from instance.engine import Engine
-from instance.request import Request
+from fleetsim.costmodel import costmodel as costmodel_module, files as costmodel_files
+from fleetsim.cluster.cli import main
+from fleetsim.cluster.workload import load_llmservingsim_jsonl
+from fleetsim.costmodel import CostModel
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.engine import Engine
+from fleetsim.instance.request import Request
 from conftest import CLUSTER_JSON, PERF_ROOT, WORKLOAD_300, check_clean
 
 MODEL = "meta-llama/Llama-3.1-8B"
@@ -89,10 +88,10 @@ def _run_args(out, n=60):
 
 
 def test_parse_once_whole_simulation(shared_data, tmp_path):
-    costmodel.files.clear_cache()
-    costmodel.costmodel.clear_loaded()
+    costmodel_files.clear_cache()
+    costmodel_module.clear_loaded()
     assert main(_run_args(tmp_path / "a")) == 0
-    reads = dict(costmodel.files.READS)
+    reads = dict(costmodel_files.READS)
     names = sorted(os.path.basename(p) for p in reads)
     for expected in ("Llama-3.1-8B.json", "meta.yaml", "dense.csv", "per_sequence.csv",
                      "attention.csv", "skew_fit.csv"):
@@ -100,7 +99,7 @@ def test_parse_once_whole_simulation(shared_data, tmp_path):
     assert all(n == 1 for n in reads.values()), reads
     # a second run in the same process reads nothing again
     assert main(_run_args(tmp_path / "b")) == 0
-    assert dict(costmodel.files.READS) == reads
+    assert dict(costmodel_files.READS) == reads
 
 
 def test_no_file_io_in_step_loop(shared_data, monkeypatch):
@@ -135,7 +134,7 @@ def test_no_file_io_in_step_loop(shared_data, monkeypatch):
 # ------------------------------------------------------------------ lookups (no shared data needed)
 
 def test_curve_clamps_interpolates_and_extrapolates():
-    from costmodel.interp import Curve
+    from fleetsim.costmodel.interp import Curve
     c = Curve([10, 1, 20], [200, 100, 400])              # unsorted input
     assert c(0) == 100 and c(1) == 100                   # clamp below the grid
     assert c(5.5) == 150                                 # 100 + 4.5/9·100
@@ -147,12 +146,12 @@ def test_curve_clamps_interpolates_and_extrapolates():
 
 
 def test_us_to_ns():
-    from costmodel.interp import us_to_ns
+    from fleetsim.costmodel.interp import us_to_ns
     assert us_to_ns([1.2344, 1.2346, 0.0, 0.0004, 12.0]).tolist() == [1234, 1235, 1, 1, 12000]
 
 
 def test_attention_table_nested_interpolation():
-    from costmodel.attention_table import AttentionTable
+    from fleetsim.costmodel.attention_table import AttentionTable
     #            pc  kp  nd  kvd   us
     rows = [(0, 0, 1, 0, 10.0), (0, 0, 1, 1000, 20.0),
             (0, 0, 3, 0, 30.0), (0, 0, 3, 1000, 60.0),
@@ -165,7 +164,7 @@ def test_attention_table_nested_interpolation():
 
 
 def test_ring_allreduce_cost():
-    from costmodel.hardware import Hardware
+    from fleetsim.costmodel.hardware import Hardware
     hw = Hardware("x", 80, 100, 1000, interconnect_gbps=100, interconnect_latency_us=20)
     # 2 ranks: 2·1·(20 µs + 1e6 B / (2·100 GB/s)) = 50 µs ;  4 ranks: 6·(20 + 2.5) µs = 135 µs
     assert hw.allreduce_ns(1_000_000, 2) == 50_000

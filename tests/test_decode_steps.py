@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from costmodel import CostModel
-from costmodel.batch import BatchShape
+from fleetsim.costmodel import CostModel
+from fleetsim.costmodel.batch import BatchShape
 
 REPO_PERF = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "perf")
 CASES = [("meta-llama/Llama-3.1-8B", "RTXPRO6000", "profile", 1, 1),           # shipped profile bundles

@@ -34,11 +34,11 @@ def test_fast_forward_is_exact_with_sessions(tmp_path):
 
 def test_fast_forward_takes_fewer_cost_model_events(tmp_path):
     """It does merge steps: the same number of engine steps, far fewer Python step calls."""
-    from cluster.config import load_cluster_config
-    from cluster.fleet import load_cost_model
-    from cluster.workload import load_llmservingsim_jsonl
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import load_cost_model
+    from fleetsim.cluster.workload import load_llmservingsim_jsonl
     from fleet_helpers import EXAMPLE_WORKLOAD
-    from instance.engine import Engine
+    from fleetsim.instance.engine import Engine
 
     spec = load_cluster_config(str(EXAMPLE_CLUSTER)).instances[0]
     engines = {}
@@ -71,7 +71,7 @@ class ContextCostModel:
                 + sum(11 * n + c // 3 for n, c in b.prefills))
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
-        from costmodel.batch import BatchShape
+        from fleetsim.costmodel.batch import BatchShape
         return lambda j: self.time_batch(BatchShape(n, n, (), n, ctx_sum + j * n, ctx_min + j, ctx_max + j))
 
     def cpu_overhead_ns(self, num_seqs: int) -> int:
@@ -83,9 +83,9 @@ class ContextCostModel:
 
 def _run_windows(cfg, specs, fast_forward: bool, window_ns: int):
     """Deliver the requests window by window (as the host does) and run; returns what a run reports."""
-    from instance.config import EngineConfig
-    from instance.engine import NEVER, Engine
-    from instance.request import Request
+    from fleetsim.instance.config import EngineConfig
+    from fleetsim.instance.engine import NEVER, Engine
+    from fleetsim.instance.request import Request
     e = Engine(ContextCostModel(cfg["num_gpu_blocks"]), EngineConfig(**cfg), 0, fast_forward=fast_forward)
     reqs = [Request(rid, t, p, o, token_ids=ids) for rid, t, p, o, ids in specs]
     todo = sorted(reqs, key=lambda r: (r.arrival_ns, r.rid))

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from cluster.config import load_cluster_config
-from cluster.fleet import load_cost_model
-from cluster.metrics import request_row
-from cluster.workload import load_llmservingsim_jsonl
+from fleetsim.cluster.config import load_cluster_config
+from fleetsim.cluster.fleet import load_cost_model
+from fleetsim.cluster.metrics import request_row
+from fleetsim.cluster.workload import load_llmservingsim_jsonl
 from fleet_helpers import (EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD, FLEET_CLUSTER, instance_of, outputs, run_cli,
                            write_session_workload)
-from instance.engine import Engine
+from fleetsim.instance.engine import Engine
 
 
 def test_one_instance_fleet_equals_lone_engine(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cluster.metrics import MetricsCollector, _as_float_in_place, format_row, request_row, stats_ms
-from cluster.records import RecordBatch
-from instance.request import Request
+from fleetsim.cluster.metrics import MetricsCollector, _as_float_in_place, format_row, request_row, stats_ms
+from fleetsim.cluster.records import RecordBatch
+from fleetsim.instance.request import Request
 from conftest import make_engine, req, run_all
 
 
@@ -110,7 +110,7 @@ def test_stats_ms_converts_in_place_with_the_plain_arithmetic():
 
 
 def test_ordered_batch_moves_each_rows_itl_gaps_with_it():
-    from cluster.records import RecordBatch
+    from fleetsim.cluster.records import RecordBatch
     rows = []
     for rid, (end, out) in enumerate([(900, 3), (100, 1), (500, 4), (100, 2)]):
         gaps = [rid * 100 + k for k in range(out - 1)]

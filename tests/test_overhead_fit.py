@@ -2,7 +2,7 @@
 import csv
 import json
 
-from cluster.cli import main
+from fleetsim.cluster.cli import main
 from fleet_helpers import EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD
 
 

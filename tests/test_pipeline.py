@@ -4,13 +4,13 @@ import random
 import pytest
 
 from conftest import FakeCostModel, check_clean, make_engine
-from costmodel import CostModel, CostModelError
-from costmodel.batch import BatchShape
-from instance.config import EngineConfig
-from instance.engine import Engine
-from instance.pipeline import PipelineEngine
-from instance.pipeline import make_engine as new_engine
-from instance.request import Request
+from fleetsim.costmodel import CostModel, CostModelError
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.engine import Engine
+from fleetsim.instance.pipeline import PipelineEngine
+from fleetsim.instance.pipeline import make_engine as new_engine
+from fleetsim.instance.request import Request
 
 
 class PipelinedFake(FakeCostModel):

@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from cluster.errors import InputError
-from cluster.policies import POLICIES, Policy, make_policy, stable_hash
-from cluster.snapshot import Snapshot
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.policies import POLICIES, Policy, make_policy, stable_hash
+from fleetsim.cluster.snapshot import Snapshot
 from fleet_helpers import REPO
-from instance.request import Request
+from fleetsim.instance.request import Request
 
 
 def snaps(*loads):
@@ -87,7 +87,7 @@ def test_stable_hash_is_not_salted():
     """Pinned values, and the same in a process with another string-hash salt."""
     assert stable_hash("router") == 16694144902022646744
     assert stable_hash(("s", 3)) == 11643198334434469979
-    code = "from cluster.policies import stable_hash; print(stable_hash('router'), hash('router'))"
+    code = "from fleetsim.cluster.policies import stable_hash; print(stable_hash('router'), hash('router'))"
     outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split() for seed in ("1", "2")]
     assert outs[0][0] == outs[1][0] == "16694144902022646744"

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from costmodel import CostModel  # noqa: E402
+from fleetsim.costmodel import CostModel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "profile_gpu.py"

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from costmodel import CostModel, CostModelError
+from fleetsim.costmodel import CostModel, CostModelError
 
 CONFIG = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
           "intermediate_size": 128, "moe_intermediate_size": 32, "num_experts": 8, "num_experts_per_tok": 2,

@@ -15,7 +15,7 @@ POLICIES = ["round_robin", "random", "least_loaded", "least_outstanding_tokens",
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole pytest session, on loopback, quiet (RAY-NOTES.md rule 8)."""
-    from cluster.backends.ray_backend import start_ray
+    from fleetsim.cluster.backends.ray_backend import start_ray
     r, started = start_ray(num_cpus=2, object_store_mb=256)
     yield r
     if started:
@@ -46,10 +46,10 @@ def test_ray_matches_local_with_sessions_and_instances_per_actor(ray_session, tm
 
 
 def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
-    from cluster.backends.ray_backend import RayBackend
-    from cluster.config import load_cluster_config
-    from cluster.fleet import load_cost_model
-    from costmodel.files import READS
+    from fleetsim.cluster.backends.ray_backend import RayBackend
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import load_cost_model
+    from fleetsim.costmodel.files import READS
     from fleet_helpers import FLEET_CLUSTER
 
     cfg = load_cluster_config(str(FLEET_CLUSTER))

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
                                                        "object_store_memory": 100 * 2**20})
     c.add_node(num_cpus=1, object_store_memory=100 * 2**20)
     try:
-        r = subprocess.run([sys.executable, "-m", "cluster.cli", "run", *sys.argv[1:], "--backend", "ray",
+        r = subprocess.run([sys.executable, "-m", "fleetsim.cluster.cli", "run", *sys.argv[1:], "--backend", "ray",
                             "--ray-address", c.address, "--quiet"], capture_output=True, text=True, timeout=240)
         sys.stderr.write(r.stderr)
         sys.exit(r.returncode)
@@ -38,7 +38,7 @@ def test_join_existing_two_node_cluster_matches_local(tmp_path):
 
 
 def test_unreachable_ray_address_fails_fast(tmp_path, capsys):
-    from cluster.cli import main
+    from fleetsim.cluster.cli import main
     code = main(["run", "--cluster", str(FLEET_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--out",
                  str(tmp_path / "o"), "--backend", "ray", "--ray-address", "127.0.0.1:1", "--quiet"])
     assert code == 2

@@ -8,12 +8,12 @@ import shutil
 import pytest
 import yaml
 
-from costmodel import CostModel, CostModelError, Hardware, ModelArch
-from costmodel.batch import BatchShape
-from costmodel.calibrate import (bundle_rows, calibrate, error_stats, roofline_for, write_efficiency)
-from costmodel.costmodel import clear_loaded
-from costmodel.paths import SHIPPED
-from costmodel.roofline import RooflineBackend, resolve_hardware_doc
+from fleetsim.costmodel import CostModel, CostModelError, Hardware, ModelArch
+from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.calibrate import (bundle_rows, calibrate, error_stats, roofline_for, write_efficiency)
+from fleetsim.costmodel.costmodel import clear_loaded
+from fleetsim.costmodel.paths import SHIPPED
+from fleetsim.costmodel.roofline import RooflineBackend, resolve_hardware_doc
 
 MODELS = sorted(os.path.relpath(p, SHIPPED / "models")[:-5] for p in glob.glob(str(SHIPPED / "models/*/*.json")))
 HARDWARE = sorted(p.stem for p in (SHIPPED / "hardware").glob("*.yaml"))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from instance.engine import RequestRejected
-from instance.request import Request
+from fleetsim.instance.engine import RequestRejected
+from fleetsim.instance.request import Request
 from conftest import check_clean, make_engine, req, run_all, scheduled_per_step, step_ns
 
 
@@ -285,8 +285,8 @@ def test_prefix_cache_with_trace_hash_ids():
 def test_step_shape_equals_batch_shape_of_its_pairs(monkeypatch):
     """The engine's one-pass shape and prompt-token count equal `BatchShape.of_pairs` / the
     definition, at every step of a run with chunked prefills, decodes and preemptions."""
-    from costmodel.batch import BatchShape
-    from instance.scheduler import Scheduler
+    from fleetsim.costmodel.batch import BatchShape
+    from fleetsim.instance.scheduler import Scheduler
     seen = []
     schedule = Scheduler.schedule
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instance.timeseries import BUCKET_NS, TimeSeries
+from fleetsim.instance.timeseries import BUCKET_NS, TimeSeries
 from conftest import make_engine, req, run_all
 
 

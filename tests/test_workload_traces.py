@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.errors import InputError
-from cluster.workload import load_azure_csv, load_mooncake_jsonl, load_workload
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.workload import load_azure_csv, load_mooncake_jsonl, load_workload
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 

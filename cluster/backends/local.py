@@ -1,7 +1,7 @@
 """`local`: every instance in the calling process (the default and the reference; no Ray)."""
 from __future__ import annotations
 
-from cluster.host import InstanceHost
+from fleetsim.cluster.host import InstanceHost
 
 
 class LocalBackend:

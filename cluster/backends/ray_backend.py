@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 
-from cluster.errors import InputError
-from cluster.records import RecordBatch
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.records import RecordBatch
 
 QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
              "RAY_DEDUP_LOGS": "0"}
@@ -73,7 +73,7 @@ def pack_requests(deliveries: dict) -> tuple:
 
 def unpack_requests(packed: tuple) -> dict:
     """Inverse of `pack_requests` (order within an instance: by arrival, then id, as routed)."""
-    from instance.request import Request
+    from fleetsim.instance.request import Request
     matrix, others = packed
     out: dict = {idx: list(reqs) for idx, reqs in others.items()}
     for idx, rid, arrival, prompt, output in matrix.tolist():
@@ -104,9 +104,9 @@ class HostActorImpl:
         sys.addaudithook(self._audit)
 
     def load(self, shared: dict, assignments: list, fast_forward: bool = True) -> None:
-        from cluster.host import InstanceHost
-        from costmodel import CostModel
-        from instance.pipeline import make_engine
+        from fleetsim.cluster.host import InstanceHost
+        from fleetsim.costmodel import CostModel
+        from fleetsim.instance.pipeline import make_engine
         engines, models, built = {}, {}, {}
         for idx, key, spec in assignments:
             if key not in built:

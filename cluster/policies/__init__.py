@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import importlib
 
-from cluster.errors import InputError
-from cluster.policies.base import Policy, stable_hash
-from cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
-from cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
-from cluster.policies.prefix_aware import PrefixAware
-from cluster.policies.weighted import Weighted
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.policies.base import Policy, stable_hash
+from fleetsim.cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
+from fleetsim.cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
+from fleetsim.cluster.policies.prefix_aware import PrefixAware
+from fleetsim.cluster.policies.weighted import Weighted
 
 POLICIES = {p.name: p for p in (RoundRobin, Random, LeastLoaded, LeastOutstandingTokens, LeastKV, PowerOfTwo,
                                 PrefixAware, SessionAffinity, Weighted)}
@@ -24,7 +24,7 @@ def policy_class(name: str) -> type:
         except (ImportError, AttributeError) as exc:
             raise InputError(f"router.policy {name!r}: cannot import ({exc})") from None
         if not (isinstance(cls, type) and issubclass(cls, Policy)):
-            raise InputError(f"router.policy {name!r}: not a subclass of cluster.policies.Policy")
+            raise InputError(f"router.policy {name!r}: not a subclass of fleetsim.Policy")
         return cls
     raise InputError(f"router.policy {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 
-from cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 
 
 def stable_hash(value) -> int:

@@ -1,7 +1,7 @@
 """Policies that read instance load: least_loaded, least_outstanding_tokens, least_kv, power_of_two."""
 from __future__ import annotations
 
-from cluster.policies.base import LeastKey, Policy, queue_score
+from fleetsim.cluster.policies.base import LeastKey, Policy, queue_score
 
 
 class LeastLoaded(LeastKey):

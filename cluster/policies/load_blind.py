@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from cluster.policies.base import Policy, stable_hash
+from fleetsim.cluster.policies.base import Policy, stable_hash
 
 
 class RoundRobin(Policy):

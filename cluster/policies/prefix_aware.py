@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from cluster.policies.base import Policy, queue_score
+from fleetsim.cluster.policies.base import Policy, queue_score
 
 
 class PrefixIndex:

@@ -7,9 +7,9 @@ outstanding = outstanding tokens / fleet max; prefix = 1 − indexed prefix / pr
 """
 from __future__ import annotations
 
-from cluster.errors import InputError
-from cluster.policies.base import Policy, queue_score
-from cluster.policies.prefix_aware import PrefixIndex
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.policies.base import Policy, queue_score
+from fleetsim.cluster.policies.prefix_aware import PrefixIndex
 
 SCORERS = ("queue", "kv", "outstanding", "prefix")
 

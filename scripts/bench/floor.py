@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scenarios import REPO, scenario  # noqa: E402
 
-CLI_IMPORTS = "import cluster.cli, cluster.fleet, cluster.report, cluster.workload, cluster.backends.local"
+CLI_IMPORTS = "import fleetsim.cluster.cli, fleetsim.cluster.fleet, fleetsim.cluster.report, fleetsim.cluster.workload, fleetsim.cluster.backends.local"
 
 
 def best_of(fn, runs: int = 5) -> float:
@@ -44,9 +44,9 @@ def main() -> None:
     sys.path.insert(0, REPO)
     import numpy as np
 
-    from cluster.fleet import load_cost_model, make_engine
-    from cluster.metrics import format_row, request_row, stats_ms
-    from cluster.records import RecordBatch
+    from fleetsim.cluster.fleet import load_cost_model, make_engine
+    from fleetsim.cluster.metrics import format_row, request_row, stats_ms
+    from fleetsim.cluster.records import RecordBatch
 
     start = process_s("pass")
     imports = process_s(CLI_IMPORTS) - start

@@ -36,15 +36,15 @@ AZURE_TIME_SCALE = 0.5     # Azure conversation trace: 5.6 req/s → 11.2 req/s 
 
 
 def _config(name: str, **fleet):
-    from cluster.config import load_cluster_config
+    from fleetsim.cluster.config import load_cluster_config
     cfg = load_cluster_config(os.path.join(REPO, "configs", "clusters", name))
     return cfg.with_fleet_overrides(**fleet) if fleet else cfg
 
 
 def _vidur_config(replicas: int):
     import dataclasses
-    from cluster.config import ClusterConfig, InstanceSpec, RouterSpec
-    from instance.config import EngineConfig
+    from fleetsim.cluster.config import ClusterConfig, InstanceSpec, RouterSpec
+    from fleetsim.instance.config import EngineConfig
     spec = InstanceSpec(model="meta-llama/Llama-3.1-70B", hardware="A100-SXM-80GB", cost_model="roofline", tp=2,
                         engine=EngineConfig(max_num_seqs=128, max_num_batched_tokens=4096))
     return dataclasses.replace(ClusterConfig((spec,) * replicas, RouterSpec("round_robin", 50.0), 0), source="vidur-style")
@@ -52,8 +52,8 @@ def _vidur_config(replicas: int):
 
 def scenario(name: str, requests: int | None):
     """(config, workload) of one scenario."""
-    from cluster.synthetic import synthetic_workload
-    from cluster.workload import load_workload
+    from fleetsim.cluster.synthetic import synthetic_workload
+    from fleetsim.cluster.workload import load_workload
     shipped = os.path.join(REPO, "configs", "workloads", "sharegpt-llama-3.1-8b-300-sps10.jsonl")
     if name in ("a", "f"):
         return _config("rtxpro6000-llama8b.yaml"), load_workload(shipped)
@@ -75,8 +75,8 @@ def scenario(name: str, requests: int | None):
 def run_one(name: str, requests: int | None, backend: str) -> dict:
     t0 = time.perf_counter()
     sys.path.insert(0, REPO)
-    from cluster.backends.ray_backend import peak_rss_kb
-    from cluster.fleet import run_fleet
+    from fleetsim.cluster.backends.ray_backend import peak_rss_kb
+    from fleetsim.cluster.fleet import run_fleet
     config, workload = scenario(name, requests)
     with tempfile.TemporaryDirectory() as out:
         summary = run_fleet(config, workload, out, backend)

@@ -1,0 +1,1 @@
+"""fleetsim: a fast, deterministic simulator of LLM serving fleets."""
