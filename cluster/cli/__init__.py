@@ -1,0 +1,41 @@
+"""`fleetsim` command line: one module per subcommand (run, validate, ...).
+
+Each subcommand module has `register(subparsers)`, which adds its parser and sets `handler`;
+the modules import nothing heavy at module level (the simulation, Ray, matplotlib are imported
+inside the handlers), so `fleetsim --help` stays fast. Add a subcommand by adding its module
+to SUBCOMMANDS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fleetsim.cluster.errors import InputError
+from fleetsim.costmodel import CostModelError
+
+SUBCOMMANDS = ("run", "validate")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleetsim", description="Simulate LLM serving fleets in simulated time.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"fleetsim.cluster.cli.{name}").register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InputError, CostModelError) as exc:
+        print(f"fleetsim: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:             # unwritable --out, disk full, ...: the file and the reason
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fleetsim: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fleetsim: interrupted", file=sys.stderr)
+        return 130
