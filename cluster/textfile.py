@@ -7,10 +7,10 @@ from fleetsim.cluster.errors import InputError
 
 
 def text_lines(path: str, what: str):
-    """(line number from 1, line) of a UTF-8 text file; a missing, unreadable or non-UTF-8 file
-    raises InputError naming the file and `what` it should be."""
+    """(line number from 1, line) of a UTF-8 text file (a leading byte-order mark is dropped); a
+    missing, unreadable or non-UTF-8 file raises InputError naming the file and `what` it should be."""
     try:
-        fh = open(path, encoding="utf-8", newline="")
+        fh = open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InputError(f"{path}: cannot read {what}: {exc.strerror}") from None
     with fh:

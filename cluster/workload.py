@@ -1,5 +1,8 @@
 """Workload loading: LLMServingSim JSONL (flat requests and sessions), Azure LLM inference CSV,
-Mooncake JSONL (`load_workload` picks by content).
+Mooncake JSONL. `load_workload` picks the format by content (the first non-blank line: a JSON
+object with `input_length` is Mooncake, any other JSON object LLMServingSim, a CSV header with
+Azure's columns Azure), never by the file's extension; `fmt` forces one (`--format`). Files may
+start with a UTF-8 byte-order mark.
 
 Flat line: `input_toks`, `output_toks` (tokens generated, the first included),
 `arrival_time_ns`, optional `input_tok_ids`, `output_tok_ids`.
@@ -29,6 +32,9 @@ class Workload:
 
     def __len__(self) -> int:
         return self.total
+
+    def __repr__(self) -> str:
+        return f"Workload({self.source!r}, {self.total} requests)"
 
 
 def _nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive: bool = False) -> int:
@@ -170,15 +176,37 @@ def load_mooncake_jsonl(path: str, num_requests: int | None = None, time_scale: 
     return _finish(reqs, path, time_scale)
 
 
-def load_workload(path: str, num_requests: int | None = None, time_scale: float = 1.0) -> Workload:
-    """Any supported workload, by content: Azure CSV (`.csv`), Mooncake JSONL (lines with
-    `hash_ids`/`input_length`), else LLMServingSim JSONL (`time_scale` applies to the traces)."""
-    if path.endswith(".csv"):
-        return load_azure_csv(path, num_requests, time_scale)
+FORMATS = ("llmservingsim", "azure", "mooncake")
+
+
+def detect_format(path: str) -> str:
+    """The format of `path` judged from its first non-blank line (see the module doc)."""
     lines = text_lines(path, "workload")
     first = next((line for _, line in lines if line.strip()), "")
     lines.close()
-    if '"input_length"' in first:
+    head = first.strip()
+    if head.startswith("{"):
+        return "mooncake" if '"input_length"' in head else "llmservingsim"
+    columns = {c.strip() for c in head.split(",")}
+    if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= columns:
+        return "azure"
+    if not head:
+        raise InputError(f"{path}: no requests")
+    raise InputError(f"{path}: unrecognised workload format (first line {head[:60]!r}); expected a JSONL "
+                     f"object per line or an Azure trace CSV header; choose one with --format {{{','.join(FORMATS)}}}")
+
+
+def load_workload(path: str, num_requests: int | None = None, time_scale: float = 1.0,
+                  fmt: str | None = None) -> Workload:
+    """Any supported workload, in format `fmt` or the one its content shows (`time_scale`
+    applies to the Azure and Mooncake traces)."""
+    if fmt is None:
+        fmt = detect_format(path)
+    elif fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: unknown; choose one of {', '.join(FORMATS)}")
+    if fmt == "azure":
+        return load_azure_csv(path, num_requests, time_scale)
+    if fmt == "mooncake":
         return load_mooncake_jsonl(path, num_requests, time_scale)
     if time_scale != 1.0:
         raise InputError(f"{path}: --time-scale applies to Azure and Mooncake traces only")

@@ -289,3 +289,9 @@ def test_error_zero_actors_before_ray_starts(tiny, tmp_path, capsys, flag):
     assert _run(cluster, work, out, perf, "--backend", "ray", flag, "0") == 2
     assert f"{flag} must be >= 1" in _one_error_line(capsys)
     _no_outputs(out)
+
+
+def test_run_format_flag_bad_value_is_one_line(tiny, tmp_path, capsys):
+    perf, cluster, work = tiny
+    assert _run(cluster, work, tmp_path / "o", perf, "--format", "parquet") == 2
+    assert "--format 'parquet': unknown" in _one_error_line(capsys)

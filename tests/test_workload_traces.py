@@ -64,3 +64,45 @@ def test_real_traces_load():
     assert all(a.arrival_ns <= b.arrival_ns for a, b in zip(conv.initial, conv.initial[1:]))
     moon = load_workload(str(TRACES / "mooncake-fast25" / "conversation_trace.jsonl"), num_requests=500)
     assert len(moon) == 500 and all(r.hash_ids for r in moon.initial)
+
+
+AZURE_SAMPLE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+
+
+@pytest.mark.parametrize("name", ["trace.CSV", "trace.txt", "trace.jsonl", "trace"])
+def test_format_detected_by_content_not_extension(tmp_path, name):
+    p = tmp_path / name
+    p.write_text(AZURE_SAMPLE)
+    wl = load_workload(str(p))
+    assert [(r.prompt_len, r.output_len) for r in wl.initial] == [(374, 44)]
+    m = tmp_path / ("m" + name)
+    m.write_text('{"timestamp": 0, "input_length": 5, "output_length": 2}\n')
+    assert [r.hash_ids for r in load_workload(str(m)).initial] == [[]]
+
+
+def test_utf8_bom_is_ignored(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + AZURE_SAMPLE.encode())
+    assert len(load_workload(str(p))) == 1
+    j = tmp_path / "bom.jsonl"
+    j.write_bytes(b"\xef\xbb\xbf" + b'{"input_toks": 3, "output_toks": 2, "arrival_time_ns": 5}\n')
+    assert [r.arrival_ns for r in load_workload(str(j)).initial] == [5]
+
+
+def test_format_forced_and_unknown(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"timestamp": 0, "input_length": 5, "output_length": 2}\n')
+    with pytest.raises(InputError, match="m.jsonl:1: field 'arrival_time_ns'"):
+        load_workload(str(p), fmt="llmservingsim")
+    with pytest.raises(InputError, match="--format 'parquet': unknown"):
+        load_workload(str(p), fmt="parquet")
+    q = tmp_path / "q.csv"
+    q.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="q.csv: unrecognised workload format.*--format"):
+        load_workload(str(q))
+
+
+def test_repr_is_short(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text(AZURE_SAMPLE * 1 + "".join(f"2023-11-16 18:15:4{i}.0,5,5\n" for i in range(8)))
+    assert repr(load_workload(str(p))) == f"Workload({str(p)!r}, 9 requests)"

@@ -10,7 +10,10 @@ def register(sub) -> None:
     run = sub.add_parser("run", help="simulate one cluster config on one workload")
     run.add_argument("--cluster", required=True, help="fleetsim YAML or LLMServingSim cluster JSON")
     run.add_argument("--workload", required=True,
-                     help="LLMServingSim workload JSONL, Azure trace CSV or Mooncake trace JSONL")
+                     help="LLMServingSim workload JSONL, Azure trace CSV or Mooncake trace JSONL (format "
+                          "detected from the content)")
+    run.add_argument("--format", help="read --workload as this format instead of detecting it "
+                                      "(llmservingsim, azure, mooncake)")
     run.add_argument("--time-scale", type=float, default=1.0,
                      help="multiply trace inter-arrival times (Azure/Mooncake; < 1 = more load)")
     run.add_argument("--out", required=True, help="output directory")
@@ -47,7 +50,7 @@ def cmd_run(args) -> int:
         config = dataclasses.replace(config, seed=args.seed)
     config = config.with_fleet_overrides(instances=args.instances, policy=args.router,
                                          sync_interval_ms=args.sync_interval_ms)
-    workload = load_workload(args.workload, args.num_requests, args.time_scale)
+    workload = load_workload(args.workload, args.num_requests, args.time_scale, args.format)
     options = {k: v for k, v in (("actors", args.actors), ("instances_per_actor", args.instances_per_actor),
                                  ("ray_address", args.ray_address)) if v is not None}
     if options and args.backend != "ray":
