@@ -249,12 +249,17 @@ def load_cluster_config(path: str) -> ClusterConfig:
         doc = yaml.safe_load(text)     # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: malformed YAML/JSON: {str(exc).splitlines()[0]}") from None
+    return config_from_doc(doc, path, os.path.dirname(os.path.abspath(path)))
+
+
+def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
+    """A parsed cluster document (fleetsim YAML, or LLMServingSim JSON when it has `nodes`);
+    relative `perf_root` / `models_root` are taken from `base_dir`."""
     if isinstance(doc, dict) and "nodes" in doc:
-        return from_llmservingsim_json(doc, path)
-    cfg = from_fleetsim_yaml(doc, path)
-    base = os.path.dirname(os.path.abspath(path))
-    fix = {k: os.path.join(base, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
+        return from_llmservingsim_json(doc, where)
+    cfg = from_fleetsim_yaml(doc, where)
+    fix = {k: os.path.join(base_dir, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
     return dataclasses.replace(cfg, **fix) if fix else cfg
 
 
-__all__ = ["ClusterConfig", "InstanceSpec", "RouterSpec", "load_cluster_config"]
+__all__ = ["ClusterConfig", "InstanceSpec", "RouterSpec", "config_from_doc", "load_cluster_config"]

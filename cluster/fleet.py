@@ -67,10 +67,11 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: str = "local",
+def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               **backend_options) -> dict:
-    """Simulate; write requests.csv, summary.json and timeseries.csv to `out_dir`.
+    """Simulate; write requests.csv, summary.json and timeseries.csv to `out` (a folder, or a
+    `RunOutput`; None keeps them in memory).
 
     `fast_forward` runs identical decode steps as one event (same output bytes, faster).
     Returns the summary plus `wall_s`, the run's wall time, which is kept out of the files so
@@ -92,7 +93,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out_dir: str, backend: 
         raise InputError(f"{config.source}: {exc}") from None
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
-    out = RunOutput(out_dir)
+    out = out if isinstance(out, RunOutput) else RunOutput(out)
     series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER))
     metrics = MetricsCollector(n)
     bar = Progress(len(workload), progress)

@@ -2,10 +2,12 @@
 
 Every file (requests.csv and timeseries.csv streamed as the run goes, summary.json at the end)
 is written to `<name>.partial`; all are renamed into place only when the run completes, and
-removed if it fails.
+removed if it fails. Without a folder (`RunOutput(None)`, what `fleetsim.simulate` uses) the
+same streams go to memory and `texts` holds every file's exact text after `commit`.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -13,19 +15,30 @@ from fleetsim.cluster.metrics import CSV_HEADER
 
 
 class RunOutput:
-    def __init__(self, out_dir: str):
-        os.makedirs(out_dir, exist_ok=True)
+    def __init__(self, out_dir: str | None, requests_csv: bool = True):
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
-        self._files: list[tuple[str, str, object]] = []     # (partial path, final path, handle)
-        self._csv = self.stream("requests.csv", CSV_HEADER + "\n")
+        self._files: list[tuple[str, str, object]] = []     # (partial path or name, final path or name, handle)
+        self.texts: dict[str, str] = {}                      # name -> text, in memory, after commit
+        self._csv = self.stream("requests.csv", CSV_HEADER + "\n") if requests_csv else None
 
     def stream(self, name: str, header: str):
         """An open text file for `name`, starting with `header`; in place after `commit`."""
-        path = os.path.join(self.out_dir, name)
-        fh = open(path + ".partial", "w", encoding="utf-8", newline="")
-        self._files.append((path + ".partial", path, fh))
+        if self.out_dir is None:
+            fh = io.StringIO()
+            self._files.append((name, name, fh))
+        else:
+            path = os.path.join(self.out_dir, name)
+            fh = open(path + ".partial", "w", encoding="utf-8", newline="")
+            self._files.append((path + ".partial", path, fh))
         fh.write(header)
         return fh
+
+    @property
+    def names(self) -> list[str]:
+        """The files of this run."""
+        return [os.path.basename(final) for _, final, _ in self._files]
 
     def write_lines(self, lines: list[str]) -> None:
         """Append formatted requests.csv lines."""
@@ -37,16 +50,27 @@ class RunOutput:
         fh.write("\n")
 
     def commit(self) -> None:
+        if self.out_dir is None:
+            self.texts = {name: fh.getvalue() for name, _, fh in self._files}
         for _, _, fh in self._files:
             fh.close()
-        for tmp, path, _ in self._files:
-            os.replace(tmp, path)
+        if self.out_dir is not None:
+            for tmp, path, _ in self._files:
+                os.replace(tmp, path)
 
     def abort(self) -> None:
         for tmp, _, fh in self._files:
             fh.close()
-            if os.path.exists(tmp):
+            if self.out_dir is not None and os.path.exists(tmp):
                 os.remove(tmp)
+
+
+def save_texts(out_dir: str, texts: dict) -> None:
+    """Write finished files (name -> text) into `out_dir` the same all-or-nothing way."""
+    out = RunOutput(out_dir, requests_csv=False)
+    for name, text in texts.items():
+        out.stream(name, text)
+    out.commit()
 
 
 def summary_table(summary: dict) -> str:

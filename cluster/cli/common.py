@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 from fleetsim.cluster.config import load_cluster_config
-from fleetsim.cluster.errors import InputError
 
 
 def engine_flags(p: argparse.ArgumentParser) -> None:
@@ -22,19 +21,9 @@ def engine_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args):
     """The cluster config with the command line's engine overrides applied and checked."""
-    config = load_cluster_config(args.cluster)
-    config = config.with_engine_overrides(
-        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-        block_size=args.block_size, num_gpu_blocks=args.num_gpu_blocks,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        long_prefill_token_threshold=args.long_prefill_token_threshold, max_model_len=args.max_model_len,
-        enable_prefix_caching=False if args.no_prefix_caching else None,
-        enable_chunked_prefill=False if args.no_chunked_prefill else None)
-    for spec in config.instances:
-        try:
-            spec.engine.validate("command line")
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    return config
+    from fleetsim.cluster.simulation import with_engine_options
 
-
+    overrides = {"enable_prefix_caching": False if args.no_prefix_caching else None,
+                 "enable_chunked_prefill": False if args.no_chunked_prefill else None}
+    args = argparse.Namespace(**{**vars(args), **overrides})
+    return with_engine_options(load_cluster_config(args.cluster), args)

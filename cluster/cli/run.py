@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 
-from fleetsim.cluster.cli.common import config_from_args, engine_flags
-from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.cli.common import engine_flags
 
 
 def register(sub) -> None:
@@ -37,26 +36,25 @@ def register(sub) -> None:
     run.set_defaults(handler=cmd_run)
 
 
+def options_from_args(args):
+    """The run's options from the parsed flags (each RunOptions field is the flag's name)."""
+    import dataclasses
+    from fleetsim.cluster.simulation import RunOptions
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)}
+    given.update(fast_forward=not args.no_fast_forward, progress=not args.quiet,
+                 enable_prefix_caching=False if args.no_prefix_caching else None,
+                 enable_chunked_prefill=False if args.no_chunked_prefill else None)
+    return RunOptions(**given)
+
+
 def cmd_run(args) -> int:
     import dataclasses
-    from fleetsim.cluster.fleet import run_fleet
     from fleetsim.cluster.report import summary_table
-    from fleetsim.cluster.workload import load_workload
+    from fleetsim.cluster.simulation import simulate
 
-    config = config_from_args(args)
-    if args.seed is not None:
-        if args.seed < 0:
-            raise InputError("--seed must be >= 0")
-        config = dataclasses.replace(config, seed=args.seed)
-    config = config.with_fleet_overrides(instances=args.instances, policy=args.router,
-                                         sync_interval_ms=args.sync_interval_ms)
-    workload = load_workload(args.workload, args.num_requests, args.time_scale, args.format)
-    options = {k: v for k, v in (("actors", args.actors), ("instances_per_actor", args.instances_per_actor),
-                                 ("ray_address", args.ray_address)) if v is not None}
-    if options and args.backend != "ray":
-        raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
-    summary = run_fleet(config, workload, args.out, args.backend, args.perf_root, args.models_root,
-                        progress=not args.quiet, fast_forward=not args.no_fast_forward, **options)
+    options = dataclasses.asdict(options_from_args(args))
+    result = simulate(args.cluster, args.workload, out=args.out, **options)
     if not args.quiet:
-        print(summary_table(summary))
+        print(summary_table({**result.summary, "wall_s": result.wall_s}))
     return 0

@@ -1,0 +1,124 @@
+"""One simulation, from Python or from `fleetsim run`: resolve the cluster, the workload and the
+options, run the fleet, return a `Result`.
+
+`simulate(cluster, workload, out=None, **options)`:
+- `cluster`: a path (fleetsim YAML, or an LLMServingSim cluster JSON), a dict (a parsed document of
+  either kind; relative roots in it are taken from the working directory) or a `ClusterConfig`.
+- `workload`: a path (any format `load_workload` reads) or a `Workload`. A `Workload` holds the
+  requests' simulation state, so it can be simulated once; pass the path (or load it again) to
+  run it twice.
+- `options`: the `fleetsim run` flags with underscores (`RunOptions` lists them, with their
+  defaults); `None` keeps the cluster config's value. An unknown option is a TypeError, a bad
+  value an InputError naming the flag.
+- Nothing is written unless `out` names a folder: then the files stream there and appear all at
+  once, as from the command line, and the Result reads them from there when asked; otherwise they
+  are kept in memory and `Result.save(folder)` writes them later. The files' bytes are the same
+  either way, and the same as `fleetsim run`'s.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
+from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.result import Result
+from fleetsim.cluster.workload import Workload, load_workload
+
+ENGINE_OPTIONS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
+                  "gpu_memory_utilization", "long_prefill_token_threshold", "max_model_len",
+                  "enable_prefix_caching", "enable_chunked_prefill")
+RAY_OPTIONS = ("actors", "instances_per_actor", "ray_address")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `fleetsim run` takes besides --cluster, --workload and --out (None = the config's)."""
+    backend: str = "local"                  # local (in-process) or ray
+    seed: int | None = None
+    instances: int | None = None
+    router: str | None = None
+    sync_interval_ms: float | None = None
+    num_requests: int | None = None
+    time_scale: float = 1.0
+    format: str | None = None               # workload format (None: detected from the content)
+    perf_root: str | None = None
+    models_root: str | None = None
+    fast_forward: bool = True
+    progress: bool = False
+    actors: int | None = None
+    instances_per_actor: int | None = None
+    ray_address: str | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    block_size: int | None = None
+    num_gpu_blocks: int | None = None
+    gpu_memory_utilization: float | None = None
+    long_prefill_token_threshold: int | None = None
+    max_model_len: int | None = None
+    enable_prefix_caching: bool | None = None
+    enable_chunked_prefill: bool | None = None
+
+
+def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:
+    """`config` with the vLLM engine overrides among `options` (any object with those
+    attributes; None = keep) applied to every instance and checked."""
+    config = config.with_engine_overrides(**{k: getattr(options, k, None) for k in ENGINE_OPTIONS})
+    for spec in config.instances:
+        try:
+            spec.engine.validate("command line")
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    return config
+
+
+def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
+    """The cluster config with every option applied."""
+    if isinstance(cluster, ClusterConfig):
+        config = cluster
+    elif isinstance(cluster, dict):
+        config = config_from_doc(cluster, "cluster dict", os.getcwd())
+    elif isinstance(cluster, (str, os.PathLike)):
+        config = load_cluster_config(os.fspath(cluster))
+    else:
+        raise InputError(f"cluster: expected a path, a dict or a ClusterConfig, got {type(cluster).__name__}")
+    config = with_engine_options(config, options)
+    if options.seed is not None:
+        if options.seed < 0:
+            raise InputError("--seed must be >= 0")
+        config = dataclasses.replace(config, seed=options.seed)
+    return config.with_fleet_overrides(instances=options.instances, policy=options.router,
+                                       sync_interval_ms=options.sync_interval_ms)
+
+
+def resolve_workload(workload, options: RunOptions) -> Workload:
+    if isinstance(workload, Workload):
+        if options.num_requests is not None or options.time_scale != 1.0 or options.format is not None:
+            raise InputError("num_requests, time_scale and format apply when loading: pass them to load_workload")
+        if workload.total and not workload.initial:
+            raise InputError(f"{workload.source}: this Workload was already simulated; load it again")
+        return workload
+    if isinstance(workload, (str, os.PathLike)):
+        return load_workload(os.fspath(workload), options.num_requests, options.time_scale, options.format)
+    raise InputError(f"workload: expected a path or a Workload, got {type(workload).__name__}")
+
+
+def simulate(cluster, workload, out: str | None = None, **options) -> Result:
+    """Run `workload` on `cluster` (see the module docstring); files go to `out` if given."""
+    from fleetsim.cluster.fleet import run_fleet
+    from fleetsim.cluster.report import RunOutput
+
+    opts = RunOptions(**options)
+    config = resolve_config(cluster, opts)
+    backend_options = {k: getattr(opts, k) for k in RAY_OPTIONS if getattr(opts, k) is not None}
+    if backend_options and opts.backend != "ray":
+        raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
+    wl = resolve_workload(workload, opts)
+    output = RunOutput(None if out is None else os.fspath(out))
+    wall0 = time.perf_counter()
+    run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
+              progress=opts.progress, fast_forward=opts.fast_forward, **backend_options)
+    wall_s = time.perf_counter() - wall0
+    return Result(output.names, wall_s, output.texts if out is None else None, output.out_dir)
