@@ -16,6 +16,7 @@ from fleetsim.cluster.metrics import CSV_HEADER
 
 class RunOutput:
     def __init__(self, out_dir: str | None, requests_csv: bool = True):
+        self._made_dir = out_dir is not None and not os.path.isdir(out_dir)
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
@@ -59,10 +60,13 @@ class RunOutput:
                 os.replace(tmp, path)
 
     def abort(self) -> None:
+        """Remove what was written (and the folder, if this run made it and it is empty)."""
         for tmp, _, fh in self._files:
             fh.close()
             if self.out_dir is not None and os.path.exists(tmp):
                 os.remove(tmp)
+        if self._made_dir and os.path.isdir(self.out_dir) and not os.listdir(self.out_dir):
+            os.rmdir(self.out_dir)
 
 
 def save_texts(out_dir: str, texts: dict) -> None:

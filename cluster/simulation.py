@@ -118,7 +118,11 @@ def simulate(cluster, workload, out: str | None = None, **options) -> Result:
     wl = resolve_workload(workload, opts)
     output = RunOutput(None if out is None else os.fspath(out))
     wall0 = time.perf_counter()
-    run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
-              progress=opts.progress, fast_forward=opts.fast_forward, **backend_options)
+    try:
+        run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
+                  progress=opts.progress, fast_forward=opts.fast_forward, **backend_options)
+    except BaseException:
+        output.abort()
+        raise
     wall_s = time.perf_counter() - wall0
     return Result(output.names, wall_s, output.texts if out is None else None, output.out_dir)
