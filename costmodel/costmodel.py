@@ -7,6 +7,7 @@ from typing import Sequence
 
 from fleetsim.costmodel.arch import ModelArch
 from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.collectives import Network, network_from_hardware
 from fleetsim.costmodel.errors import CostModelError
 from fleetsim.costmodel.files import load_json
 from fleetsim.costmodel.hardware import Hardware
@@ -38,6 +39,25 @@ def _as_tuple(root) -> tuple[str, ...]:
     return tuple(str(r) for r in root)
 
 
+def _interconnect(hw: Hardware, doc: dict, network, link_gbps, link_latency_us) -> tuple[Hardware, Network]:
+    """(hardware with the instance's link, TP network): an explicit `network` (its link for
+    pipeline sends too), else the catalogue's collectives over the (overridden) interconnect."""
+    if network is not None:
+        if link_gbps is not None or link_latency_us is not None:
+            raise CostModelError("link_gbps / link_latency_us cannot be combined with an explicit network")
+        return dataclasses.replace(hw, **network.link()), network
+    for name, value in (("link_gbps", link_gbps), ("link_latency_us", link_latency_us)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                  or (name == "link_gbps" and value == 0)):
+            raise CostModelError(f"{name} must be a {'positive' if name == 'link_gbps' else 'non-negative'} number, "
+                                 f"got {value!r}")
+    if link_gbps is not None:
+        hw = dataclasses.replace(hw, interconnect_gbps=float(link_gbps))
+    if link_latency_us is not None:
+        hw = dataclasses.replace(hw, interconnect_latency_us=float(link_latency_us))
+    return hw, network_from_hardware(doc, hw.interconnect_gbps, hw.interconnect_latency_us, f"hardware {hw.name}")
+
+
 @dataclasses.dataclass(frozen=True)
 class CostModelState:
     """Everything parsed from files for one cost model: picklable, numpy tables read-only, so one
@@ -51,15 +71,16 @@ class CostModelState:
     source: str
     ep: int = 1
     moe_skew: float = 0.0
+    network: Network | None = None
 
     def build_backend(self):
         if self.backend == "roofline":
             doc = self.raw_tables.get("hardware.yaml") or {}
             return RooflineBackend(self.arch, self.hardware, self.tp, self.ep, self.moe_skew,
-                                   sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"))
+                                   sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"), network=self.network)
         tables = ProfileTables(self.raw_tables, self.tp, self.source)
         a = self.arch
-        return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew)
+        return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew, self.network)
 
 
 class CostModel:
@@ -84,8 +105,14 @@ class CostModel:
     def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
              models_root=None, variant: str = "bf16", decode_skew: bool = True,
              overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None,
-             ep: int = 1, moe_skew: float = 0.0, pp: int = 1) -> "CostModel":
+             ep: int = 1, moe_skew: float = 0.0, pp: int = 1, network: Network | None = None,
+             link_gbps: float | None = None, link_latency_us: float | None = None) -> "CostModel":
         """Load (once per process; later calls with the same arguments share the objects).
+
+        Collectives: `network` (e.g. `collectives.AstraSimNetwork` for an LLMServingSim cluster
+        JSON) prices them and sets the interconnect of pipeline sends; otherwise the hardware
+        entry's `collectives:` block (vLLM custom all-reduce / NCCL by size, `VllmCollectives`)
+        over its interconnect, which `link_gbps` (GB/s) / `link_latency_us` override.
 
         `pp` splits the layers into pipeline stages (`stage_times_ns`); the engine keeps up to
         pp micro-batches in flight.
@@ -104,19 +131,21 @@ class CostModel:
         if backend == "profile" and (ep != 1 or moe_skew):
             raise CostModelError("ep / moe_skew need the roofline backend")
         perf_roots, models_roots = _as_tuple(perf_root), _as_tuple(models_root)
-        key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew, ep, float(moe_skew))
+        key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew, ep, float(moe_skew),
+               network, link_gbps, link_latency_us)
         with _LOCK:
             shared = _LOADED.get(key)
         if shared is None:
             arch = load_arch(model, models_roots)
             hw = load_hardware(hardware)
+            hw, net = _interconnect(hw, resolve_hardware_doc(hardware), network, link_gbps, link_latency_us)
             if backend == "roofline":
                 source = hardware_path(hardware)
                 raw = {"hardware.yaml": resolve_hardware_doc(hardware)}
             else:
                 source = bundle_dir(hardware, model, variant, tp, perf_roots)
                 raw = read_bundle(source)
-            state = CostModelState(arch, hw, backend, tp, decode_skew, raw, source, ep, float(moe_skew))
+            state = CostModelState(arch, hw, backend, tp, decode_skew, raw, source, ep, float(moe_skew), net)
             shared = (state, state.build_backend())
             with _LOCK:
                 _LOADED.setdefault(key, shared)

@@ -2,7 +2,8 @@
 
 Keys: `name`, `memory_gib`, `bf16_tflops` (dense), `hbm_gbps` (GB/s), `interconnect_gbps`
 (per-direction GB/s between the GPUs of one instance), `interconnect_latency_us`, optional
-`efficiency` (calibrated roofline parameters) and `inherit_efficiency_from` (another entry).
+`efficiency` (calibrated roofline parameters), `inherit_efficiency_from` (another entry) and
+`collectives` (TP all-reduce algorithms, read by `collectives.network_from_hardware`).
 """
 from __future__ import annotations
 
@@ -46,12 +47,3 @@ class Hardware:
         if self.interconnect_gbps <= 0:
             raise CostModelError(f"hardware {self.name}: interconnect_gbps is needed for pp > 1")
         return max(1, round((self.interconnect_latency_us * 1e-6 + nbytes / (self.interconnect_gbps * 1e9)) * 1e9))
-
-    def allreduce_ns(self, nbytes: int, ranks: int) -> int:
-        """Ring all-reduce of `nbytes` over `ranks` GPUs: 2(n−1)·(latency + bytes/(n·bandwidth))."""
-        if ranks <= 1:
-            return 0
-        if self.interconnect_gbps <= 0:
-            raise CostModelError(f"hardware {self.name}: interconnect_gbps is needed for tp > 1")
-        per_hop_s = self.interconnect_latency_us * 1e-6 + nbytes / (ranks * self.interconnect_gbps * 1e9)
-        return max(1, round(2 * (ranks - 1) * per_hop_s * 1e9))

@@ -5,7 +5,7 @@ Reads LLMServingSim's bundle layout (`<variant>/meta.yaml`, `tp<N>/dense.csv`,
 dense decoder, T = tokens in the step, S = sequences in the step:
 
     embedding(T) + L·[2·layernorm(T) + qkv_proj(T) + rotary_emb(T) + attention(batch) + o_proj(T)
-    + gate_up_proj(T) + act_fn(T) + down_proj(T) (+ 2 all-reduces if tp > 1)]
+    + gate_up_proj(T) + act_fn(T) + down_proj(T) (+ 2 all-reduces if tp > 1, `collectives`)]
     + final_layernorm(T) + lm_head(S) + sampler(S)
 
 Every op is an integer number of ns (see `interp`). Attention is looked up at
@@ -21,6 +21,7 @@ import numpy as np
 
 from fleetsim.costmodel.attention_table import AttentionTable
 from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.collectives import default_network
 from fleetsim.costmodel.decode_skew import DecodeSkew
 from fleetsim.costmodel.errors import CostModelError
 from fleetsim.costmodel.files import load_csv_columns, load_yaml
@@ -124,7 +125,8 @@ class ProfileBackend:
 
     name = "profile"
 
-    def __init__(self, tables: ProfileTables, arch, tp: int = 1, hardware=None, decode_skew: bool = True):
+    def __init__(self, tables: ProfileTables, arch, tp: int = 1, hardware=None, decode_skew: bool = True,
+                 network=None):
         self.tables = tables
         self.arch = arch
         self.num_layers = arch.num_layers
@@ -133,6 +135,7 @@ class ProfileBackend:
         self.allreduce_bytes_per_token = arch.hidden_size * arch.dtype_bytes
         self.tp = tp
         self.hardware = hardware
+        self.network = network if network is not None else default_network(hardware)
         self.decode_skew = decode_skew and tables.skew is not None
         self._dense_cache: dict = {}
         self._edge_cache: dict = {}
@@ -146,7 +149,7 @@ class ProfileBackend:
             once = sum(self._edges(tokens))
             per_layer = sum(d[op](tokens) for op in self.tables.layer_ops) + self.moe_ns(tokens)
             if self.tp > 1:
-                per_layer += 2 * self.hardware.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
+                per_layer += 2 * self.network.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
             hit = self._dense_cache[tokens] = (once, per_layer)
         return hit
 
@@ -219,8 +222,8 @@ class ProfileBackend:
         if self.tables.moe is not None:
             out["moe_experts"] = L * self.moe_ns(T)
         out["attention"] = L * self.attention_ns(b)
-        if self.tp > 1:
-            out["allreduce"] = L * 2 * self.hardware.allreduce_ns(T * self.allreduce_bytes_per_token, self.tp)
+        for term, ns in self.network.allreduce_terms(T * self.allreduce_bytes_per_token, self.tp).items():
+            out[f"allreduce.{term}"] = L * 2 * ns
         for op in POST_OPS:
             out[op] = d[op](T)
         for op in SEQ_OPS:

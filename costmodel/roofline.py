@@ -28,7 +28,7 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
 - per sequence: lm_head GEMM with M = S (logits only at sampled positions), sampler.
 
 TP shards heads, KV heads (replicated below tp), intermediate and vocab by tp and adds two ring
-all-reduces per layer of T·hidden·dtype bytes (`Hardware.allreduce_ns`). MoE layers (ModelArch.is_moe)
+all-reduces per layer of T·hidden·dtype bytes (`collectives`: the instance's network). MoE layers (ModelArch.is_moe)
 replace gate_up/down with a router GEMM (T × hidden → E) and grouped expert GEMMs over the T·k
 routed token copies: balanced routing spreads them evenly, experts touched = min(E, T·k), weights
 read for touched experts only; `moe_skew` s > 0 routes with Zipf-like popularity p_e ∝ rank^-s
@@ -52,6 +52,7 @@ import math
 import numpy as np
 
 from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.collectives import default_network
 from fleetsim.costmodel.errors import CostModelError
 from fleetsim.costmodel.files import load_yaml
 from fleetsim.costmodel.paths import hardware_path
@@ -127,7 +128,8 @@ class RooflineBackend:
     name = "roofline"
 
     def __init__(self, arch, hardware, tp: int = 1, ep: int = 1, moe_skew: float = 0.0,
-                 sm_count: int | None = None, efficiency: dict | None = None, l2_mib: float | None = None):
+                 sm_count: int | None = None, efficiency: dict | None = None, l2_mib: float | None = None,
+                 network=None):
         if not isinstance(ep, int) or ep < 1:
             raise CostModelError(f"ep must be a positive integer, got {ep!r}")
         if ep > 1 and not arch.is_moe:
@@ -135,6 +137,7 @@ class RooflineBackend:
         if moe_skew < 0:
             raise CostModelError(f"moe_skew must be >= 0, got {moe_skew!r}")
         self.arch, self.hardware, self.tp, self.ep = arch, hardware, tp, ep
+        self.network = network if network is not None else default_network(hardware)
         self.moe_skew = float(moe_skew)
         self.sm_count = int(sm_count or DEFAULT_SM_COUNT)
         self.l2_bytes = float(l2_mib or 0.0) * 2**20
@@ -356,7 +359,8 @@ class RooflineBackend:
             out["down_proj"] = L * _ns(self.op_s("down_proj", t))
         if self.tp > 1:
             per_layer = 1 if (self.arch.is_moe and self.ep > 1) else 2
-            out["allreduce"] = L * per_layer * self.hardware.allreduce_ns(t * self.h * self.dt, self.tp)
+            for term, ns in self.network.allreduce_terms(t * self.h * self.dt, self.tp).items():
+                out[f"allreduce.{term}"] = L * per_layer * ns
         out["final_layernorm"] = _ns(self.op_s("final_layernorm", t))
         self._dense_cache[t] = out
         return out

@@ -51,7 +51,12 @@ def scenarios(ctx: int):
             (f"decode b256 @{ctx}", [(1, ctx)] * 256), ("prefill 2048", [(2048, 0)])]
 
 
-def measured_sum_ns(tp_dir: str, arch, seqs, hw=None, tp: int = 1):
+def allreduce_total(b: dict) -> int:
+    """The step's all-reduce time: the sum of its `allreduce.<term>` breakdown entries."""
+    return sum(v for k, v in b.items() if k.startswith("allreduce."))
+
+
+def measured_sum_ns(tp_dir: str, arch, seqs, network=None, tp: int = 1):
     """Σ of the bundle's table rows at exact grid points (None if a point is not on the grid)."""
     b = BatchShape.from_seqs(seqs)
     bundle = read_bundle(tp_dir)
@@ -74,7 +79,7 @@ def measured_sum_ns(tp_dir: str, arch, seqs, hw=None, tp: int = 1):
     us = sum(parts) + arch.num_layers * (sum(layer) + attn) + sum(seq)
     ns = us * 1e3
     if tp > 1:
-        ns += arch.num_layers * 2 * hw.allreduce_ns(T * arch.hidden_size * arch.dtype_bytes, tp)
+        ns += arch.num_layers * 2 * network.allreduce_ns(T * arch.hidden_size * arch.dtype_bytes, tp)
     return ns
 
 
@@ -102,15 +107,16 @@ def section_steps(hardware: str, ctx: int) -> None:
         print("| step | measured sum | profile | roofline (cal) | roofline (uncal) |")
         print("|---|---:|---:|---:|---:|")
         for name, seqs in scenarios(ctx):
-            meas = measured_sum_ns(d, cm_roof.arch, seqs, cm_roof.hardware, tp) if d else None
+            meas = measured_sum_ns(d, cm_roof.arch, seqs, cm_roof.state.network, tp) if d else None
             prof = cm_prof.iteration_time_ns(seqs) if cm_prof else None
             roof = cm_roof.iteration_time_ns(seqs)
             unc = uncal.time_batch(BatchShape.from_seqs(seqs))
             print(f"| {name} | {ms(meas)} | {ms(prof)} | {ms(roof)}{err(roof, meas)} | {ms(unc)}{err(unc, meas)} |")
         if tp > 1:
             b = cm_roof.breakdown(scenarios(ctx)[1][1])
-            print(f"\nall-reduce model (2 per layer, ring over {tp} ranks), decode b64: "
-                  f"{b['allreduce'] / 1e6:.3f} ms of {sum(b.values()) / 1e6:.3f} ms")
+            algos = sorted({k.split(".")[1] for k in b if k.startswith("allreduce.")})
+            print(f"\nall-reduce model (2 per layer over {tp} ranks, {', '.join(algos)}), decode b64: "
+                  f"{allreduce_total(b) / 1e6:.3f} ms of {sum(b.values()) / 1e6:.3f} ms")
         print()
 
 
@@ -159,6 +165,7 @@ def section_moe(hardware: str, ctx: int) -> None:
             b = cm.breakdown(seqs)
             total = sum(b.values())
             shown = {k: b.get(k) for k in keys[:-1]}
+            shown["allreduce"] = allreduce_total(b) or None
             shown["other"] = total - sum(v for v in shown.values() if v)
             cells = ["—" if v is None else f"{v / 1e6:.3f}" for v in shown.values()]
             print(f"| {model.split('/')[1]} | {tp} | {ep} | {skew:g} | {name} | {total / 1e6:.3f} | "

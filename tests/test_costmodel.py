@@ -161,12 +161,3 @@ def test_attention_table_nested_interpolation():
     assert t.lookup(0, 0, 2, 500) == 30_000              # halfway between 15000 (nd 1) and 45000 (nd 3)
     assert t.lookup(100, 100, 0, 0) == 70_000            # along kv_prefill
     assert t.lookup(0, 0, 1, 2000) == 30_000             # extrapolated along kv_decode
-
-
-def test_ring_allreduce_cost():
-    from fleetsim.costmodel.hardware import Hardware
-    hw = Hardware("x", 80, 100, 1000, interconnect_gbps=100, interconnect_latency_us=20)
-    # 2 ranks: 2·1·(20 µs + 1e6 B / (2·100 GB/s)) = 50 µs ;  4 ranks: 6·(20 + 2.5) µs = 135 µs
-    assert hw.allreduce_ns(1_000_000, 2) == 50_000
-    assert hw.allreduce_ns(1_000_000, 4) == 135_000
-    assert hw.allreduce_ns(1_000_000, 1) == 0
