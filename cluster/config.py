@@ -8,6 +8,8 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     tp: 1
     pp: 1                              # pipeline stages (up to pp micro-batches in flight)
     ep: 1                              # expert parallelism (MoE, roofline)
+    link_gbps: 450                     # override the hardware's interconnect GB/s (collectives, pp sends)
+    link_latency_us: 3                 # override its latency
     moe_skew: 0.0                      # seeded skewed expert routing (Zipf exponent; 0 = balanced)
     variant: bf16                      # perf bundle variant
     memory_gib: 96                     # override the hardware's memory
@@ -21,9 +23,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}
     seed: 0
 
-LLMServingSim JSON: every entry of `nodes[].instances[]` becomes one instance with its
-`model_name`, `hardware`, `tp_size`, `npu_mem.mem_size` (GiB) and `npu_mem.mem_util`; engine
-limits default to LLMServingSim's own (max_num_seqs 128, max_num_batched_tokens 2048).
+LLMServingSim cluster JSON (a mapping with `nodes`): read by `cluster.llmservingsim`.
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ import yaml
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.textfile import text_lines
+from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.instance.config import EngineConfig
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
-                 "overhead", "engine", "count"}
+                 "overhead", "engine", "count", "link_gbps", "link_latency_us"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root"}
-LLMSERVINGSIM_ENGINE = {"max_num_seqs": 128, "max_num_batched_tokens": 2048}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,9 @@ class InstanceSpec:
     overhead_ns: int = 0
     overhead_per_seq_ns: int = 0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    link_gbps: float | None = None          # fleetsim YAML: override the hardware's interconnect
+    link_latency_us: float | None = None
+    network: AstraSimNetwork | None = None  # LLMServingSim JSON: its analytical network
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class ClusterConfig:
         return cfg
 
 
-def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
+def engine_config(doc, base: EngineConfig, where: str) -> EngineConfig:
     if doc is None:
         return base
     if not isinstance(doc, dict):
@@ -121,7 +124,7 @@ def _engine(doc, base: EngineConfig, where: str) -> EngineConfig:
     return cfg
 
 
-def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
+def instance_spec(doc: dict, base: dict, where: str) -> InstanceSpec:
     merged = {**base, **{k: v for k, v in doc.items() if k not in ("engine", "count")}}
     for key in ("model", "hardware"):
         if not isinstance(merged.get(key), str) or not merged.get(key):
@@ -136,6 +139,11 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
     mem = merged.get("memory_gib")
     if mem is not None and (not is_finite_number(mem) or mem <= 0):
         raise InputError(f"{where}: field 'memory_gib' must be a positive number, got {mem!r}")
+    link = {k: merged.get(k) for k in ("link_gbps", "link_latency_us")}
+    for key, value in link.items():
+        if value is not None and (not is_finite_number(value) or value < 0 or (key == "link_gbps" and value == 0)):
+            raise InputError(f"{where}: field {key!r} must be a {'positive' if key == 'link_gbps' else 'non-negative'} "
+                             f"number, got {value!r}")
     overhead = merged.get("overhead") or {}
     if not isinstance(overhead, dict) or set(overhead) - {"step_us", "per_seq_us"}:
         raise InputError(f"{where}: 'overhead' must be a mapping with step_us and/or per_seq_us")
@@ -147,15 +155,15 @@ def _instance(doc: dict, base: dict, where: str) -> InstanceSpec:
             raise InputError(f"{where}: field {key!r} must be a name, got {merged[key]!r}")
     if not isinstance(merged.get("decode_skew", True), bool):
         raise InputError(f"{where}: field 'decode_skew' must be true or false, got {merged['decode_skew']!r}")
-    engine = _engine(base.get("engine"), EngineConfig(), where)
-    engine = _engine(doc.get("engine"), engine, where)
+    engine = engine_config(base.get("engine"), EngineConfig(), where)
+    engine = engine_config(doc.get("engine"), engine, where)
     return InstanceSpec(
         model=merged["model"], hardware=merged["hardware"], cost_model=str(merged.get("cost_model", "profile")),
         tp=tp, pp=pp, ep=ep, moe_skew=float(skew), variant=str(merged.get("variant", "bf16")), memory_gib=mem,
         decode_skew=bool(merged.get("decode_skew", True)),
         overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
         overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),
-        engine=engine)
+        engine=engine, **{k: float(v) for k, v in link.items() if v is not None})
 
 
 def _router(doc, where: str) -> RouterSpec:
@@ -187,7 +195,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     if is_int(inst_doc):
         if inst_doc < 1:
             raise InputError(f"{where}: 'instances' must be >= 1, got {inst_doc}")
-        specs = [_instance({}, base, where)] * inst_doc
+        specs = [instance_spec({}, base, where)] * inst_doc
     elif isinstance(inst_doc, list) and inst_doc:
         for i, item in enumerate(inst_doc):
             item_where = f"{where}: instances[{i}]"
@@ -199,7 +207,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
             count = item.get("count", 1)
             if not is_int(count) or count < 1:
                 raise InputError(f"{item_where}: 'count' must be a positive integer")
-            specs.extend([_instance(item, base, item_where)] * count)
+            specs.extend([instance_spec(item, base, item_where)] * count)
     else:
         raise InputError(f"{where}: 'instances' must be a positive count or a non-empty list")
     seed = doc.get("seed", 0)
@@ -210,36 +218,6 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
             raise InputError(f"{where}: {key!r} must be a directory path, got {doc[key]!r}")
     return ClusterConfig(tuple(specs), _router(doc.get("router"), where), seed,
                          doc.get("perf_root"), doc.get("models_root"), where)
-
-
-def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
-    specs = []
-    nodes = doc.get("nodes")
-    if not isinstance(nodes, list) or not nodes:
-        raise InputError(f"{where}: field 'nodes' must be a non-empty list")
-    engine = EngineConfig(**LLMSERVINGSIM_ENGINE)
-    for n, node in enumerate(nodes):
-        insts = node.get("instances") if isinstance(node, dict) else None
-        if not isinstance(insts, list) or not insts:
-            raise InputError(f"{where}: nodes[{n}].instances must be a non-empty list")
-        for i, inst in enumerate(insts):
-            iw = f"{where}: nodes[{n}].instances[{i}]"
-            if not isinstance(inst, dict):
-                raise InputError(f"{iw}: expected an object")
-            mem = inst.get("npu_mem") or {}
-            if not isinstance(mem, dict):
-                raise InputError(f"{iw}: npu_mem must be an object")
-            item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"),
-                    "tp": inst.get("tp_size", 1) or 1}
-            if "mem_size" in mem:
-                item["memory_gib"] = mem["mem_size"]
-            spec = _instance(item, {}, iw)
-            util = mem.get("mem_util", 0.9)
-            spec = dataclasses.replace(spec, engine=_engine({"gpu_memory_utilization": util}, engine, iw))
-            if inst.get("pd_type") not in (None, "", "none"):
-                raise InputError(f"{iw}: pd_type {inst.get('pd_type')!r}: disaggregated prefill/decode is not supported")
-            specs.append(spec)
-    return ClusterConfig(tuple(specs), RouterSpec(), 0, None, None, where)
 
 
 def load_cluster_config(path: str) -> ClusterConfig:
@@ -256,6 +234,7 @@ def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
     """A parsed cluster document (fleetsim YAML, or LLMServingSim JSON when it has `nodes`);
     relative `perf_root` / `models_root` are taken from `base_dir`."""
     if isinstance(doc, dict) and "nodes" in doc:
+        from fleetsim.cluster.llmservingsim import from_llmservingsim_json
         return from_llmservingsim_json(doc, where)
     cfg = from_fleetsim_yaml(doc, where)
     fix = {k: os.path.join(base_dir, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
