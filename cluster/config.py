@@ -234,7 +234,7 @@ def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
     """A parsed cluster document (fleetsim YAML, or LLMServingSim JSON when it has `nodes`);
     relative `perf_root` / `models_root` are taken from `base_dir`."""
     if isinstance(doc, dict) and "nodes" in doc:
-        from fleetsim.cluster.llmservingsim import from_llmservingsim_json
+        from fleetsim.cluster.llmservingsim import from_llmservingsim_json   # it builds on this module
         return from_llmservingsim_json(doc, where)
     cfg = from_fleetsim_yaml(doc, where)
     fix = {k: os.path.join(base_dir, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
