@@ -1,13 +1,13 @@
 """Run a workload through a fleet: router + backend + streamed metrics and output files."""
 from __future__ import annotations
 
-import sys
 import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.metrics import MetricsCollector
 from fleetsim.cluster.policies import make_policy
+from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
 from fleetsim.cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, TimeSeriesWriter
@@ -50,24 +50,6 @@ def check_workload(workload: Workload, probes: list[Engine]) -> None:
         raise InputError(f"{workload.source}: {exc}") from None
 
 
-class Progress:
-    """One self-overwriting stderr line: simulated time and requests finished."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.last = total, enabled and sys.stderr.isatty(), 0.0
-
-    def update(self, sim_ns: int, done: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.enabled and (force or now - self.last > 0.2):
-            self.last = now
-            sys.stderr.write(f"\rfleetsim: simulated {sim_ns / 1e9:9.2f} s | {done}/{self.total} requests")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               **backend_options) -> dict:
@@ -97,7 +79,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     out = out if isinstance(out, RunOutput) else RunOutput(out)
     series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER))
     metrics = MetricsCollector(n)
-    bar = Progress(len(workload), progress)
+    bar = run_bar(len(workload), progress)
     try:
         router.set_snapshots(fleet.snapshots())
         router.add_arrivals(workload.initial)
@@ -145,7 +127,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
                     break
                 raise RuntimeError("router holds requests after the final window")
         record_synced()
-        bar.update(metrics.last_end, metrics.count, force=True)
+        bar.update(metrics.last_end, metrics.count)
         summary = metrics.summary()
         stats = dict(fleet.stats())
         queries = sum(s["prefix_queries"] for s in stats.values())

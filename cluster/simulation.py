@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.progress import loading_bar
 from fleetsim.cluster.result import Result
 from fleetsim.cluster.workload import Workload, load_workload
 
@@ -101,7 +102,8 @@ def resolve_workload(workload, options: RunOptions) -> Workload:
             raise InputError(f"{workload.source}: this Workload was already simulated; load it again")
         return workload
     if isinstance(workload, (str, os.PathLike)):
-        return load_workload(os.fspath(workload), options.num_requests, options.time_scale, options.format)
+        with loading_bar(options.progress):
+            return load_workload(os.fspath(workload), options.num_requests, options.time_scale, options.format)
     raise InputError(f"workload: expected a path or a Workload, got {type(workload).__name__}")
 
 

@@ -20,7 +20,7 @@ def register(sub) -> None:
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
     run.add_argument("--seed", type=int, help="run seed (overrides the config's)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary table")
+    run.add_argument("--quiet", action="store_true", help="no progress bars (loading, running), no summary table; the bars are also off when stderr is not a terminal")
     run.add_argument("--no-fast-forward", action="store_true",
                      help="step every iteration one by one (same results, slower; for checking)")
     f = run.add_argument_group("fleet")
