@@ -88,7 +88,8 @@ class Meter:
 
 def test_observe_reads_reports_every_byte_once_and_reads_the_same_text(tmp_path):
     path = tmp_path / "w.jsonl"
-    path.write_bytes("".join(json.dumps({"i": i, "s": "é" * (i % 7)}) + "\r\n" for i in range(5000)).encode())
+    text = "".join(json.dumps({"i": i, "s": "é" * (i % 7)}) + "\r\n" for i in range(5000))
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())         # with a byte-order mark
     plain = list(textfile.text_lines(str(path), "workload"))
     meters = []
     with textfile.observe_reads(lambda p, size: meters.append(Meter(p, size)) or meters[-1]):
@@ -96,7 +97,7 @@ def test_observe_reads_reports_every_byte_once_and_reads_the_same_text(tmp_path)
         first = textfile.json_lines(str(path), "workload")
         next(first)
         first.close()                      # a loader that stops early still closes its meter
-    assert observed == plain and plain[0][1].endswith("\r\n")
+    assert observed == plain and plain[0][1] == '{"i": 0, "s": ""}\r\n'
     whole, early = meters
     assert (whole.path, whole.size, whole.read, whole.closes) == (str(path), path.stat().st_size, path.stat().st_size, 1)
     assert whole.updates <= path.stat().st_size // 4096 + 1       # per chunk, not per line (5000 lines)
