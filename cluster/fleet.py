@@ -6,7 +6,7 @@ import time
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.metrics import MetricsCollector
-from fleetsim.cluster.policies import make_policy
+from fleetsim.cluster.policies import make_policy, warn_if_blind
 from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
@@ -74,6 +74,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
     except InputError as exc:
         raise InputError(f"{config.source}: {exc}") from None
+    warn_if_blind(policy, workload.initial, workload.source)
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
     out = out if isinstance(out, RunOutput) else RunOutput(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from fleetsim.cluster.errors import InputError
@@ -25,8 +26,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class StderrLine(logging.Handler):
+    """fleetsim's log records as `fleetsim: warning: <message>` lines on stderr (the stream
+    current when the record is emitted, so a redirected sys.stderr gets them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"fleetsim: {record.levelname.lower()}: {record.getMessage()}\n")
+
+
+def log_to_stderr() -> None:
+    """Print the `fleetsim` loggers' warnings (and worse) on stderr; idempotent."""
+    logger = logging.getLogger("fleetsim")
+    if not any(isinstance(h, StderrLine) for h in logger.handlers):
+        logger.addHandler(StderrLine(logging.WARNING))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    log_to_stderr()
     try:
         return args.handler(args)
     except (InputError, CostModelError) as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 from fleetsim.cluster.errors import InputError
-from fleetsim.cluster.policies.base import Policy, stable_hash
+from fleetsim.cluster.policies.base import Policy, stable_hash, warn_if_blind
 from fleetsim.cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
 from fleetsim.cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
 from fleetsim.cluster.policies.prefix_aware import PrefixAware
@@ -33,4 +33,4 @@ def make_policy(name: str, num_instances: int, options: dict | None = None, bloc
     return policy_class(name)(num_instances, options or {}, block_size)
 
 
-__all__ = ["POLICIES", "Policy", "make_policy", "policy_class", "stable_hash"]
+__all__ = ["POLICIES", "Policy", "make_policy", "policy_class", "stable_hash", "warn_if_blind"]

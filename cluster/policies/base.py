@@ -6,13 +6,25 @@ called after every decision (policies with their own state, e.g. a prefix index,
 `sync` (optional) whenever the router receives fresh snapshots.
 Ties always break towards the lower index, and all randomness comes from `rng` (the router's
 seeded generator), so decisions are identical on every backend.
+
+A policy also declares `needs_token_ids` (a class attribute, or set in `__init__` when it
+depends on the options): it matches prompts by their token ids or block hash ids, so on a
+workload with neither it cannot see any shared prefix. The run then logs one warning
+(`warn_if_blind`; logger `fleetsim.cluster.policies.base`, level WARNING) and goes on: the
+results are still right, only the prefix matching is idle. Logging, not `warnings`, because
+it is a fact about this run's inputs rather than about the calling code: it is reported on
+every run, and a library user silences or redirects it like any other log record (`fleetsim`
+prints it as one `fleetsim: warning: ...` line on stderr).
 """
 from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+
+log = logging.getLogger(__name__)
 
 
 def stable_hash(value) -> int:
@@ -23,6 +35,7 @@ def stable_hash(value) -> int:
 class Policy:
     name = "policy"
     needs_load = True
+    needs_token_ids = False                  # matches prompts by token / hash ids (module doc)
     OPTIONS: tuple[str, ...] | None = None   # router.options keys it reads (None: not checked)
 
     def __init__(self, num_instances: int, options: dict | None = None, block_size: int = 16):
@@ -56,6 +69,21 @@ class Policy:
 
     def sync(self, snapshots) -> None:
         """Called after the router replaced `snapshots` with fresh ones from the instances."""
+
+
+def warn_if_blind(policy: Policy, requests, source: str) -> bool:
+    """One warning if `policy.needs_token_ids` and none of `requests` (nor their sessions' later
+    turns) has token ids or hash ids; whether it warned."""
+    if not policy.needs_token_ids:
+        return False
+    for req in requests:
+        while req is not None:
+            if req.has_identity:
+                return False
+            req = req.followup
+    log.warning("router policy %s matches prompt prefixes by token or hash ids, but %s has none: "
+                "it routes as if no two prompts shared a prefix", policy.name, source)
+    return True
 
 
 class LeastKey(Policy):

@@ -64,6 +64,7 @@ class PrefixIndex:
 
 class PrefixAware(Policy):
     name = "prefix_aware"
+    needs_token_ids = True
     OPTIONS = ("load_cap", "index_blocks")
 
     def __init__(self, *args, **kwargs):

@@ -24,7 +24,8 @@ class Weighted(Policy):
         if not isinstance(weights, dict) or set(weights) - set(SCORERS):
             raise InputError(f"router.options.weights: a mapping of scorer -> weight; scorers: {', '.join(SCORERS)}")
         self.weights = {k: self.weight(f"weights.{k}", weights.get(k, 0.0)) for k in SCORERS}
-        self.index = PrefixIndex(self.n, self.int_option("index_blocks", 65536)) if self.weights["prefix"] else None
+        self.needs_token_ids = self.weights["prefix"] > 0
+        self.index = PrefixIndex(self.n, self.int_option("index_blocks", 65536)) if self.needs_token_ids else None
 
     def choose(self, request, snapshots, rng) -> int:
         w = self.weights
