@@ -5,12 +5,13 @@ import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.errors import InputError
-from fleetsim.cluster.metrics import MetricsCollector
+from fleetsim.cluster.metrics import MetricsCollector, hit_rate
 from fleetsim.cluster.policies import make_policy, warn_if_blind
 from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
-from fleetsim.cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, TimeSeriesWriter
+from fleetsim.cluster.requests_csv import writes_file
+from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER, TimeSeriesWriter
 from fleetsim.cluster.workload import Workload
 from fleetsim.costmodel import CostModel
 from fleetsim.instance.engine import NEVER, Engine, RequestRejected
@@ -52,14 +53,18 @@ def check_workload(workload: Workload, probes: list[Engine]) -> None:
 
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
-              **backend_options) -> dict:
-    """Simulate; write requests.csv, summary.json and timeseries.csv to `out` (a folder, or a
-    `RunOutput`; None keeps them in memory).
+              requests_detail: str = "full", **backend_options) -> dict:
+    """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
+    `out` (a folder, or a `RunOutput`; None keeps them in memory).
 
     `fast_forward` runs identical decode steps as one event (same output bytes, faster).
+    `requests_detail` (full, no-itl, none) is how much of requests.csv is written
+    (cluster/requests_csv.py); a `RunOutput` passed in is made with
+    `requests_csv=writes_file(requests_detail)`.
     Returns the summary plus `wall_s`, the run's wall time, which is kept out of the files so
     that they are byte-identical across runs, backends and machines."""
     wall0 = time.perf_counter()
+    write_requests = writes_file(requests_detail)      # checks the value first
     perf_root = perf_root or config.perf_root
     models_root = models_root or config.models_root
     specs = config.instances
@@ -76,9 +81,10 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         raise InputError(f"{config.source}: {exc}") from None
     warn_if_blind(policy, workload.initial, workload.source)
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
-    fleet = _make_backend(backend, specs, cost_models, fast_forward, backend_options)
-    out = out if isinstance(out, RunOutput) else RunOutput(out)
-    series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER))
+    fleet = _make_backend(backend, specs, cost_models, fast_forward, requests_detail, backend_options)
+    out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
+    series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER),
+                              out.stream("timeseries_fleet.csv", FLEET_HEADER), n)
     metrics = MetricsCollector(n)
     bar = run_bar(len(workload), progress)
     try:
@@ -87,13 +93,14 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         workload.initial = []        # the router holds them now; finished requests can be freed
         t = 0
         in_flight: list = []         # (handle, window end) submitted, not yet collected
-        synced: list = []            # (batch, buckets) synced, not yet recorded (FIFO)
+        synced: list = []            # (batch, buckets, window end) synced, not yet recorded (FIFO)
 
         def record_synced() -> None:
-            for batch, buckets in synced:
+            for batch, buckets, w_end in synced:
                 metrics.add_batch(batch)
-                out.write_lines(batch.lines)
-                series.add(buckets)
+                if write_requests:
+                    out.write_lines(batch.lines)
+                series.add(buckets, w_end)
             synced.clear()
 
         def sync_window(deliveries: dict, w_end: int, want_snapshots: bool) -> None:
@@ -133,7 +140,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         stats = dict(fleet.stats())
         queries = sum(s["prefix_queries"] for s in stats.values())
         hits = sum(s["prefix_hits"] for s in stats.values())
-        summary["prefix_hit_rate"] = hits / queries if queries else 0.0
+        summary["prefix_hit_rate"] = hit_rate(hits, queries)
         summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
         summary["instances"] = metrics.per_instance(stats, router.routed)
         series.close()
@@ -151,20 +158,20 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
 
 def _sync(router, result, next_start) -> tuple:
     """Take a window's snapshots and finished turns into the router; its (ordered batch,
-    time-series buckets) are recorded later, in window order."""
+    time-series buckets, window end) are recorded later, in window order."""
     batch, snaps, buckets = result
     batch = router.finished(batch, next_start)
     if snaps:
         router.set_snapshots(snaps)
-    return batch, buckets
+    return batch, buckets, next_start
 
 
-def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, options: dict):
+def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, requests_detail: str, options: dict):
     if name == "local":
         from fleetsim.cluster.backends.local import LocalBackend
         engines = {i: make_engine(cost_models[s], s, i, fast_forward) for i, s in enumerate(specs)}
-        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)})
+        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail)
     if name == "ray":
         from fleetsim.cluster.backends.ray_backend import RayBackend
-        return RayBackend(specs, cost_models, fast_forward=fast_forward, **options)
+        return RayBackend(specs, cost_models, fast_forward=fast_forward, requests_detail=requests_detail, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from fleetsim.cluster.metrics import request_row
 from fleetsim.cluster.records import RecordBatch
+from fleetsim.cluster.requests_csv import formatter
 from fleetsim.instance.engine import NEVER, Engine
+from fleetsim.instance.timeseries import BUCKET_NS
 
 
 class InstanceHost:
-    def __init__(self, engines: dict[int, Engine], models: dict[int, str]):
+    def __init__(self, engines: dict[int, Engine], models: dict[int, str], requests_detail: str = "full"):
         self.engines = engines            # instance index -> engine (indices ascending)
         self.models = models
+        self.format_line = formatter(requests_detail)     # requests.csv lines (None: none)
         self.order = sorted(engines)
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool) -> tuple:
         """Deliver `{index: [Request]}`, advance all engines to `t_end`.
 
         Returns (records, snapshots, series): a `RecordBatch` of the finished requests,
-        `[(index, load_tuple)]` if wanted, and `[(index, bucket_row)]` of completed buckets.
+        `[(index, load_tuple)]` if wanted, and `[(index, bucket_row)]` of completed buckets. Every
+        bucket before `t_end`'s is complete once the window returns (a step that starts later
+        ends at `t_end` or after), so an idle engine's open bucket is sent too.
         """
         for idx in sorted(deliveries):
             eng = self.engines[idx]
@@ -29,6 +34,7 @@ class InstanceHost:
                 eng.add_request(req)
         rows, snaps, series = [], [], []
         final = t_end >= NEVER
+        complete_before = t_end // BUCKET_NS   # every later step ends at t_end or after
         for idx in self.order:
             eng = self.engines[idx]
             while eng.has_work and eng.next_event_ns() < t_end and eng.now < t_end:
@@ -40,8 +46,9 @@ class InstanceHost:
             if want_snapshots:
                 snaps.append((idx, eng.load_tuple()))
             total = eng.blocks.num_blocks
-            series.extend((idx, b[:6] + (round(100.0 * b[6] / total, 2),)) for b in eng.series.drain(final))
-        return RecordBatch.from_rows(rows, self.models), snaps, series
+            series.extend((idx, b[:6] + (round(100.0 * b[6] / total, 2),))
+                          for b in eng.series.drain(final, complete_before))
+        return RecordBatch.from_rows(rows, self.models, self.format_line), snaps, series
 
     def snapshots(self) -> list:
         return [(idx, self.engines[idx].load_tuple()) for idx in self.order]

@@ -2,18 +2,18 @@
 
 Definitions (ns, DESIGN.md): TTFT = end of the prompt-finishing step − arrival; ITL = gaps
 between a request's token-producing steps; TPOT = (E2E − TTFT)/(output − 1), rounded to the
-nearest ns (requests with one output token have no TPOT: written as 0 in the CSV, left out of
-the statistics); E2E = end of the last token's step − arrival; queueing = start of the first
-step that schedules the request − arrival. Percentiles are linear-interpolated (numpy's
-default). Throughput is over the span from the first arrival to the last completion.
+nearest ns (requests with one output token have no TPOT: an empty cell in requests.csv, left
+out of the statistics); E2E = end of the last token's step − arrival; queueing = start of the
+first step that schedules the request − arrival. Percentiles are linear-interpolated (numpy's
+default). Throughput is over the span from the first arrival to the last completion. A
+statistic over no values (TPOT and ITL when no request has two output tokens; the prefix hit
+rate of an instance that admitted nothing) is undefined: None, `null` in summary.json.
 """
 from __future__ import annotations
 
 import numpy as np
 
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
-CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latency,queuing_delay,"
-              "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens")
 
 
 def request_row(req) -> tuple:
@@ -23,25 +23,20 @@ def request_row(req) -> tuple:
     ttft = req.first_token_ns - arrival
     e2e = end - arrival
     n = req.output_len
-    tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0
+    tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0     # 0: none (int64 column)
     itl = req.itl
     return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
             ttft, tpot, itl, req.preemptions, req.hit_tokens)
 
 
-def format_row(row: tuple, model: str) -> str:
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
-    return f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot},"{itl}",{pre},{hits}\n'
-
-
 def stats_ms(values) -> dict:
-    """{mean, p50, p90, p95, p99} in ms of ns values (zeros when empty).
+    """{mean, p50, p90, p95, p99} in ms of ns values (all None when there are none).
 
     The values are converted to ms first, then averaged and interpolated (the arithmetic of
     the first release, so summaries stay identical to the last digit). An int64 array is
     converted in place, chunk by chunk, and reordered: no second copy of a large ITL array."""
     if len(values) == 0:
-        return {k: 0.0 for k in ("mean", "p50", "p90", "p95", "p99")}
+        return {k: None for k in ("mean", "p50", "p90", "p95", "p99")}
     a = _as_float_in_place(np.asarray(values))
     a /= 1e6
     mean = float(a.mean())
@@ -57,6 +52,11 @@ def _as_float_in_place(a: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     for i in range(0, len(a), chunk):
         f[i:i + chunk] = a[i:i + chunk]
     return f
+
+
+def hit_rate(hits: int, queries: int):
+    """Prefix-cache hit tokens per admitted (looked-up) token; None when nothing was admitted."""
+    return hits / queries if queries else None
 
 
 # columns of the fixed part of a record (see records.RecordBatch)
@@ -122,7 +122,7 @@ class MetricsCollector:
             out.append({"instance": i, "routed": routed[i], "finished": done, "input_tokens": inp,
                         "output_tokens": outp, "busy_fraction": s["busy_ns"] / span, "steps": s["steps"],
                         "preemptions": s["preemptions"], "kv_blocks": s["kv_blocks"],
-                        "prefix_hit_rate": s["prefix_hits"] / s["prefix_queries"] if s["prefix_queries"] else 0.0})
+                        "prefix_hit_rate": hit_rate(s["prefix_hits"], s["prefix_queries"])})
         return out
 
     def summary(self) -> dict:

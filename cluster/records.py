@@ -2,8 +2,9 @@
 
 `fixed` is an int64 matrix, one row per request: instance, request id, input, output, arrival,
 end, e2e, queueing, ttft, tpot, preemptions, prefix hit tokens; `itl` concatenates every
-request's inter-token gaps; `lines` are the requests.csv lines, formatted where the requests
-finished (in the Ray actors, in parallel).
+request's inter-token gaps; `lines` are the requests.csv lines (cluster/requests_csv.py),
+formatted where the requests finished (in the Ray actors, in parallel), or none at all with
+`--requests-detail none`.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from itertools import chain
 
 import numpy as np
 
-from fleetsim.cluster.metrics import END, INSTANCE, OUTPUT, RID, format_row
+from fleetsim.cluster.metrics import END, INSTANCE, OUTPUT, RID
+from fleetsim.cluster.requests_csv import format_row
 
 
 class RecordBatch:
@@ -21,13 +23,14 @@ class RecordBatch:
         self.fixed, self.itl, self.lines = fixed, itl, lines
 
     @classmethod
-    def from_rows(cls, rows: list, models: dict) -> "RecordBatch":
-        """From `metrics.request_row` tuples; `models[instance]` names the model in the CSV."""
+    def from_rows(cls, rows: list, models: dict, fmt=format_row) -> "RecordBatch":
+        """From `metrics.request_row` tuples; `models[instance]` names the model in the CSV, and
+        `fmt` (a `requests_csv` formatter, None for no lines) writes the lines."""
         if not rows:
             return cls.empty()
         fixed = np.array([r[:10] + r[11:] for r in rows], dtype=np.int64)
         itl = np.fromiter(chain.from_iterable(r[10] for r in rows), dtype=np.int64, count=sum(len(r[10]) for r in rows))
-        return cls(fixed, itl, [format_row(r, models[r[0]]) for r in rows])
+        return cls(fixed, itl, [fmt(r, models[r[0]]) for r in rows] if fmt else [])
 
     @classmethod
     def empty(cls) -> "RecordBatch":
@@ -35,7 +38,7 @@ class RecordBatch:
 
     @classmethod
     def concat(cls, batches: list) -> "RecordBatch":
-        batches = [b for b in batches if len(b.lines)]
+        batches = [b for b in batches if len(b)]
         if not batches:
             return cls.empty()
         if len(batches) == 1:
@@ -44,17 +47,18 @@ class RecordBatch:
                    [line for b in batches for line in b.lines])
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.fixed)
 
     def ordered(self) -> "RecordBatch":
         """Rows (and their ITL gaps, output − 1 per row) in (end time, instance, request id)
         order: independent of how work was spread."""
-        if len(self.lines) < 2:
+        if len(self) < 2:
             return self
         f = self.fixed
         order = np.lexsort((f[:, RID], f[:, INSTANCE], f[:, END]))
+        lines = self.lines
         return RecordBatch(f[order], _reorder_segments(self.itl, f[:, OUTPUT] - 1, order),
-                           [self.lines[i] for i in order.tolist()])
+                           [lines[i] for i in order.tolist()] if lines else lines)
 
 
 def _reorder_segments(values: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Output files of a run, written so that nothing is half-written.
 
-Every file (requests.csv and timeseries.csv streamed as the run goes, summary.json at the end)
-is written to `<name>.partial`; all are renamed into place only when the run completes, and
+Every file (requests.csv and the time series streamed as the run goes, summary.json at the
+end) is written to `<name>.partial`; all are renamed into place only when the run completes, and
 removed if it fails. Without a folder (`RunOutput(None)`, what `fleetsim.simulate` uses) the
-same streams go to memory and `texts` holds every file's exact text after `commit`.
+same streams go to memory and `texts` holds every file's exact text after `commit`. The printed
+summary shows an undefined statistic (None) as "n/a".
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import io
 import json
 import os
 
-from fleetsim.cluster.metrics import CSV_HEADER
+from fleetsim.cluster.requests_csv import CSV_HEADER
 
 
 class RunOutput:
@@ -42,7 +43,7 @@ class RunOutput:
         return [os.path.basename(final) for _, final, _ in self._files]
 
     def write_lines(self, lines: list[str]) -> None:
-        """Append formatted requests.csv lines."""
+        """Append formatted requests.csv lines (only when the output has a requests.csv)."""
         self._csv.write("".join(lines))
 
     def add_json(self, name: str, doc) -> None:
@@ -83,10 +84,15 @@ def summary_table(summary: dict) -> str:
     for key, label in (("ttft_ms", "TTFT ms"), ("tpot_ms", "TPOT ms"), ("itl_ms", "ITL ms"),
                        ("e2e_ms", "E2E ms"), ("queueing_ms", "queueing ms")):
         s = summary[key]
-        lines.append(f"{label:<14}" + "".join(f"{s[k]:>11.2f}" for k in ("mean", "p50", "p90", "p95", "p99")))
+        lines.append(f"{label:<14}" + "".join(_cell(s[k], 11, ".2f") for k in ("mean", "p50", "p90", "p95", "p99")))
     t = summary["throughput"]
     lines.append(f"requests {summary['num_requests']}, simulated {summary['simulated_s']:.2f} s, "
                  f"wall {summary['wall_s']:.2f} s; throughput {t['requests_per_s']:.2f} req/s, "
                  f"{t['input_tokens_per_s']:.0f} in tok/s, {t['output_tokens_per_s']:.0f} out tok/s; "
-                 f"preemptions {summary['preemptions']}, prefix hit rate {summary['prefix_hit_rate']:.3f}")
+                 f"preemptions {summary['preemptions']}, prefix hit rate {_cell(summary['prefix_hit_rate'], 0, '.3f')}")
     return "\n".join(lines)
+
+
+def _cell(value, width: int, spec: str) -> str:
+    """`value` formatted to `spec`, right-aligned in `width`; "n/a" for an undefined (None) one."""
+    return f"{'n/a' if value is None else format(value, spec):>{width}}"

@@ -1,8 +1,9 @@
 """A finished run as Python objects: its summary and output tables.
 
-`Result.summary` is summary.json as a dict. `Result.requests` and `Result.timeseries` are
-requests.csv and timeseries.csv as tables: pandas DataFrames when pandas is installed, else numpy
-structured arrays; each column is int64 when every cell is an integer, float64 when every cell is
+`Result.summary` is summary.json as a dict. `Result.requests`, `Result.timeseries` and
+`Result.timeseries_fleet` are requests.csv, timeseries.csv and timeseries_fleet.csv as tables
+(a run with `requests_detail="none"` has no requests table: LookupError): pandas DataFrames
+when pandas is installed, else numpy structured arrays; each column is int64 when every cell is an integer, float64 when every cell is
 a number or empty (empty = NaN), else text; the ITL column holds each request's list of gaps (ns).
 `Result.table(name)` reads any other CSV of the run the same way. The tables are parsed from the
 run's own files (in memory, or in the folder the run wrote), so they always agree with them;
@@ -86,6 +87,8 @@ class Result:
             return fh.read()
 
     def table(self, name: str):
+        if name not in self.names:
+            raise LookupError(f"this run wrote no {name} (its files: {', '.join(self.names)})")
         if name not in self._tables:
             self._tables[name] = read_table(self.text(name))
         return self._tables[name]
@@ -97,6 +100,10 @@ class Result:
     @property
     def timeseries(self):
         return self.table("timeseries.csv")
+
+    @property
+    def timeseries_fleet(self):
+        return self.table("timeseries_fleet.csv")
 
     def save(self, folder: str) -> str:
         """Write the run's files into `folder` (all at once, as a run does); returns `folder`."""

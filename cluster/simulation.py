@@ -49,6 +49,7 @@ class RunOptions:
     models_root: str | None = None
     fast_forward: bool = True
     progress: bool = False
+    requests_detail: str = "full"           # requests.csv: full, no-itl (ITL cells empty) or none (no file)
     actors: int | None = None
     instances_per_actor: int | None = None
     ray_address: str | None = None
@@ -111,6 +112,7 @@ def simulate(cluster, workload, out: str | None = None, **options) -> Result:
     """Run `workload` on `cluster` (see the module docstring); files go to `out` if given."""
     from fleetsim.cluster.fleet import run_fleet
     from fleetsim.cluster.report import RunOutput
+    from fleetsim.cluster.requests_csv import writes_file
 
     opts = RunOptions(**options)
     config = resolve_config(cluster, opts)
@@ -118,11 +120,12 @@ def simulate(cluster, workload, out: str | None = None, **options) -> Result:
     if backend_options and opts.backend != "ray":
         raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
     wl = resolve_workload(workload, opts)
-    output = RunOutput(None if out is None else os.fspath(out))
+    output = RunOutput(None if out is None else os.fspath(out), writes_file(opts.requests_detail))
     wall0 = time.perf_counter()
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
-                  progress=opts.progress, fast_forward=opts.fast_forward, **backend_options)
+                  progress=opts.progress, fast_forward=opts.fast_forward,
+                  requests_detail=opts.requests_detail, **backend_options)
     except BaseException:
         output.abort()
         raise

@@ -60,7 +60,8 @@ def load_sim(out_dir: str) -> dict[str, np.ndarray]:
     """TTFT / TPOT / Latency in ms from a fleetsim output directory (requests.csv)."""
     path = os.path.join(out_dir, "requests.csv")
     if not os.path.isfile(path):
-        raise InputError(f"{path}: not found (expected a fleetsim run's --out directory)")
+        raise InputError(f"{path}: not found (expected a fleetsim run's --out directory, "
+                         "run with --requests-detail full or no-itl)")
     csv.field_size_limit(1 << 30)
     ttft, tpot, lat = [], [], []
     reader = csv.DictReader(line for _, line in text_lines(path, "fleetsim requests.csv"))

@@ -4,7 +4,7 @@
     result = fleetsim.simulate("cluster.yaml", "workload.jsonl", instances=4, router="least_loaded")
     result.summary["ttft_ms"]["p99"]
     result.requests            # pandas DataFrame (numpy structured array without pandas)
-    result.save("out/run1")    # requests.csv, summary.json, timeseries.csv
+    result.save("out/run1")    # requests.csv, summary.json, timeseries.csv, timeseries_fleet.csv
 
 The public names are re-exported from the layers below (no logic here): `simulate`, `Result`,
 `RunOptions` (the options `simulate` takes), `load_workload`, `load_cluster_config`,

@@ -1,7 +1,8 @@
 """`TimeSeries`: 1-second buckets of one instance's activity.
 
 Per bucket (by step end time): prompt tokens computed, generation tokens produced, steps, and
-the running / waiting / KV-blocks-used levels at the end of the bucket's last step.
+the running / waiting / KV-blocks-used levels at the end of the bucket's last step. Buckets
+without a step have no row here (the fleet's writer, cluster/timeseries_writer.py, fills them).
 """
 from __future__ import annotations
 
@@ -58,9 +59,10 @@ class TimeSeries:
             prompt = 0
             i = j
 
-    def drain(self, final: bool = False) -> list[tuple]:
-        """Completed buckets (and the open one too when `final`)."""
-        if final and self._cur is not None:
+    def drain(self, final: bool = False, before: int | None = None) -> list[tuple]:
+        """Completed buckets; the open one too when `final`, or when it lies before bucket
+        `before` (the caller knows that every later step ends in bucket `before` or after)."""
+        if self._cur is not None and (final or (before is not None and self._bucket < before)):
             self.rows.append(tuple(self._cur))
             self._cur, self._bucket = None, -1
         out, self.rows = self.rows, []

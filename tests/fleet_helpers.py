@@ -38,9 +38,12 @@ def run_cli(out: Path, *extra: str, cluster: Path = FLEET_CLUSTER, workload: Pat
     return out
 
 
-def outputs(out: Path) -> tuple[bytes, bytes, bytes]:
-    """The bytes of requests.csv, summary.json and timeseries.csv (all deterministic)."""
-    return tuple((out / name).read_bytes() for name in ("requests.csv", "summary.json", "timeseries.csv"))
+OUTPUT_FILES = ("requests.csv", "summary.json", "timeseries.csv", "timeseries_fleet.csv")
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """{name: bytes} of every output file present (all deterministic)."""
+    return {name: (out / name).read_bytes() for name in OUTPUT_FILES if (out / name).exists()}
 
 
 def instance_of(out: Path) -> dict[int, int]:

@@ -40,7 +40,8 @@ def test_simulate_writes_nothing_and_saves_the_cli_bytes(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     res = fleetsim.simulate(str(CLUSTER), str(WORKLOAD), **OPTIONS)
     assert os.listdir(tmp_path) == []
-    assert res.folder is None and res.names == ["requests.csv", "summary.json", "timeseries.csv"]
+    assert res.folder is None and res.names == ["requests.csv", "summary.json", "timeseries.csv",
+                                                "timeseries_fleet.csv"]
     assert _files(res.save(tmp_path / "saved")) == cli_files
     assert res.summary["num_requests"] == 60
 
@@ -136,4 +137,5 @@ def test_quickstart_example_runs(tmp_path):
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     assert "least_loaded" in run.stdout and "300 requests on 2 instances" in run.stdout
-    assert sorted(os.listdir(tmp_path / "out" / "quickstart")) == ["requests.csv", "summary.json", "timeseries.csv"]
+    assert sorted(os.listdir(tmp_path / "out" / "quickstart")) == ["requests.csv", "summary.json", "timeseries.csv",
+                                                                   "timeseries_fleet.csv"]

@@ -94,9 +94,9 @@ def test_local_runs_are_byte_identical(tmp_path):
 
 def test_timeseries_totals_add_up(tmp_path):
     out = run_cli(tmp_path / "t", "--instances", "4", "--num-requests", "100")
-    rows = list(csv.DictReader(open(out / "timeseries.csv", newline="")))
-    per = [r for r in rows if r["instance"] != "all"]
-    tot = {r["second"]: r for r in rows if r["instance"] == "all"}
+    per = list(csv.DictReader(open(out / "timeseries.csv", newline="")))
+    tot = {r["second"]: r for r in csv.DictReader(open(out / "timeseries_fleet.csv", newline=""))}
+    assert len(per) == 4 * len(tot)
     for sec, t in tot.items():
         assert int(t["generation_tokens"]) == sum(int(r["generation_tokens"]) for r in per if r["second"] == sec)
     summary = json.loads((out / "summary.json").read_text())

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleetsim.cluster.metrics import MetricsCollector, _as_float_in_place, format_row, request_row, stats_ms
+from fleetsim.cluster.metrics import MetricsCollector, _as_float_in_place, request_row, stats_ms
 from fleetsim.cluster.records import RecordBatch
+from fleetsim.cluster.requests_csv import format_row, format_row_no_itl
 from fleetsim.instance.request import Request
 from conftest import make_engine, req, run_all
 
@@ -42,6 +43,7 @@ def test_two_request_rows():
     assert row1[6:11] == (2_840, 710, 1_820, 1_020, [1_020])
     assert format_row(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,"[1010, 1110, 1020]",0,0\n'
     assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0\n'
+    assert format_row_no_itl(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,,0,0\n'
 
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row0, row1], {0: "m"}))
@@ -78,10 +80,13 @@ def test_tpot_rounds_to_nearest_ns(arrival, times, expected_tpot):
 def test_single_output_request_has_no_tpot_and_no_itl():
     row = request_row(_fake_req(1_000, [4_000], first_sched=1_500))
     assert row[6:11] == (3_000, 500, 3_000, 0, [])
+    assert format_row(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,"[]",0,0\n'       # TPOT empty
+    assert format_row_no_itl(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,,0,0\n'
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row], {row[0]: "m"}))
     s = mc.summary()
-    assert s["tpot_ms"] == {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p95": 0.0, "p99": 0.0}
+    assert s["tpot_ms"] == {"mean": None, "p50": None, "p90": None, "p95": None, "p99": None}
+    assert s["itl_ms"] == s["tpot_ms"]
     assert s["ttft_ms"]["mean"] == pytest.approx(3e-3)
 
 

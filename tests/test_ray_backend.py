@@ -45,6 +45,14 @@ def test_ray_matches_local_with_sessions_and_instances_per_actor(ray_session, tm
     assert got == local
 
 
+@pytest.mark.parametrize("detail", ["no-itl", "none"])
+def test_ray_matches_local_for_every_requests_detail(ray_session, tmp_path, detail):
+    common = ("--instances", "6", "--router", "least_kv", "--num-requests", "60", "--requests-detail", detail)
+    local = outputs(run_cli(tmp_path / "l", *common))
+    assert ("requests.csv" in local) == (detail != "none") and "timeseries_fleet.csv" in local
+    assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2")) == local
+
+
 def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
     from fleetsim.cluster.backends.ray_backend import RayBackend
     from fleetsim.cluster.config import load_cluster_config

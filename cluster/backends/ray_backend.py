@@ -103,7 +103,7 @@ class HostActorImpl:
         self.host = None
         sys.addaudithook(self._audit)
 
-    def load(self, shared: dict, assignments: list, fast_forward: bool = True) -> None:
+    def load(self, shared: dict, assignments: list, fast_forward: bool = True, requests_detail: str = "full") -> None:
         from fleetsim.cluster.host import InstanceHost
         from fleetsim.costmodel import CostModel
         from fleetsim.instance.pipeline import make_engine
@@ -114,7 +114,7 @@ class HostActorImpl:
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
             engines[idx] = make_engine(cm, spec.engine, idx, fast_forward)
             models[idx] = spec.model
-        self.host = InstanceHost(engines, models)
+        self.host = InstanceHost(engines, models, requests_detail)
         self.opened = []
 
     def _audit(self, event, args):
@@ -144,7 +144,8 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
-                 ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True):
+                 ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True,
+                 requests_detail: str = "full"):
         for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
             if value is not None and value < 1:
                 raise InputError(f"{flag} must be >= 1, got {value}")
@@ -166,7 +167,7 @@ class RayBackend:
             for idx in block:
                 self.owner[idx] = a
             loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block],
-                                                    fast_forward))
+                                                    fast_forward, requests_detail))
         ray.get(loads)
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from fleetsim.cluster.cli.common import engine_flags
+from fleetsim.cluster.requests_csv import DETAILS
 
 
 def register(sub) -> None:
@@ -16,6 +17,9 @@ def register(sub) -> None:
     run.add_argument("--time-scale", type=float, default=1.0,
                      help="multiply trace inter-arrival times (Azure/Mooncake; < 1 = more load)")
     run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--requests-detail", choices=DETAILS, default="full",
+                     help="requests.csv: full (with the ITL list, default), no-itl (ITL cells empty), "
+                          "none (no requests.csv)")
     run.add_argument("--num-requests", type=int, help="use only the first N requests")
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")

@@ -45,7 +45,8 @@ def main() -> None:
     import numpy as np
 
     from fleetsim.cluster.fleet import load_cost_model, make_engine
-    from fleetsim.cluster.metrics import format_row, request_row, stats_ms
+    from fleetsim.cluster.metrics import request_row, stats_ms
+    from fleetsim.cluster.requests_csv import format_row
     from fleetsim.cluster.records import RecordBatch
 
     start = process_s("pass")
