@@ -41,9 +41,9 @@ def run_cli(out: Path, *extra: str, cluster: Path = FLEET_CLUSTER, workload: Pat
 OUTPUT_FILES = ("requests.csv", "summary.json", "timeseries.csv", "timeseries_fleet.csv")
 
 
-def outputs(out: Path) -> dict[str, bytes]:
-    """{name: bytes} of every output file present (all deterministic)."""
-    return {name: (out / name).read_bytes() for name in OUTPUT_FILES if (out / name).exists()}
+def outputs(out: Path) -> tuple:
+    """The bytes of each of OUTPUT_FILES, in that order (all deterministic; None if absent)."""
+    return tuple((out / name).read_bytes() if (out / name).exists() else None for name in OUTPUT_FILES)
 
 
 def instance_of(out: Path) -> dict[int, int]:
