@@ -18,6 +18,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     engine:                            # vLLM names (instance.config.EngineConfig)
       max_num_seqs: 128
       max_num_batched_tokens: 2048
+      async_scheduling: true           # vLLM >= 0.14's default (off with pp > 1)
     instances: 1                       # a count, or a list of per-instance overrides:
     #  - {count: 2, hardware: H100-SXM-80GB, tp: 2, engine: {max_num_seqs: 64}}
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}

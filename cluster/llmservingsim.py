@@ -16,7 +16,9 @@ ignore it)}`, `ep_size`, `dp_group`, `pd_type`:
   `ep_size` becomes the instance's `ep` (the cost model says where it is not supported).
 - `placement` (weights / KV on host or CXL memory) is refused.
 Every other key is an input error naming it. Engine limits are LLMServingSim's defaults
-(max_num_seqs 128, max_num_batched_tokens 2048).
+(max_num_seqs 128, max_num_batched_tokens 2048), and async scheduling is off: LLMServingSim does
+not model it, and a JSON read unchanged reproduces its arithmetic (`--async-scheduling` turns
+it on; docs/engine.md).
 
 Collectives of such an instance follow LLMServingSim's network, `AstraSimNetwork(link_bw,
 link_latency, npu_mem.mem_bw)`; `link_bw` / `link_latency` / `mem_bw` are required for
@@ -31,7 +33,7 @@ from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.instance.config import EngineConfig
 
-LLMSERVINGSIM_ENGINE = {"max_num_seqs": 128, "max_num_batched_tokens": 2048}
+LLMSERVINGSIM_ENGINE = {"max_num_seqs": 128, "max_num_batched_tokens": 2048, "async_scheduling": False}
 TOP_KEYS = {"num_nodes", "link_bw", "link_latency", "nodes", "cxl_mem"}
 NODE_KEYS = {"num_instances", "instances", "cpu_mem", "power"}
 INSTANCE_KEYS = {"model_name", "hardware", "npu_mem", "num_npus", "tp_size", "pp_size", "ep_size", "dp_group",

@@ -30,7 +30,7 @@ from fleetsim.cluster.workload import Workload, load_workload
 
 ENGINE_OPTIONS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
                   "gpu_memory_utilization", "long_prefill_token_threshold", "max_model_len",
-                  "enable_prefix_caching", "enable_chunked_prefill")
+                  "enable_prefix_caching", "enable_chunked_prefill", "async_scheduling")
 RAY_OPTIONS = ("actors", "instances_per_actor", "ray_address")
 
 
@@ -62,6 +62,7 @@ class RunOptions:
     max_model_len: int | None = None
     enable_prefix_caching: bool | None = None
     enable_chunked_prefill: bool | None = None
+    async_scheduling: bool | None = None    # vLLM's async scheduling (docs/engine.md; None: on)
 
 
 def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:

@@ -12,7 +12,9 @@ class EngineConfig:
     block 16, chunked prefill and prefix caching on). `num_gpu_blocks` overrides the computed
     KV capacity (a real run's logged value can be used as-is). `max_model_len` defaults to the
     model's max_position_embeddings; a request longer than it, or than the whole KV cache, is
-    rejected at load time (vLLM refuses such requests too).
+    rejected at load time (vLLM refuses such requests too). `async_scheduling` is vLLM's
+    (`--async-scheduling` / `--no-async-scheduling`): None is vLLM ≥ 0.14's default, on except
+    with pipeline parallelism (docs/engine.md); True with pp > 1 is rejected, as vLLM does.
     """
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
@@ -23,6 +25,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     num_gpu_blocks: int | None = None
     max_model_len: int | None = None
+    async_scheduling: bool | None = None
 
     def validate(self, source: str = "engine config") -> None:
         """Raise ValueError naming the first bad field."""
@@ -33,6 +36,8 @@ class EngineConfig:
         for key in ("enable_chunked_prefill", "enable_prefix_caching"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{source}: {key} must be true or false, got {getattr(self, key)!r}")
+        if self.async_scheduling is not None and not isinstance(self.async_scheduling, bool):
+            raise ValueError(f"{source}: async_scheduling must be true or false, got {self.async_scheduling!r}")
         if not _is_int(self.long_prefill_token_threshold) or self.long_prefill_token_threshold < 0:
             raise ValueError(f"{source}: long_prefill_token_threshold must be an integer >= 0")
         util = self.gpu_memory_utilization

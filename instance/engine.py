@@ -2,9 +2,24 @@
 
 Steps are events: a step starts when the previous one ends (or, when idle, at the next
 arrival), takes `cost_model.time_batch + cpu_overhead` ns, and its tokens count at its end.
-Requests that arrive while a step runs are first seen by the next step's scheduler. The first
-output token comes from the step that computes the last prompt token; each later step of a
-running request produces one token.
+The first output token comes from the step that computes the last prompt token; each later step
+of a running request produces one token.
+
+Synchronous scheduling (`async_scheduling: false`, LLMServingSim's arithmetic): a step's batch
+is chosen when it starts, so a request that arrives while a step runs is first seen by the next
+step's scheduler, and a request that finishes frees its seat and blocks at the end of its step.
+
+Async scheduling (vLLM ≥ 0.14's default; docs/engine.md): vLLM schedules step n+1 while step n
+runs (a batch queue of depth 2) and learns step n's outputs one step late. Here that is:
+- step n+1's batch is chosen with what was known when step n started (`seen_ns`): arrivals up
+  to then, and the requests that finish in step n still holding their seats and blocks (they
+  are `finishing`, skipped, and released right after step n+1 is scheduled). A request that
+  arrives during step n joins step n+2 at the earliest;
+- a decode, or the first decode after a prefill, is scheduled in every step all the same (vLLM
+  counts the token in flight as a placeholder), so token times within a request are unchanged;
+- when that choice is empty, vLLM waits for step n's outputs and schedules afresh: the
+  finishing requests are released, arrivals up to now are taken, and the scheduler runs again.
+Token times and finishes are reported at the end of their step, as without the lag.
 """
 from __future__ import annotations
 
@@ -50,6 +65,8 @@ class Engine:
         self.output_tokens_done = 0
         self.series = TimeSeries()
         self.fast_forward = fast_forward   # exact multi-step decode (instance/fast_forward.py)
+        self.async_scheduling = config.async_scheduling is not False   # None: vLLM's default, on
+        self.seen_ns = 0   # async: what the next step's scheduler knows is the state as of this time
 
     def check_request(self, req: Request) -> None:
         """Raise RequestRejected if `req` can never be served here (or is malformed: a request
@@ -89,12 +106,14 @@ class Engine:
         that the caller can release the follow-up at its exact arrival time.
         """
         sched, pending, waiting = self.scheduler, self.pending, self.scheduler.waiting
+        lag = self.async_scheduling
         while True:
-            while pending and pending[0][0] <= self.now:
+            seen = self.seen_ns if lag else self.now
+            while pending and pending[0][0] <= seen:
                 waiting.append(heapq.heappop(pending)[2])
             if not sched.running and not waiting:
                 if pending and pending[0][0] < t_end:
-                    self.now = pending[0][0]
+                    self.now = self.seen_ns = pending[0][0]
                     continue
                 return
             if self.now >= t_end:
@@ -113,15 +132,40 @@ class Engine:
             self.advance_until(NEVER)
 
     def _step(self) -> bool:
-        """One engine step; True if a request with a follow-up turn finished in it."""
+        """One engine step; True if a request with a follow-up turn finished in it. With async
+        scheduling there may be nothing to run once the finishing requests are released: then
+        no step is taken."""
         start = self.now
-        scheduled, batch, prompt_tokens = self.schedule_batch(start)
+        if self.async_scheduling:
+            scheduled = self._schedule_async(start)
+            if not scheduled:
+                return False
+            batch, prompt_tokens = self.shape_of(scheduled)
+        else:
+            scheduled, batch, prompt_tokens = self.schedule_batch(start)
         cm = self.cost_model
         end = start + cm.time_batch(batch) + cm.cpu_overhead_ns(len(scheduled))
         self.now = end
         self.steps += 1
         self.busy_ns += end - start
         return self.complete_batch(scheduled, end, prompt_tokens)
+
+    def _schedule_async(self, start: int) -> list:
+        """The batch of the step starting at `start`, chosen as vLLM's async scheduler chose it
+        when the previous step started (see the module docstring); empty if there is nothing
+        to run even with everything known at `start`."""
+        sched = self.scheduler
+        scheduled = sched.schedule(self.seen_ns)
+        sched.release_finishing()
+        if not scheduled:
+            pending, waiting = self.pending, sched.waiting
+            while pending and pending[0][0] <= start:
+                waiting.append(heapq.heappop(pending)[2])
+            scheduled = sched.schedule(start)
+            if not scheduled and (sched.running or waiting):
+                raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
+        self.seen_ns = start
+        return scheduled
 
     def schedule_batch(self, start: int, allow_empty: bool = False) -> tuple[list, BatchShape, int]:
         """The scheduler's choice at `start`, its `BatchShape`, and its prompt tokens."""
@@ -130,6 +174,10 @@ class Engine:
             if allow_empty:
                 return scheduled, None, 0
             raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
+        return (scheduled, *self.shape_of(scheduled))
+
+    def shape_of(self, scheduled: list) -> tuple[BatchShape, int]:
+        """The `BatchShape` of (request, new_tokens) pairs and their prompt tokens."""
         # one pass for the shape and the prompt tokens: `BatchShape.of_pairs` of the (tokens,
         # context) pairs computes the same shape, at ~1.7x the cost for 100 sequences (checked
         # against it step by step in tests/test_scheduler.py)
@@ -153,7 +201,7 @@ class Engine:
                 if ctx < d_min:
                     d_min = ctx
         batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
-        return scheduled, batch, prompt_tokens
+        return batch, prompt_tokens
 
     def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:
         """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests.
@@ -162,9 +210,15 @@ class Engine:
         self.output_tokens_done += produced
         followup = self.finish(done)
         sched = self.scheduler
-        self.series.record(end, prompt_tokens, produced, len(sched.running),
+        self.series.record(end, prompt_tokens, produced, self.num_running,
                            len(sched.waiting), self.blocks.num_used)
         return followup
+
+    @property
+    def num_running(self) -> int:
+        """Running requests, not counting those finished whose release is pending (async)."""
+        s = self.scheduler
+        return len(s.running) - len(s.finishing)
 
     def produce(self, scheduled: list, end: int) -> tuple[int, list[Request]]:
         """Count the batch's computed tokens; a request whose tokens are all computed produces
@@ -190,13 +244,19 @@ class Engine:
         return produced, done
 
     def finish(self, done: list[Request]) -> bool:
-        """Retire finished requests; True if one of them has a follow-up turn."""
+        """Retire finished requests (reported at once; with async scheduling their seats and
+        blocks are released after the next step is scheduled); True if one of them has a
+        follow-up turn."""
         followup = False
         if done:
-            running = self.scheduler.running
+            sched = self.scheduler
+            running, finishing, lag = sched.running, sched.finishing, self.async_scheduling
             for req in done:
-                running.remove(req)
-                self.blocks.free(req)
+                if lag:
+                    finishing[req.rid] = req
+                else:
+                    running.remove(req)
+                    self.blocks.free(req)
                 self.finished.append(req)
                 followup = followup or req.followup is not None
         return followup
@@ -223,5 +283,5 @@ class Engine:
         for _, _, req in self.pending:
             prefill += req.prompt_len
             decode += req.output_len
-        return (len(s.waiting) + len(self.pending), len(s.running), self.blocks.num_used, self.blocks.num_blocks,
+        return (len(s.waiting) + len(self.pending), self.num_running, self.blocks.num_used, self.blocks.num_blocks,
                 prefill, decode, self.now)

@@ -18,6 +18,10 @@ when they leave or the run ends: a member that joined at step `run_from` produce
 every step since. The run ends, and stepping takes over, when no request is running, at the
 window end, at a follow-up turn, before a step whose new blocks do not fit, and after a step
 that admitted a partial prefill.
+With async scheduling (engine.py) a step's scheduler sees the arrivals up to the start of the
+step before it (`seen`), so a stretch runs while that time is before the next arrival; a run
+does not start while a finished request's release is pending, and ends after a step in which a
+member finishes (its release follows the next step's schedule, which stepping does).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def fast_forward(engine, t_end: int) -> tuple[int, bool]:
     sched = engine.scheduler
     running = sched.running
     n = len(running)
-    if n == 0 or n > engine.config.max_num_batched_tokens:
+    if n == 0 or n > engine.config.max_num_batched_tokens or sched.finishing:
         return 0, False
     for req in running:
         if req.num_tokens - req.num_computed != 1:
@@ -62,6 +66,8 @@ class _Run:
         self.cm = engine.cost_model
         self.identity = identity
         self.now0 = self.t = engine.now
+        self.lag = engine.async_scheduling
+        self.seen = engine.seen_ns      # async: what the next step's scheduler knows (engine.py)
         self.ends: list[int] = []       # end time of each step of the run
         self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
         self.produced = 0
@@ -71,7 +77,7 @@ class _Run:
         self.need: list = []
         self.bases: list[int] = []      # sorted
         self.phase: dict[int, list] = {}     # base mod bs -> members with identity (they fill a block together)
-        self.lag: dict[int, list] = {}       # step -> members whose cache registration lags at it
+        self.late: dict[int, list] = {}      # step -> members whose cache registration lags at it
         for order, r in enumerate(running):      # `join(r, 0)` for each, heaps built at once
             b = self.enter(r, 0, order)
             self.bases.append(b)
@@ -106,7 +112,7 @@ class _Run:
         if self.identity and r.has_identity:
             self.phase.setdefault(b % bs, []).append(r)
             if r.num_cached_blocks < (r.num_computed + 1) // bs:
-                self.lag.setdefault(j, []).append(r)
+                self.late.setdefault(j, []).append(r)
         return b
 
     def leave(self, done: list, j: int) -> bool:
@@ -152,31 +158,33 @@ class _Run:
         starting = [r for r in running if r.num_output == 0]    # last prompt token: first output at step 0
         first_prompt = len(starting)
         while running and self.t < t_end:
-            while pending and pending[0][0] <= self.t:
+            seen = self.seen if self.lag else self.t
+            while pending and pending[0][0] <= seen:
                 waiting.append(heappop(pending)[2])
             prompt_tokens = 0 if self.ends else first_prompt
             if _admits(engine):
-                go_on, followup = self.admission_step(prompt_tokens)
+                go_on, followup = self.admission_step(prompt_tokens, seen)
                 if not go_on:
                     break
                 continue
-            limit = min(t_end, pending[0][0]) if pending else t_end
-            k, followup = self.decode_stretch(limit, prompt_tokens)
-            if k == 0 or followup or self.blocked:
+            k, followup = self.decode_stretch(t_end, pending[0][0] if pending else t_end, prompt_tokens)
+            if k == 0 or followup or self.blocked or sched.finishing:
                 break
         steps = len(self.ends)
         if steps:
             engine.prompt_tokens_done += sum(r.prompt_len for r in starting)
         self.bring_up_to_date(running, steps - 1)
         engine.now = self.t
+        engine.seen_ns = self.seen
         engine.steps += steps
         engine.busy_ns += self.t - self.now0
         engine.output_tokens_done += self.produced
         return steps, followup
 
-    def decode_stretch(self, limit: int, prompt_tokens: int) -> tuple[int, bool]:
-        """Decode-only steps starting before `limit`, up to and including the first in which a
-        member finishes, as long as their new blocks fit; returns (steps, follow-up)."""
+    def decode_stretch(self, t_end: int, arrival: int, prompt_tokens: int) -> tuple[int, bool]:
+        """Decode-only steps starting before `t_end` whose scheduler has not seen `arrival` (the
+        next one), up to and including the first in which a member finishes, as long as their
+        new blocks fit; returns (steps, follow-up)."""
         engine, kv = self.engine, self.kv
         running = self.sched.running
         n = len(running)
@@ -186,22 +194,23 @@ class _Run:
         overhead = self.cm.cpu_overhead_ns(n)
         step = self.cm.decode_steps(n, self.base_sum + n * j0, self.bases[0] + j0, self.bases[-1] + j0)
         ends, gaps, events = self.ends, self.gaps, []
-        t = self.t
+        t, seen, lag = self.t, self.seen, self.lag
         j = 0
-        while j < left and t < limit:
+        while j < left and t < t_end and (seen if lag else t) < arrival:
             mark = self.step_events(j0 + j, events)
             if len(events) > free:           # stepping would preempt here: stop before this step
                 del events[mark:]
                 self.blocked = True
                 break
             gap = step(j) + overhead
+            seen = t
             t += gap
             ends.append(t)
             gaps.append(gap)
             j += 1
         if j == 0:
             return 0, False
-        self.t = t
+        self.t, self.seen = t, seen
         self.produced += n * j
         used = self.give_blocks(events, j0, j)
         series, waiting = engine.series, len(self.sched.waiting)
@@ -209,12 +218,12 @@ class _Run:
         followup = False
         if j == left:
             followup = self.leave(self.finishing(j0 + j - 1), j0 + j - 1)
-        series.record(t, prompt_tokens if j == 1 else 0, n, len(running), waiting, kv.num_used)
+        series.record(t, prompt_tokens if j == 1 else 0, n, engine.num_running, waiting, kv.num_used)
         return j, followup
 
-    def admission_step(self, prompt_tokens: int) -> tuple[bool, bool]:
-        """One step that admits waiting requests (the scheduler's own admission, after the
-        members' block needs of the step); returns (the run may go on, follow-up)."""
+    def admission_step(self, prompt_tokens: int, seen: int) -> tuple[bool, bool]:
+        """One step that admits waiting requests (the scheduler's own admission at `seen`,
+        after the members' block needs of the step); returns (the run may go on, follow-up)."""
         engine, kv, sched = self.engine, self.kv, self.sched
         running = sched.running
         n = len(running)
@@ -225,11 +234,12 @@ class _Run:
             return False, False
         self.give_blocks(events, j, 1)
         admitted = []
-        sched.admit(self.t, engine.config.max_num_batched_tokens - n, admitted)
+        sched.admit(seen, engine.config.max_num_batched_tokens - n, admitted)
         pairs = [(a, r.num_computed) for r, a in admitted]
         prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
         shape = BatchShape.with_decodes(pairs, n, self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
         gap = self.cm.time_batch(shape) + self.cm.cpu_overhead_ns(n + len(pairs))
+        self.seen = self.t
         self.t += gap
         self.ends.append(self.t)
         self.gaps.append(gap)
@@ -237,15 +247,15 @@ class _Run:
         self.produced += n + produced
         followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
         followup = engine.finish(done_admitted) or followup
-        engine.series.record(self.t, prompt_tokens, n + produced, len(running), len(sched.waiting), kv.num_used)
-        go_on = not followup             # admitting nothing: the next step tries again, as stepping does
+        engine.series.record(self.t, prompt_tokens, n + produced, engine.num_running, len(sched.waiting), kv.num_used)
+        go_on = not followup and not sched.finishing     # admitting nothing: the next step tries again, as stepping does
         for r, _ in admitted:
-            if r.num_output < r.output_len:
-                # counts up to date before step j + 1, also for one that does not join (the run
-                # then ends, and bringing the running requests up to date must skip it)
-                r.run_from = j + 1
-                if r.num_output == 0 or r.num_tokens - r.num_computed != 1:
-                    go_on = False                # its prefill is not done
+            # counts up to date before step j + 1, also for one that does not join or is done
+            # (the run then ends, and bringing the running requests up to date must skip it;
+            # with async scheduling a finished one stays running until its release)
+            r.run_from = j + 1
+            if r.num_output < r.output_len and (r.num_output == 0 or r.num_tokens - r.num_computed != 1):
+                go_on = False                    # its prefill is not done
         if go_on:
             for r, _ in admitted:
                 if r.num_output < r.output_len:
@@ -278,7 +288,7 @@ class _Run:
                 e += 1
             for r in self.phase.get(-(s + 1) % self.bs, ()):
                 movers[r.run_order] = r
-            for r in self.lag.pop(s, ()):
+            for r in self.late.pop(s, ()):
                 movers[r.run_order] = r
             for o in sorted(movers):
                 r = movers[o]

@@ -7,8 +7,11 @@ send/recv of its hidden states (`CostModel.p2p_ns`) and the stage is free; its t
 when the last stage ends. Stage times come from `CostModel.stage_times_ns` (layers split
 evenly, the remainder to the earlier stages); the host overhead is spent before stage 0.
 Stages process batches first-in first-out, so batches complete in the order they started.
-With pp = 1 this is exactly `Engine`. Fast-forward does not apply (batches overlap in the
-stages), so the `fast_forward` argument is accepted for a uniform signature and ignored.
+With pp = 1 this is exactly `Engine` with synchronous scheduling. Fast-forward does not apply
+(batches overlap in the stages), so the `fast_forward` argument is accepted for a uniform
+signature and ignored. Async scheduling is not modelled with pp > 1: vLLM 0.14–0.19 leaves it
+off by default there (the batch queue holds pp micro-batches instead), so `async_scheduling:
+null` means off here and `true` is rejected.
 """
 from __future__ import annotations
 
@@ -20,7 +23,11 @@ from fleetsim.instance.engine import NEVER, Engine
 
 class PipelineEngine(Engine):
     def __init__(self, cost_model, config, instance_id: int = 0, fast_forward: bool = True):
+        if config.async_scheduling:
+            raise ValueError(f"async_scheduling with pp {cost_model.pp}: not supported (vLLM 0.14-0.19 runs "
+                             f"pipeline parallelism without it); leave async_scheduling unset or set it to false")
         super().__init__(cost_model, config, instance_id, fast_forward=False)
+        self.async_scheduling = False
         self.pp = cost_model.pp
         self.stage_free = [0] * self.pp
         self.in_flight: deque = deque()     # (end_ns, scheduled, prompt_tokens)

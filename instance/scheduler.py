@@ -12,6 +12,12 @@ Per step, with a token budget of `max_num_batched_tokens`:
    that does not fit (blocks, or, without chunked prefill, a prompt larger than the budget).
 With pipeline parallelism, requests of a batch still in flight are skipped (and never
 preempted) until that batch completes.
+With async scheduling (vLLM's `AsyncScheduler`), a request whose last token comes from the
+step in flight is `finishing`: it keeps its seat and blocks, is skipped (vLLM does not schedule a
+step past `max_tokens`), and may still be chosen as a preemption victim, which frees its blocks at
+once and ends its stay (vLLM prepends it to the waiting queue and drops it when its last token
+arrives; it is not counted as a preemption here: nothing is recomputed). The engine calls
+`release_finishing` after the next step is scheduled (engine.py).
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ class Scheduler:
         self.prefix_queries = 0   # tokens looked up in the prefix cache at admission
         self.prefix_hits = 0      # of which were cached
         self.in_flight: set[int] = set()   # ids of requests in a pipelined batch not yet done
+        self.finishing: dict[int, Request] = {}   # async: id -> request done, not yet released
 
     def schedule(self, now_ns: int) -> list[tuple[Request, int]]:
         """Choose this step's (request, new_tokens) pairs; updates running/waiting and blocks."""
@@ -40,13 +47,13 @@ class Scheduler:
         threshold = cfg.long_prefill_token_threshold
         running = self.running
         bs, caching = kv.block_size, kv.enable_caching
-        in_flight = self.in_flight
+        in_flight, finishing = self.in_flight, self.finishing
         scheduled: list[tuple[Request, int]] = []
         preempted = False
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
-            if in_flight and req.rid in in_flight:
+            if (in_flight and req.rid in in_flight) or (finishing and req.rid in finishing):
                 i += 1
                 continue
             n = req.num_tokens - req.num_computed
@@ -119,7 +126,18 @@ class Scheduler:
                 return running.pop(j)
         raise RuntimeError("no preemptible request")
 
+    def release_finishing(self) -> None:
+        """Retire the finishing requests (async scheduling): seats and blocks become free."""
+        for req in self.finishing.values():
+            self.running.remove(req)
+            self.blocks.free(req)
+        self.finishing = {}
+
     def _preempt(self, req: Request) -> None:
+        if self.finishing and req.rid in self.finishing:
+            del self.finishing[req.rid]      # done already: its blocks go, nothing to recompute
+            self.blocks.free(req)
+            return
         self.blocks.free(req, preempted=True)
         req.num_computed = 0
         req.preemptions += 1

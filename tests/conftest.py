@@ -60,8 +60,11 @@ def step_ns(tokens: int) -> int:
 
 
 def make_engine(**cfg) -> Engine:
-    """An Engine on the fake cost model; `cfg` are EngineConfig fields (num_gpu_blocks default 1000)."""
+    """An Engine on the fake cost model; `cfg` are EngineConfig fields (num_gpu_blocks default
+    1000; synchronous scheduling unless `async_scheduling=True`: the hand-computed step tables
+    of the scheduler tests are those of vLLM's synchronous loop)."""
     cfg.setdefault("num_gpu_blocks", 1000)
+    cfg.setdefault("async_scheduling", False)
     return Engine(FakeCostModel(), EngineConfig(**cfg))
 
 

@@ -136,6 +136,7 @@ def scenario(draw):
         enable_chunked_prefill=chunked,
         enable_prefix_caching=draw(st.booleans()),
         long_prefill_token_threshold=draw(st.sampled_from([0, 0, 1, 5, 17])),
+        async_scheduling=draw(st.booleans()),
     )
     return cfg, reqs
 

@@ -7,6 +7,8 @@ from test_block_manager import scenario
 
 CASES = {
     "example": ("--num-requests", "300"),
+    "example-synchronous": ("--num-requests", "300", "--no-async-scheduling"),
+    "kv-pressure-synchronous": ("--num-gpu-blocks", "600", "--num-requests", "150", "--no-async-scheduling"),
     "fleet-least-loaded": ("--instances", "4", "--router", "least_loaded"),
     "kv-pressure-preemptions": ("--num-gpu-blocks", "600", "--num-requests", "150"),
     "no-prefix-caching": ("--no-prefix-caching", "--num-requests", "150"),
@@ -109,7 +111,8 @@ def _run_windows(cfg, specs, fast_forward: bool, window_ns: int):
 @given(scenario(), st.sampled_from([50, 700, 5_000, 10**9]))
 def test_fuzz_fast_forward_equals_stepping(case, window_ns):
     """Random engines and workloads (KV pressure and preemption, chunking, thresholds, seat caps,
-    prefix caching with and without token identity), delivered in windows: fast-forward on and
-    off give the same token times, counters, time series and free-block order."""
+    prefix caching with and without token identity, async scheduling on and off), delivered in
+    windows: fast-forward on and off give the same token times, counters, time series and
+    free-block order."""
     cfg, specs = case
     assert _run_windows(cfg, specs, True, window_ns) == _run_windows(cfg, specs, False, window_ns)

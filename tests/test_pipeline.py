@@ -70,11 +70,11 @@ def _random_requests(seed):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_one_stage_pipeline_engine_equals_engine(seed):
-    """PipelineEngine with pp = 1 is the plain engine, preemptions included."""
+    """PipelineEngine with pp = 1 is the plain engine with synchronous scheduling, preemptions included."""
     times = []
     for cls in (Engine, PipelineEngine):
         e = cls(PipelinedFake(1, num_blocks=40), EngineConfig(num_gpu_blocks=40, block_size=4,
-                                                              max_num_batched_tokens=64))
+                                                              max_num_batched_tokens=64, async_scheduling=False))
         reqs = _random_requests(seed)
         for r in reqs:
             e.add_request(r)
@@ -124,3 +124,10 @@ def test_fleet_run_with_pp(tmp_path):
 
 def test_make_engine_picks_plain_engine_for_one_stage():
     assert type(make_engine()) is Engine
+
+
+def test_pipeline_rejects_async_scheduling_and_leaves_the_default_off():
+    """vLLM 0.14-0.19 runs pp > 1 without async scheduling: unset means off, true is refused."""
+    assert new_engine(PipelinedFake(2), EngineConfig(num_gpu_blocks=1000)).async_scheduling is False
+    with pytest.raises(ValueError, match="async_scheduling with pp 2: not supported"):
+        new_engine(PipelinedFake(2), EngineConfig(num_gpu_blocks=1000, async_scheduling=True))

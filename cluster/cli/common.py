@@ -17,6 +17,9 @@ def engine_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-model-len", type=int)
     g.add_argument("--no-prefix-caching", action="store_true")
     g.add_argument("--no-chunked-prefill", action="store_true")
+    g.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,
+                   help="vLLM >= 0.14's async scheduling (default: on; off for an LLMServingSim cluster JSON "
+                        "and with pp > 1); --no-async-scheduling reproduces LLMServingSim's arithmetic")
 
 
 def config_from_args(args):
