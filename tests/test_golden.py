@@ -13,8 +13,10 @@ instance in every second it had no step (6 rows in each 4-instance case); every 
 unchanged. requests.csv and summary.json did not move: these workloads have no one-token output
 (no empty TPOT) and no undefined statistic.
 
-The hashes are of synchronous scheduling (`--no-async-scheduling`, LLMServingSim's arithmetic):
-the flag reproduces the bytes of the code before async scheduling existed.
+GOLDEN, GOLDEN_SUMMARY, GOLDEN_TIMESERIES and GOLDEN_FLEET_TIMESERIES are of synchronous
+scheduling (`--no-async-scheduling`, LLMServingSim's arithmetic): the flag reproduces the bytes
+of the code before async scheduling existed. The *_ASYNC hashes are of the default, vLLM's async
+scheduling (docs/engine.md), pinned when it became the default.
 """
 import hashlib
 import json
@@ -67,16 +69,58 @@ GOLDEN_FLEET_TIMESERIES = {
     "sessions-load-blind": "976054fb081b40ac9bfcd73d5bf6b3d94804622466b6abb2a353c5fd0d6d456f",
 }
 
+GOLDEN_ASYNC = {
+    "example": "cc76c3f54f0155326a4fdf44afe707b2a3fc597cca9ec31b541b15c17b26ab3b",
+    "fleet-least-loaded": "629187d44f62b17bbb4ac46dc05d686f8f5516b64d5d3843ed1f4b5649b50255",
+    "kv-pressure": "dc3a76801143e0a1f57bebd47cf242ccc5578fe9ba68f0d9056be6ac056ddb65",
+    "sessions": "08c918063fc2c240e1f96e15556d7787988741df4a5132a02d50850a24e68fed",
+    "fleet-round-robin": "d36924e8e9ac47d7354a838d98bf6a0a0a549633999c744f7513ef50d5212f15",
+    "sessions-load-blind": "74e48521155b65cb75e6ad2375dd220d7d9d34a25fa47768b166d777cf989329",
+}
 
+GOLDEN_SUMMARY_ASYNC = {
+    "example": "509fe2ac64894c575c671f2b970bdf7e4072ad04031132e6ec097662936eb3b9",
+    "fleet-least-loaded": "47aee84f2b8289088acc57ec687fda1c92822e81b811d52330f79fefc053146d",
+    "kv-pressure": "00faa4f8d4cbf259211a055203cd23592f05cc2ac6ca875efeabcf2e5162e795",
+    "sessions": "7a88b6c50126c608d723b51000e8870fcdd93d8b10b0b0cd6ebc522c911d6f74",
+    "fleet-round-robin": "71c9209e9c8b058f5e4d9c482e2b4a6150441cfa6fe37c51556f99bc2ec9d363",
+    "sessions-load-blind": "a6372d71b6578172d751dfdd321fe11817a1cbdd05397a0c66614eb36d72efb5",
+}
+
+GOLDEN_TIMESERIES_ASYNC = {
+    "example": "8ba75022fe699706d25e8358d9672fea585a48dd4cb465d445bdeb83a5fc56c3",
+    "fleet-least-loaded": "d0df28b9bacc8210a499e6a25e7ad12bea2657d6768c8b4c2fc350c3a96f3b6b",
+    "kv-pressure": "fe4fa744c57e7cfbd6be4552eda1b71bd0a272d9cc85b0edde986d54d874d9c1",
+    "sessions": "e57b66e5b05912df036b4dd39765460a1f5541b771064c3b4e061ae0f2fe0f37",
+    "fleet-round-robin": "3c70cb991e256adee12bcbf36e6a8304813bb10b023f96323ed142fddbddeb72",
+    "sessions-load-blind": "f7053d165b1784b8bc38c55079d4bb9ba78d7679e15e21a2d89e6b2657a79219",
+}
+
+GOLDEN_FLEET_TIMESERIES_ASYNC = {
+    "example": "5af821c8494ba600dbf5908d777039a9ea7621c506f1a4880e5b79c6fdd3187d",
+    "fleet-least-loaded": "e595512d5155eddefc0fe3c98eedae73d71a7755a6f7d82235a13212a4fb1ad8",
+    "kv-pressure": "b8c43221432413c250df8f18ef2764056c3ad944d955d98b9a98f608b46ff562",
+    "sessions": "3913c8868b54aaf39e289079b0cf01bcd03eeceba183a500639ba2f19a68ca85",
+    "fleet-round-robin": "49d666e9c4d04bbc3b0fd7042fdf507b4ce0beee7ceb1910c588c9eb480cac5a",
+    "sessions-load-blind": "e9302df3754b402c91498d83d403232e9616e3b41aec8667fc31f815b71c2dbf",
+}
+
+
+MODES = {"synchronous": (("--no-async-scheduling",), GOLDEN, GOLDEN_SUMMARY, GOLDEN_TIMESERIES, GOLDEN_FLEET_TIMESERIES),
+         "async": ((), GOLDEN_ASYNC, GOLDEN_SUMMARY_ASYNC, GOLDEN_TIMESERIES_ASYNC, GOLDEN_FLEET_TIMESERIES_ASYNC)}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_outputs_match_golden_hashes(tmp_path, case):
+def test_outputs_match_golden_hashes(tmp_path, case, mode):
+    flags, csv_hashes, summary_hashes, series_hashes, fleet_hashes = MODES[mode]
     kwargs = {"cluster": EXAMPLE_CLUSTER}
     if case.startswith("sessions"):
         kwargs["workload"] = write_session_workload(tmp_path / "s.jsonl")
-    out = run_cli(tmp_path / case, *CASES[case], "--no-async-scheduling", **kwargs)
-    assert hashlib.sha256((out / "requests.csv").read_bytes()).hexdigest() == GOLDEN[case]
+    out = run_cli(tmp_path / case, *CASES[case], *flags, **kwargs)
+    assert hashlib.sha256((out / "requests.csv").read_bytes()).hexdigest() == csv_hashes[case]
     summary = json.loads((out / "summary.json").read_text())
     assert "wall_s" not in summary
-    assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == GOLDEN_SUMMARY[case]
-    assert hashlib.sha256((out / "timeseries.csv").read_bytes()).hexdigest() == GOLDEN_TIMESERIES[case]
-    assert hashlib.sha256((out / "timeseries_fleet.csv").read_bytes()).hexdigest() == GOLDEN_FLEET_TIMESERIES[case]
+    assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == summary_hashes[case]
+    assert hashlib.sha256((out / "timeseries.csv").read_bytes()).hexdigest() == series_hashes[case]
+    assert hashlib.sha256((out / "timeseries_fleet.csv").read_bytes()).hexdigest() == fleet_hashes[case]
