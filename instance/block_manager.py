@@ -222,6 +222,15 @@ class BlockManager:
         req.blocks = []
         req.num_cached_blocks = 0
 
+    def held_only_by(self, reqs) -> int:
+        """How many blocks in use would be free if `reqs` were all freed."""
+        count: dict[int, int] = {}
+        for r in reqs:
+            for b in r.blocks:
+                count[b] = count.get(b, 0) + 1
+        ref = self.ref_cnt
+        return sum(1 for b, c in count.items() if ref[b] == c)
+
     def check_invariants(self) -> None:
         """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""
         queued = set(self.free_order())

@@ -211,7 +211,7 @@ class Engine:
         followup = self.finish(done)
         sched = self.scheduler
         self.series.record(end, prompt_tokens, produced, self.num_running,
-                           len(sched.waiting), self.blocks.num_used)
+                           len(sched.waiting), self.kv_used)
         return followup
 
     @property
@@ -219,6 +219,14 @@ class Engine:
         """Running requests, not counting those finished whose release is pending (async)."""
         s = self.scheduler
         return len(s.running) - len(s.finishing)
+
+    @property
+    def kv_used(self) -> int:
+        """KV blocks in use, not counting those only finished requests whose release is pending
+        hold (async: vLLM reports its usage after applying the outputs)."""
+        finishing = self.scheduler.finishing
+        used = self.blocks.num_used
+        return used - self.blocks.held_only_by(finishing.values()) if finishing else used
 
     def produce(self, scheduled: list, end: int) -> tuple[int, list[Request]]:
         """Count the batch's computed tokens; a request whose tokens are all computed produces
@@ -283,5 +291,5 @@ class Engine:
         for _, _, req in self.pending:
             prefill += req.prompt_len
             decode += req.output_len
-        return (len(s.waiting) + len(self.pending), self.num_running, self.blocks.num_used, self.blocks.num_blocks,
+        return (len(s.waiting) + len(self.pending), self.num_running, self.kv_used, self.blocks.num_blocks,
                 prefill, decode, self.now)

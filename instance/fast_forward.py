@@ -218,7 +218,7 @@ class _Run:
         followup = False
         if j == left:
             followup = self.leave(self.finishing(j0 + j - 1), j0 + j - 1)
-        series.record(t, prompt_tokens if j == 1 else 0, n, engine.num_running, waiting, kv.num_used)
+        series.record(t, prompt_tokens if j == 1 else 0, n, engine.num_running, waiting, engine.kv_used)
         return j, followup
 
     def admission_step(self, prompt_tokens: int, seen: int) -> tuple[bool, bool]:
@@ -247,7 +247,7 @@ class _Run:
         self.produced += n + produced
         followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
         followup = engine.finish(done_admitted) or followup
-        engine.series.record(self.t, prompt_tokens, n + produced, engine.num_running, len(sched.waiting), kv.num_used)
+        engine.series.record(self.t, prompt_tokens, n + produced, engine.num_running, len(sched.waiting), engine.kv_used)
         go_on = not followup and not sched.finishing     # admitting nothing: the next step tries again, as stepping does
         for r, _ in admitted:
             # counts up to date before step j + 1, also for one that does not join or is done
