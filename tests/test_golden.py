@@ -88,21 +88,21 @@ GOLDEN_SUMMARY_ASYNC = {
 }
 
 GOLDEN_TIMESERIES_ASYNC = {
-    "example": "8ba75022fe699706d25e8358d9672fea585a48dd4cb465d445bdeb83a5fc56c3",
-    "fleet-least-loaded": "d0df28b9bacc8210a499e6a25e7ad12bea2657d6768c8b4c2fc350c3a96f3b6b",
-    "kv-pressure": "fe4fa744c57e7cfbd6be4552eda1b71bd0a272d9cc85b0edde986d54d874d9c1",
-    "sessions": "e57b66e5b05912df036b4dd39765460a1f5541b771064c3b4e061ae0f2fe0f37",
-    "fleet-round-robin": "3c70cb991e256adee12bcbf36e6a8304813bb10b023f96323ed142fddbddeb72",
-    "sessions-load-blind": "f7053d165b1784b8bc38c55079d4bb9ba78d7679e15e21a2d89e6b2657a79219",
+    "example": "13b8fcc88c7fe0b90f9c5271cb443a94c29e78eb3aef228acd5e853167be6282",
+    "fleet-least-loaded": "8e1e9b31f7aa061bc16c16ec4a401261eae05b69490827f6194a15c6cfb7ac21",
+    "kv-pressure": "2c02d9086809ff1f556c9bab6bb252d1908745015d6a05f6e8d4643fec47e140",
+    "sessions": "d5c74e772fc6cd117ca831395d8b31cb67e7e43a1d4d43caaba58e08204afb62",
+    "fleet-round-robin": "20341adebbd4258ea477777fbe6758a990b9d5b68dfd2497b2c2c0a50aa7942a",
+    "sessions-load-blind": "620dbc6ca4494bc6b74b5d0a554b7c88c6ba7efc08dd85459c038f5c970daa04",
 }
 
 GOLDEN_FLEET_TIMESERIES_ASYNC = {
-    "example": "5af821c8494ba600dbf5908d777039a9ea7621c506f1a4880e5b79c6fdd3187d",
-    "fleet-least-loaded": "e595512d5155eddefc0fe3c98eedae73d71a7755a6f7d82235a13212a4fb1ad8",
-    "kv-pressure": "b8c43221432413c250df8f18ef2764056c3ad944d955d98b9a98f608b46ff562",
-    "sessions": "3913c8868b54aaf39e289079b0cf01bcd03eeceba183a500639ba2f19a68ca85",
-    "fleet-round-robin": "49d666e9c4d04bbc3b0fd7042fdf507b4ce0beee7ceb1910c588c9eb480cac5a",
-    "sessions-load-blind": "e9302df3754b402c91498d83d403232e9616e3b41aec8667fc31f815b71c2dbf",
+    "example": "49771c7827e48be55727988113b040715389bb9ab52ffcae383b91309807731b",
+    "fleet-least-loaded": "3f9204a4aa27c3b425fe61bdabc90efd8c83a4fa81cfc07671f196393bb010f1",
+    "kv-pressure": "2daf2e0071b438d240a709e4b6550dabf8d8461fb04dfe59971318969aa79fca",
+    "sessions": "d3c03862b929b721be600e02cb6e04e2f64495ab6025c4be5cce14f0714a6c97",
+    "fleet-round-robin": "5800ec901351de90e774281e0c37ad49c012b09151a74c0d5f909d62f82a0b5b",
+    "sessions-load-blind": "3a6a716ea5a4e30325ecd1b29f6c1466305ba7bbdfffc97f39063363c27060e3",
 }
 
 
