@@ -30,6 +30,7 @@ class ModelArch:
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
+    model_type: str = ""          # HF `model_type`: picks the op sequence (costmodel/architecture.py)
 
     @classmethod
     def from_hf_config(cls, name: str, cfg: dict, source: str = "config") -> "ModelArch":
@@ -62,6 +63,7 @@ class ModelArch:
             num_experts=experts,
             experts_per_token=need("num_experts_per_tok", 0),
             moe_intermediate_size=moe_inter,
+            model_type=str(cfg.get("model_type") or ""),
         )
 
     @property

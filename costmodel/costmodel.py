@@ -78,7 +78,7 @@ class CostModelState:
             doc = self.raw_tables.get("hardware.yaml") or {}
             return RooflineBackend(self.arch, self.hardware, self.tp, self.ep, self.moe_skew,
                                    sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"), network=self.network)
-        tables = ProfileTables(self.raw_tables, self.tp, self.source)
+        tables = ProfileTables(self.raw_tables, self.tp, self.source, self.arch.model_type)
         a = self.arch
         return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew, self.network)
 

@@ -1,12 +1,16 @@
 """The *profile* backend: per-op latencies looked up in a measured perf bundle.
 
 Reads LLMServingSim's bundle layout (`<variant>/meta.yaml`, `tp<N>/dense.csv`,
-`tp<N>/per_sequence.csv`, `tp<N>/attention.csv`, optional `tp<N>/skew_fit.csv`). One step of a
+`tp<N>/per_sequence.csv`, `tp<N>/attention.csv`, optional `tp<N>/skew_fit.csv`). The ops of a
+step come from the architecture's op sequence (`architecture.sequence_for`); for a Llama-style
 dense decoder, T = tokens in the step, S = sequences in the step:
 
     embedding(T) + L·[2·layernorm(T) + qkv_proj(T) + rotary_emb(T) + attention(batch) + o_proj(T)
     + gate_up_proj(T) + act_fn(T) + down_proj(T) (+ 2 all-reduces if tp > 1, `collectives`)]
     + final_layernorm(T) + lm_head(S) + sampler(S)
+
+(Qwen3 adds qk_norm(T) per layer.) Every op the sequence lists must have rows in the bundle:
+a missing one is an error naming it, never a silent zero.
 
 Every op is an integer number of ns (see `interp`). Attention is looked up at
 prefill_chunk = Σ chunks, kv_prefill = Σ chunk contexts, n_decode, kv_decode = ⌊mean decode
@@ -19,6 +23,7 @@ import os
 
 import numpy as np
 
+from fleetsim.costmodel.architecture import sequence_for
 from fleetsim.costmodel.attention_table import AttentionTable
 from fleetsim.costmodel.batch import BatchShape
 from fleetsim.costmodel.collectives import default_network
@@ -27,12 +32,7 @@ from fleetsim.costmodel.errors import CostModelError
 from fleetsim.costmodel.files import load_csv_columns, load_yaml
 from fleetsim.costmodel.interp import Curve, CurveRows, us_to_ns
 
-LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn", "down_proj")
-MOE_LAYER_OPS = ("layernorm", "layernorm", "qkv_proj", "rotary_emb", "o_proj")   # + moe.csv per layer
 OPTIONAL_MOE_OPS = ("moe_gate",)   # the router GEMM, when the bundle measured it separately
-PRE_OPS = ("embedding",)
-POST_OPS = ("final_layernorm",)
-SEQ_OPS = ("lm_head", "sampler")
 
 
 TABLE_COLUMNS = {
@@ -61,28 +61,30 @@ def read_bundle(tp_dir: str) -> dict:
 class ProfileTables:
     """Lookup structures built from a bundle's raw columns (`read_bundle`); no file access."""
 
-    def __init__(self, raw: dict, tp: int, source: str):
+    def __init__(self, raw: dict, tp: int, source: str, model_type: str = ""):
         self.source = source
         dense, per_seq, att = raw["dense.csv"], raw["per_sequence.csv"], raw["attention.csv"]
+        meta = raw.get("meta.yaml") or {}
+        self.sequence = seq = sequence_for(model_type, meta, os.path.join(os.path.dirname(source), "meta.yaml"))
         self.moe = None
         if "moe.csv" in raw:
             m = raw["moe.csv"]
             self.moe = MoeTable(m["tokens"], m["activated_experts"], m["time_us"])
-        layer_ops = MOE_LAYER_OPS if self.moe is not None else LAYER_OPS
+        layer_ops = seq.layer_ops(moe=self.moe is not None)
+        self.pre_ops, self.post_ops, self.seq_ops = seq.pre_ops, seq.post_ops, seq.seq_ops
         self.dense = self._curves(dense, "layer", "tokens", os.path.join(source, "dense.csv"),
-                                  set(layer_ops + PRE_OPS + POST_OPS))
+                                  set(layer_ops + self.pre_ops + self.post_ops), seq.name)
         self.layer_ops = layer_ops + tuple(op for op in OPTIONAL_MOE_OPS if self.moe is not None and op in self.dense)
         self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(source, "per_sequence.csv"),
-                                         set(SEQ_OPS))
+                                         set(self.seq_ops), seq.name)
         self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
                                         att["kv_decode"], att["time_us"])
-        meta = raw.get("meta.yaml") or {}
         self.skew = None
         if (meta.get("skew_fit") or {}).get("enabled") and "skew_fit.csv" in raw:
             self.skew = DecodeSkew(meta, raw["skew_fit.csv"], tp, os.path.join(source, "skew_fit.csv"))
 
     @staticmethod
-    def _curves(cols, name_col, key_col, path, needed):
+    def _curves(cols, name_col, key_col, path, needed, architecture):
         if name_col not in cols:
             raise CostModelError(f"{path}: missing column {name_col}")
         names = cols[name_col]
@@ -92,7 +94,8 @@ class ProfileTables:
             curves[op] = Curve(cols[key_col][mask], us_to_ns(cols["time_us"][mask]))
         missing = sorted(needed - set(curves))
         if missing:
-            raise CostModelError(f"{path}: no rows for op(s) {', '.join(missing)}")
+            raise CostModelError(f"{path}: no rows for op(s) {', '.join(missing)} (listed by the "
+                                 f"{architecture!r} architecture's op sequence)")
         return curves
 
 
@@ -154,12 +157,12 @@ class ProfileBackend:
         return hit
 
     def _edges(self, tokens: int) -> tuple[int, int]:
-        """(Σ PRE_OPS ns, Σ POST_OPS ns) at T tokens: the once-per-step ops."""
+        """(Σ prologue ns, Σ head ops at T ns) at T tokens: the once-per-step ops."""
         hit = self._edge_cache.get(tokens)
         if hit is None:
             d = self.tables.dense
-            hit = self._edge_cache[tokens] = (sum(d[op](tokens) for op in PRE_OPS),
-                                              sum(d[op](tokens) for op in POST_OPS))
+            hit = self._edge_cache[tokens] = (sum(d[op](tokens) for op in self.tables.pre_ops),
+                                              sum(d[op](tokens) for op in self.tables.post_ops))
         return hit
 
     def moe_ns(self, tokens: int) -> int:
@@ -173,7 +176,7 @@ class ProfileBackend:
     def sequence_ns(self, seqs: int) -> int:
         hit = self._seq_cache.get(seqs)
         if hit is None:
-            hit = self._seq_cache[seqs] = sum(self.tables.per_sequence[op](seqs) for op in SEQ_OPS)
+            hit = self._seq_cache[seqs] = sum(self.tables.per_sequence[op](seqs) for op in self.tables.seq_ops)
         return hit
 
     def attention_ns(self, b: BatchShape) -> int:
@@ -215,7 +218,7 @@ class ProfileBackend:
     def breakdown(self, b: BatchShape) -> dict[str, int]:
         """Per-op ns of one step (ops summed over layers)."""
         d, L, T = self.tables.dense, self.num_layers, max(1, b.tokens)
-        out = {op: d[op](T) for op in PRE_OPS}
+        out = {op: d[op](T) for op in self.tables.pre_ops}
         ops = self.tables.layer_ops
         for op in dict.fromkeys(ops):
             out[op] = L * ops.count(op) * d[op](T)
@@ -224,9 +227,9 @@ class ProfileBackend:
         out["attention"] = L * self.attention_ns(b)
         for term, ns in self.network.allreduce_terms(T * self.allreduce_bytes_per_token, self.tp).items():
             out[f"allreduce.{term}"] = L * 2 * ns
-        for op in POST_OPS:
+        for op in self.tables.post_ops:
             out[op] = d[op](T)
-        for op in SEQ_OPS:
+        for op in self.tables.seq_ops:
             out[op] = self.tables.per_sequence[op](b.seqs)
         return out
 

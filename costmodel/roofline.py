@@ -21,7 +21,9 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
   `mixed_decode_tiles: 0` prices them with the decode kernel instead (sum of the parts). One
   launch per layer.
 - elementwise ops (memory-bound): layernorm (fused residual add + RMSNorm, 4·T·h bytes, ×2 per
-  layer), rotary_emb (q and k read + written), act_fn (SiLU·mul: 3·T·I), embedding (2·T·h),
+  layer), qk_norm where the architecture lists it (Qwen3: RMSNorm per head on q and on k, two
+  kernels of 2·T·heads·hd and 2·T·kv_heads·hd bytes, final_layernorm's parameters unless
+  `elementwise.qk_norm` is calibrated), rotary_emb (q and k read + written), act_fn (SiLU·mul: 3·T·I), embedding (2·T·h),
   final_layernorm (2·T·h), sampler (fp32 logits read twice, 2·S·vocab·4), each with its own
   bandwidth efficiency and launch time where calibrated; the part of an elementwise op's traffic
   that fits in the L2 cache (`l2_mib` in the hardware YAML) moves `l2_gain` times faster.
@@ -51,6 +53,7 @@ import math
 
 import numpy as np
 
+from fleetsim.costmodel.architecture import sequence_for
 from fleetsim.costmodel.batch import BatchShape
 from fleetsim.costmodel.collectives import default_network
 from fleetsim.costmodel.errors import CostModelError
@@ -69,6 +72,8 @@ DEFAULT_EFFICIENCY = {
     "elementwise": {"e_mem": 0.7, "launch_us": 3.0, "l2_gain": 1.0},
 }
 ELEMENTWISE_OPS = ("embedding", "layernorm", "rotary_emb", "act_fn", "final_layernorm", "sampler")
+GEMM_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head", "moe_router")
+PRICED_OPS = set(ELEMENTWISE_OPS) | set(GEMM_OPS) | {"qk_norm"}
 
 
 def flatten(eff: dict, prefix: str = "") -> dict:
@@ -143,6 +148,13 @@ class RooflineBackend:
         self.l2_bytes = float(l2_mib or 0.0) * 2**20
         eff = merge_efficiency(DEFAULT_EFFICIENCY, hardware.efficiency if efficiency is None else efficiency)
         self.eff = flatten(eff)
+        for key in ("e_mem", "launch_us", "l2_gain"):       # qk_norm: the RMSNorm kernel of final_layernorm
+            self.eff.setdefault(f"elementwise.qk_norm.{key}", self.elem_p("final_layernorm", key))
+        seq = sequence_for(arch.model_type)
+        unknown = sorted({*seq.layer_ops(arch.is_moe), *seq.pre_ops, *seq.post_ops, *seq.seq_ops} - PRICED_OPS)
+        if unknown:
+            raise CostModelError(f"roofline: no model for op(s) {', '.join(unknown)} of the {seq.name!r} architecture")
+        self.qk_norm = "qk_norm" in seq.layer_ops(arch.is_moe)
         self.peak = hardware.bf16_tflops * 1e12
         self.bw = hardware.hbm_gbps * 1e9
         a, dt = arch, arch.dtype_bytes
@@ -212,6 +224,10 @@ class RooflineBackend:
 
     def op_s(self, op: str, t: float) -> float:
         """One kernel of a token-proportional op (or per-sequence op, t = S) for t rows."""
+        if op == "qk_norm":
+            hd, dt = self.hd, self.dt
+            return (self.elementwise_s(op, 2.0 * t * self.heads * hd * dt)
+                    + self.elementwise_s(op, 2.0 * t * self.kv_heads * hd * dt))
         if op in ELEMENTWISE_OPS:
             if op == "act_fn" and self.arch.is_moe:
                 return self.moe_act_s(t)
@@ -345,6 +361,8 @@ class RooflineBackend:
                "qkv_proj": L * _ns(self.op_s("qkv_proj", t)),
                "rotary_emb": L * _ns(self.op_s("rotary_emb", t)),
                "o_proj": L * _ns(self.op_s("o_proj", t))}
+        if self.qk_norm:
+            out["qk_norm"] = L * _ns(self.op_s("qk_norm", t))
         if self.arch.is_moe:
             out["moe_router"] = L * _ns(self.op_s("moe_router", t))
             out["moe_experts"] = _ns(self.moe_experts_s(t))

@@ -30,7 +30,8 @@ from fleetsim.costmodel import CostModel, CostModelError  # noqa: E402
 from fleetsim.costmodel.batch import BatchShape  # noqa: E402
 from fleetsim.costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
 from fleetsim.costmodel.paths import SHIPPED  # noqa: E402
-from fleetsim.costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS, read_bundle  # noqa: E402
+from fleetsim.costmodel.architecture import sequence_for  # noqa: E402
+from fleetsim.costmodel.profile import read_bundle  # noqa: E402
 
 SECTIONS = ("steps", "errors", "catalogue", "moe")
 
@@ -66,9 +67,10 @@ def measured_sum_ns(tp_dir: str, arch, seqs, network=None, tp: int = 1):
         m = (cols[name_col] == op) & (cols[key_col] == key)
         return float(cols["time_us"][m][-1]) if m.any() else None
     T, S = b.tokens, b.seqs
-    parts = [at(dense, "layer", "tokens", op, T) for op in PRE_OPS + POST_OPS]
-    layer = [at(dense, "layer", "tokens", op, T) for op in LAYER_OPS]
-    seq = [at(per_seq, "layer", "sequences", op, S) for op in SEQ_OPS]
+    ops = sequence_for(arch.model_type, bundle.get("meta.yaml"))
+    parts = [at(dense, "layer", "tokens", op, T) for op in ops.pre_ops + ops.post_ops]
+    layer = [at(dense, "layer", "tokens", op, T) for op in ops.layer_ops(moe=False)]
+    seq = [at(per_seq, "layer", "sequences", op, S) for op in ops.seq_ops]
     pc, kp = b.prefill_tokens, b.prefill_context
     kd = b.decode_ctx_sum // b.decodes if b.decodes else 0
     m = ((att["prefill_chunk"] == pc) & (att["kv_prefill"] == kp) & (att["n_decode"] == b.decodes)
