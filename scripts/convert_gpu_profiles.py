@@ -27,6 +27,12 @@ Mapping (T = tokens in the step, S = sequences in the step):
   embedding(T)       not measured: a memory-bound gather, 2·T·hidden·2 bytes (read + write, bf16)
                      at 2.6 TB/s (the README's measured copy throughput) + 2 µs launch floor;
                      hidden from configs/models/<org>/<name>.json (unchanged for TP shards).
+  qk_norm(T)         not measured (models whose architecture lists it: Qwen3): vLLM runs RMSNorm
+                     over q viewed as [T·heads, head_dim] and over k as [T·kv_heads, head_dim],
+                     two kernels; each is priced as this bundle's final_layernorm (RMSNorm over
+                     hidden) at the same bytes, i.e. at T·heads·head_dim/hidden (resp. kv_heads)
+                     tokens, linear on the grid and clamped to its first point (the launch floor).
+                     heads and KV heads per TP rank (KV heads at least 1).
   lm_head(S)         = the measured lm_head GEMM at tokens = S (vLLM computes logits only at the
                      sampled positions); for shards the measured vocab/N GEMM (no logit gather).
   sampler(S)         not measured: memory-bound over the fp32 logits read twice,
@@ -52,6 +58,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO.parent))
+sys.path.insert(0, str(REPO))
+
+from fleetsim.costmodel.architecture import sequence_for  # noqa: E402
 COPY_BYTES_PER_S = 2.6e12
 EMBED_FLOOR_US = 2.0
 SAMPLER_FLOOR_US = 10.0
@@ -116,8 +126,18 @@ def model_config(models_root: Path, model: str) -> dict:
         return json.load(fh)
 
 
-def dense_rows(name: str, base: str, tp: int, dense: dict, fused: dict, hidden: int,
+def qk_norm_rows(cfg: dict, tp: int, final_norm: dict) -> list:
+    """qk_norm(T) estimated from the RMSNorm-over-hidden curve at equal bytes (module docstring)."""
+    hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or hidden // heads
+    q_heads, kv_heads = max(1, heads // tp), max(1, cfg.get("num_key_value_heads", heads) // tp)
+    return [("qk_norm", t, interp(final_norm, t * q_heads * head_dim / hidden)
+             + interp(final_norm, t * kv_heads * head_dim / hidden)) for t in sorted(final_norm)]
+
+
+def dense_rows(name: str, base: str, tp: int, dense: dict, fused: dict, cfg: dict,
                shard_fused: str) -> tuple[list, dict]:
+    hidden = cfg["hidden_size"]
     ops = dense[name]
     grid = sorted(ops["qkv_proj"])
     rows, picked = [], collections.Counter()
@@ -140,6 +160,8 @@ def dense_rows(name: str, base: str, tp: int, dense: dict, fused: dict, hidden: 
                 value = f
                 picked[op] += 1
             rows.append((op, t, value))
+    if "qk_norm" in sequence_for(cfg.get("model_type", "")).layer_ops(moe=False):
+        rows += qk_norm_rows(cfg, tp, {t: v for op, t, v in rows if op == "final_layernorm"})
     return rows, {op: f"{picked[op]}/{len(grid)}" for op in ELEMENTWISE}
 
 
@@ -164,7 +186,7 @@ def _literal_str(dumper, data):
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
-def source_text(src: Path, shard_fused: str, max_seqs: int) -> str:
+def source_text(src: Path, shard_fused: str, max_seqs: int, qk_norm: bool) -> str:
     shard = ("TP shards (@tpN rows) have no fused rows; with --shard-fused base the norms take the "
              "unsharded model's fused kernel at the same T (identical shape) and rotary_emb/act_fn "
              "its fused kernel at T/N (same elementwise work), where faster than the shard's unfused value."
@@ -182,6 +204,10 @@ def source_text(src: Path, shard_fused: str, max_seqs: int) -> str:
         f"where the fused table lacks the model or token count. {shard}\n"
         "embedding: NOT measured, estimated as a memory-bound gather of 2*T*hidden*2 bytes (read + write, "
         "bf16) at 2.6 TB/s (measured copy throughput) + 2 us launch floor.\n"
+        + ("qk_norm: NOT measured, estimated as two RMSNorm kernels (q over [T*heads, head_dim], k over "
+           "[T*kv_heads, head_dim]), each priced as final_layernorm at the same bytes: at "
+           "T*heads*head_dim/hidden (resp. kv_heads) tokens, clamped to the grid's first point.\n"
+           if qk_norm else "") +
         "per_sequence.csv: lm_head(S) = measured lm_head GEMM at tokens = S (logits only at sampled "
         "positions; vocab/N for shards, no logit gather). sampler(S): NOT measured, estimated as "
         "memory-bound over fp32 logits read twice, 2*S*vocab*4 bytes (full vocab) at 2.6 TB/s + 10 us "
@@ -224,7 +250,7 @@ def main(argv=None) -> int:
         variant_dir = args.out / args.hardware / base / args.variant
         tp_dir = variant_dir / f"tp{tp}"
         tp_dir.mkdir(parents=True, exist_ok=True)
-        rows, picked = dense_rows(name, base, tp, dense, fused, cfg["hidden_size"], args.shard_fused)
+        rows, picked = dense_rows(name, base, tp, dense, fused, cfg, args.shard_fused)
         write_csv(tp_dir / "dense.csv", ("layer", "tokens", "time_us"), rows)
         write_csv(tp_dir / "per_sequence.csv", ("layer", "sequences", "time_us"),
                   sequence_rows(name, dense, cfg["vocab_size"], args.max_seqs))
@@ -237,7 +263,7 @@ def main(argv=None) -> int:
             "variant": args.variant,
             "tp_degrees": sorted(tp_degrees[base]),
             "framework": "PyTorch 2.11 (CUDA 13), CUDA graphs",
-            "source": source_text(args.src, args.shard_fused, args.max_seqs),
+            "source": source_text(args.src, args.shard_fused, args.max_seqs, any(r[0] == "qk_norm" for r in rows)),
         }
         with open(variant_dir / "meta.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(meta, fh, sort_keys=False, width=100, allow_unicode=False)
