@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import text_lines
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.instance.config import EngineConfig
@@ -80,22 +81,42 @@ class ClusterConfig:
     perf_root: str | None = None
     models_root: str | None = None
     source: str = ""
+    engine_overrides: tuple[str, ...] = ()   # the engine flags applied, e.g. "--max-model-len 100"
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
-        """Apply vLLM-named engine overrides (None = keep) to every instance."""
+        """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
+        InputError naming its flag (`engine_flag`)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self
+        for key, value in given.items():
+            try:      # each field is checked on its own (EngineConfig.validate has no cross-field rule)
+                dataclasses.replace(EngineConfig(), **{key: value}).validate(engine_flag(key))
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         inst = tuple(dataclasses.replace(s, engine=dataclasses.replace(s.engine, **given)) for s in self.instances)
-        return dataclasses.replace(self, instances=inst)
+        applied = tuple(_as_flag(k, v) for k, v in given.items())
+        return dataclasses.replace(self, instances=inst, engine_overrides=self.engine_overrides + applied)
 
+    def overrides_note(self) -> str:
+        """' (engine overrides: --max-model-len 100, ...)' for a message about an instance or a
+        request limit, or '' when no engine flag was applied."""
+        return f" (engine overrides: {', '.join(self.engine_overrides)})" if self.engine_overrides else ""
 
     def with_fleet_overrides(self, instances=None, policy=None, sync_interval_ms=None) -> "ClusterConfig":
-        """Apply --instances / --router / --sync-interval-ms (None = keep)."""
+        """Apply --instances / --router / --sync-interval-ms (None = keep). A --router policy must
+        exist and accept the config's router.options, which it keeps."""
         cfg = self
+        if policy is not None:
+            cls = policy_class(policy, "--router")
+            unknown = cls.unknown_options(cfg.router.options)
+            if unknown:
+                raise InputError(f"--router {policy}: {cfg.source or 'the cluster config'} sets router.options "
+                                 f"{', '.join(map(str, unknown))}, which {policy} does not take "
+                                 f"(allowed: {cls.allowed_options()})")
         if instances is not None:
-            if instances < 1:
-                raise InputError(f"--instances must be >= 1, got {instances}")
+            if not is_int(instances) or instances < 1:
+                raise InputError(f"--instances must be >= 1, got {instances!r}")
             if len(set(cfg.instances)) != 1:
                 raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
             cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
@@ -107,6 +128,22 @@ class ClusterConfig:
                                                              r.sync_interval_ms if sync_interval_ms is None else sync_interval_ms,
                                                              r.options))
         return cfg
+
+
+def engine_flag(key: str) -> str:
+    """The `fleetsim run` flag of engine field `key` (--max-num-seqs, --no-prefix-caching, ...)."""
+    if key.startswith("enable_"):
+        return "--no-" + key[len("enable_"):].replace("_", "-")
+    return "--" + key.replace("_", "-")
+
+
+def _as_flag(key: str, value) -> str:
+    """An applied engine override as a flag: `--max-model-len 100`, `--no-prefix-caching`,
+    `--async-scheduling` (a switch is named by what it turns on or off)."""
+    if isinstance(value, bool):
+        switch = key.removeprefix("enable_").replace("_", "-")
+        return f"--{switch}" if value else f"--no-{switch}"
+    return f"{engine_flag(key)} {value}"
 
 
 def engine_config(doc, base: EngineConfig, where: str) -> EngineConfig:
@@ -239,6 +276,9 @@ def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
         return from_llmservingsim_json(doc, where)
     cfg = from_fleetsim_yaml(doc, where)
     fix = {k: os.path.join(base_dir, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
+    for key, path in fix.items():
+        if not os.path.isdir(path):
+            raise InputError(f"{where}: {key} {getattr(cfg, key)!r}: no such directory ({path})")
     return dataclasses.replace(cfg, **fix) if fix else cfg
 
 

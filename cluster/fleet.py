@@ -1,6 +1,8 @@
 """Run a workload through a fleet: router + backend + streamed metrics and output files."""
 from __future__ import annotations
 
+import os
+import re
 import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
@@ -13,7 +15,7 @@ from fleetsim.cluster.router import Router
 from fleetsim.cluster.requests_csv import writes_file
 from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER, TimeSeriesWriter
 from fleetsim.cluster.workload import Workload
-from fleetsim.costmodel import CostModel
+from fleetsim.costmodel import CostModel, CostModelError
 from fleetsim.instance.engine import NEVER, Engine, RequestRejected
 from fleetsim.instance.pipeline import make_engine as new_engine
 
@@ -37,8 +39,30 @@ def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: boo
         raise InputError(f"instance {index}: {exc}") from None
 
 
-def check_workload(workload: Workload, probes: list[Engine]) -> None:
-    """Reject up front any request that some instance could never serve."""
+def instance_models(config: ClusterConfig, perf_root=None, models_root=None) -> tuple[dict, dict]:
+    """(cost model, probe engine) of every distinct instance spec. An error names the cluster
+    config that chose the model, hardware, bundle or engine (`config.source`), unless it starts
+    with a data file of its own (a bundle CSV, a model's config.json: that file is the source),
+    and the engine flags applied."""
+    cost_models, probes = {}, {}
+    for spec in dict.fromkeys(config.instances):
+        index = config.instances.index(spec)
+        try:
+            cost_models[spec] = load_cost_model(spec, perf_root, models_root)
+        except CostModelError as exc:
+            head = re.sub(r":\d+$", "", str(exc).split(": ", 1)[0])
+            raise InputError(str(exc) if os.path.isfile(head) or not config.source
+                             else f"{config.source}: {exc}") from None
+        try:
+            probes[spec] = make_engine(cost_models[spec], spec, index)
+        except InputError as exc:
+            where = f"{config.source}: " if config.source else ""
+            raise InputError(f"{where}{exc}{config.overrides_note()}") from None
+    return cost_models, probes
+
+
+def check_workload(workload: Workload, probes: list[Engine], note: str = "") -> None:
+    """Reject up front any request that some instance could never serve (`note` ends the message)."""
     try:
         for req in workload.initial:
             for eng in probes:
@@ -48,7 +72,7 @@ def check_workload(workload: Workload, probes: list[Engine]) -> None:
                     eng.check_request(nxt)
                     nxt = nxt.followup
     except RequestRejected as exc:
-        raise InputError(f"{workload.source}: {exc}") from None
+        raise InputError(f"{workload.source}: {exc}{note}") from None
 
 
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
@@ -65,16 +89,13 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     that they are byte-identical across runs, backends and machines."""
     wall0 = time.perf_counter()
     write_requests = writes_file(requests_detail)      # checks the value first
-    perf_root = perf_root or config.perf_root
-    models_root = models_root or config.models_root
     specs = config.instances
     n = len(specs)
-    cost_models = {}
-    probes = {}
-    for spec in dict.fromkeys(specs):
-        cost_models[spec] = load_cost_model(spec, perf_root, models_root)
-        probes[spec] = make_engine(cost_models[spec], spec, 0)
-    check_workload(workload, list(probes.values()))
+    for flag, path in (("--perf-root", perf_root), ("--models-root", models_root)):
+        if path is not None and not os.path.isdir(path):
+            raise InputError(f"{flag} {path!r}: no such directory")
+    cost_models, probes = instance_models(config, perf_root or config.perf_root, models_root or config.models_root)
+    check_workload(workload, list(probes.values()), config.overrides_note())
     try:
         policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
     except InputError as exc:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
-from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.errors import InputError, is_int
 from fleetsim.cluster.progress import loading_bar
 from fleetsim.cluster.result import Result
 from fleetsim.cluster.workload import Workload, load_workload
@@ -67,14 +67,8 @@ class RunOptions:
 
 def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:
     """`config` with the vLLM engine overrides among `options` (any object with those
-    attributes; None = keep) applied to every instance and checked."""
-    config = config.with_engine_overrides(**{k: getattr(options, k, None) for k in ENGINE_OPTIONS})
-    for spec in config.instances:
-        try:
-            spec.engine.validate("command line")
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-    return config
+    attributes; None = keep) applied to every instance; a bad value is an InputError naming its flag."""
+    return config.with_engine_overrides(**{k: getattr(options, k, None) for k in ENGINE_OPTIONS})
 
 
 def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
@@ -89,8 +83,8 @@ def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
         raise InputError(f"cluster: expected a path, a dict or a ClusterConfig, got {type(cluster).__name__}")
     config = with_engine_options(config, options)
     if options.seed is not None:
-        if options.seed < 0:
-            raise InputError("--seed must be >= 0")
+        if not is_int(options.seed) or options.seed < 0:
+            raise InputError(f"--seed must be an integer >= 0, got {options.seed!r}")
         config = dataclasses.replace(config, seed=options.seed)
     return config.with_fleet_overrides(instances=options.instances, policy=options.router,
                                        sync_interval_ms=options.sync_interval_ms)

@@ -76,8 +76,11 @@ class Engine:
                                   f"{req.prompt_len} and {req.output_len}")
         total = req.prompt_len + req.output_len
         if total > self.max_model_len:
+            blocks, bs = self.blocks.num_blocks, self.config.block_size
+            limit = (f"max_model_len {self.max_model_len}" if self.max_model_len < blocks * bs
+                     else f"the KV cache ({blocks} blocks of {bs} tokens)")
             raise RequestRejected(f"request {req.rid}: {req.prompt_len}+{req.output_len} tokens exceed "
-                                  f"max_model_len {self.max_model_len} of instance {self.instance_id}")
+                                  f"{limit} of instance {self.instance_id}")
         if not self.config.enable_chunked_prefill and total > self.config.max_num_batched_tokens:
             raise RequestRejected(f"request {req.rid}: {total} tokens exceed max_num_batched_tokens "
                                   f"{self.config.max_num_batched_tokens} with chunked prefill off")

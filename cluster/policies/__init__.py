@@ -14,7 +14,9 @@ POLICIES = {p.name: p for p in (RoundRobin, Random, LeastLoaded, LeastOutstandin
                                 PrefixAware, SessionAffinity, Weighted)}
 
 
-def policy_class(name: str) -> type:
+def policy_class(name: str, where: str = "router.policy") -> type:
+    """The policy class `name` (registered name or dotted path); an InputError names `where` the
+    name came from (the config's field, or the flag)."""
     if name in POLICIES:
         return POLICIES[name]
     if "." in name or ":" in name:
@@ -22,11 +24,11 @@ def policy_class(name: str) -> type:
         try:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            raise InputError(f"router.policy {name!r}: cannot import ({exc})") from None
+            raise InputError(f"{where} {name!r}: cannot import ({exc})") from None
         if not (isinstance(cls, type) and issubclass(cls, Policy)):
-            raise InputError(f"router.policy {name!r}: not a subclass of fleetsim.Policy")
+            raise InputError(f"{where} {name!r}: not a subclass of fleetsim.Policy")
         return cls
-    raise InputError(f"router.policy {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
+    raise InputError(f"{where} {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
 
 
 def make_policy(name: str, num_instances: int, options: dict | None = None, block_size: int = 16) -> Policy:

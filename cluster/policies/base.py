@@ -42,10 +42,19 @@ class Policy:
         self.n = num_instances
         self.options = dict(options or {})
         self.block_size = block_size
-        unknown = sorted(set(self.options) - set(self.OPTIONS)) if self.OPTIONS is not None else []
+        unknown = self.unknown_options(self.options)
         if unknown:
-            allowed = ", ".join(self.OPTIONS) or "none"
-            raise InputError(f"router.options: unknown key(s) {', '.join(unknown)} for {self.name}; allowed: {allowed}")
+            raise InputError(f"router.options: unknown key(s) {', '.join(unknown)} for {self.name}; "
+                             f"allowed: {self.allowed_options()}")
+
+    @classmethod
+    def unknown_options(cls, options: dict) -> list:
+        """The keys of `options` this policy does not take (none when it does not check, OPTIONS None)."""
+        return sorted(set(options) - set(cls.OPTIONS), key=str) if cls.OPTIONS is not None else []
+
+    @classmethod
+    def allowed_options(cls) -> str:
+        return ", ".join(cls.OPTIONS or ()) or "none"
 
     def int_option(self, key: str, default: int, minimum: int = 1) -> int:
         """`router.options[key]`, an integer >= `minimum` (InputError otherwise)."""
