@@ -40,10 +40,11 @@ def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: boo
 
 
 def instance_models(config: ClusterConfig, perf_root=None, models_root=None) -> tuple[dict, dict]:
-    """(cost model, probe engine) of every distinct instance spec. An error names the cluster
-    config that chose the model, hardware, bundle or engine (`config.source`), unless it starts
-    with a data file of its own (a bundle CSV, a model's config.json: that file is the source),
-    and the engine flags applied."""
+    """(cost model, probe engine) of every distinct instance spec. An error (an InputError) names
+    the cluster config that chose the model, hardware, bundle or engine (`config.source`), unless
+    it starts with a data file of its own (a bundle CSV, a model's config.json: that file is the
+    source); an engine that cannot be built (the model does not fit) also lists the engine flags
+    applied."""
     cost_models, probes = {}, {}
     for spec in dict.fromkeys(config.instances):
         index = config.instances.index(spec)
