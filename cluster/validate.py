@@ -31,7 +31,9 @@ def _stats(ms: np.ndarray) -> dict:
 
 def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """TTFT / TPOT / Latency in ms from a real vLLM run directory (its first `limit` requests,
-    in file order = workload order, when given)."""
+    in file order = workload order, when given: `validate --num-requests`)."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--num-requests must be >= 1, got {limit}")
     path = os.path.join(run_dir, "requests.jsonl")
     if not os.path.isfile(path):
         raise InputError(f"{path}: not found (expected a real vLLM run directory)")

@@ -157,3 +157,13 @@ def test_the_python_api_names_the_option_by_its_flag(setup, tmp_path):
         simulate(cluster(), work, max_num_seqs=-4)
     with pytest.raises(InputError, match=r"^--seed must be an integer >= 0, got 'x'$"):
         simulate(cluster(), work, seed="x")
+
+
+def test_validate_num_requests_names_the_flag_not_the_real_run(tmp_path):
+    from fleetsim.cluster.validate import load_real
+    (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "requests.jsonl").write_text(json.dumps({"queued_ts": 0.0, "first_token_ts": 0.1,
+                                                         "last_token_ts": 0.5, "output_toks": 5}) + "\n")
+    assert len(load_real(str(tmp_path), 1)["TTFT"]) == 1
+    with pytest.raises(InputError, match=r"^--num-requests must be >= 1, got 0$"):
+        load_real(str(tmp_path), 0)
