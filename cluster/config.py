@@ -29,6 +29,7 @@ LLMServingSim cluster JSON (a mapping with `nodes`): read by `cluster.llmserving
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -82,6 +83,8 @@ class ClusterConfig:
     models_root: str | None = None
     source: str = ""
     engine_overrides: tuple[str, ...] = ()   # the engine flags applied, e.g. "--max-model-len 100"
+    document: object = field(default=None, compare=False, repr=False)   # the parsed file or dict
+    sha256: str | None = field(default=None, compare=False, repr=False)  # of the file's bytes
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
         """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
@@ -265,7 +268,8 @@ def load_cluster_config(path: str) -> ClusterConfig:
         doc = yaml.safe_load(text)     # YAML is a superset of JSON
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: malformed YAML/JSON: {str(exc).splitlines()[0]}") from None
-    return config_from_doc(doc, path, os.path.dirname(os.path.abspath(path)))
+    cfg = config_from_doc(doc, path, os.path.dirname(os.path.abspath(path)))
+    return dataclasses.replace(cfg, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
@@ -273,13 +277,13 @@ def config_from_doc(doc, where: str, base_dir: str) -> ClusterConfig:
     relative `perf_root` / `models_root` are taken from `base_dir`."""
     if isinstance(doc, dict) and "nodes" in doc:
         from fleetsim.cluster.llmservingsim import from_llmservingsim_json   # it builds on this module
-        return from_llmservingsim_json(doc, where)
+        return dataclasses.replace(from_llmservingsim_json(doc, where), document=doc)
     cfg = from_fleetsim_yaml(doc, where)
     fix = {k: os.path.join(base_dir, getattr(cfg, k)) for k in ("perf_root", "models_root") if getattr(cfg, k)}
     for key, path in fix.items():
         if not os.path.isdir(path):
             raise InputError(f"{where}: {key} {getattr(cfg, key)!r}: no such directory ({path})")
-    return dataclasses.replace(cfg, **fix) if fix else cfg
+    return dataclasses.replace(cfg, document=doc, **fix)
 
 
 __all__ = ["ClusterConfig", "InstanceSpec", "RouterSpec", "config_from_doc", "load_cluster_config"]

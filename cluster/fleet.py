@@ -7,6 +7,7 @@ import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.invariants import LEVELS, InvariantViolation, RunChecker
 from fleetsim.cluster.metrics import MetricsCollector, hit_rate
 from fleetsim.cluster.policies import make_policy, warn_if_blind
 from fleetsim.cluster.progress import run_bar
@@ -78,14 +79,17 @@ def check_workload(workload: Workload, probes: list[Engine], note: str = "") -> 
 
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
-              requests_detail: str = "full", **backend_options) -> dict:
+              requests_detail: str = "full", check_invariants: str = "basic", provenance: dict | None = None,
+              **backend_options) -> dict:
     """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
     `out` (a folder, or a `RunOutput`; None keeps them in memory).
 
     `fast_forward` runs identical decode steps as one event (same output bytes, faster).
     `requests_detail` (full, no-itl, none) is how much of requests.csv is written
     (cluster/requests_csv.py); a `RunOutput` passed in is made with
-    `requests_csv=writes_file(requests_detail)`.
+    `requests_csv=writes_file(requests_detail)`. `check_invariants` is `basic` or `full`
+    (cluster/invariants.py); `provenance`, if given, is summary.json's `run` block (what
+    produced the run; its `files` are filled in here).
     Returns the summary plus `wall_s`, the run's wall time, which is kept out of the files so
     that they are byte-identical across runs, backends and machines."""
     wall0 = time.perf_counter()
@@ -103,11 +107,15 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         raise InputError(f"{config.source}: {exc}") from None
     warn_if_blind(policy, workload.initial, workload.source)
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
-    fleet = _make_backend(backend, specs, cost_models, fast_forward, requests_detail, backend_options)
+    if check_invariants not in LEVELS:
+        raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
+    fleet = _make_backend(backend, specs, cost_models, fast_forward, requests_detail, check_invariants == "full",
+                          backend_options)
     out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
     series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER),
                               out.stream("timeseries_fleet.csv", FLEET_HEADER), n)
     metrics = MetricsCollector(n)
+    checker = RunChecker(n)
     bar = run_bar(len(workload), progress)
     try:
         router.set_snapshots(fleet.snapshots())
@@ -119,6 +127,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
 
         def record_synced() -> None:
             for batch, buckets, w_end in synced:
+                checker.records(batch.fixed, batch.itl)
                 metrics.add_batch(batch)
                 if write_requests:
                     out.write_lines(batch.lines)
@@ -155,17 +164,20 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
             if t >= NEVER:
                 if router.done:
                     break
-                raise RuntimeError("router holds requests after the final window")
+                raise InvariantViolation("the router still holds requests after the final window")
         record_synced()
         bar.update(metrics.last_end, metrics.count)
         summary = metrics.summary()
         stats = dict(fleet.stats())
+        checker.end(router.routed, metrics.per_inst[:, 0].tolist(), stats)
         queries = sum(s["prefix_queries"] for s in stats.values())
         hits = sum(s["prefix_hits"] for s in stats.values())
         summary["prefix_hit_rate"] = hit_rate(hits, queries)
         summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
         summary["instances"] = metrics.per_instance(stats, router.routed)
         series.close()
+        if provenance is not None:
+            summary["run"] = {**provenance, "files": sorted([*out.names, "summary.json"])}
         out.add_json("summary.json", summary)
         out.commit()
         summary["wall_s"] = time.perf_counter() - wall0
@@ -188,12 +200,14 @@ def _sync(router, result, next_start) -> tuple:
     return batch, buckets, next_start
 
 
-def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, requests_detail: str, options: dict):
+def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, requests_detail: str, full_checks: bool,
+                  options: dict):
     if name == "local":
         from fleetsim.cluster.backends.local import LocalBackend
         engines = {i: make_engine(cost_models[s], s, i, fast_forward) for i, s in enumerate(specs)}
-        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail)
+        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail, full_checks)
     if name == "ray":
         from fleetsim.cluster.backends.ray_backend import RayBackend
-        return RayBackend(specs, cost_models, fast_forward=fast_forward, requests_detail=requests_detail, **options)
+        return RayBackend(specs, cost_models, fast_forward=fast_forward, requests_detail=requests_detail,
+                          full_checks=full_checks, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")

@@ -12,6 +12,7 @@ import io
 import json
 import os
 
+from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.requests_csv import CSV_HEADER
 
 
@@ -68,6 +69,36 @@ class RunOutput:
                 os.remove(tmp)
         if self._made_dir and os.path.isdir(self.out_dir) and not os.listdir(self.out_dir):
             os.rmdir(self.out_dir)
+
+
+RESULT_MARKERS = ("summary.json", "requests.csv", "timeseries.csv")
+
+
+def clear_previous(out_dir: str, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse a folder that holds a previous run's results, or with `overwrite` remove them
+    first (the files its summary.json lists, the standard ones and any `.partial`), so that a
+    run that then fails leaves no older result looking current."""
+    if not os.path.isdir(out_dir):
+        return
+    names = set(os.listdir(out_dir))
+    found = [n for n in RESULT_MARKERS if n in names]
+    if not found:
+        return
+    if not overwrite:
+        raise InputError(f"{flag} {out_dir}: holds a previous run's results ({', '.join(found)}); pass --overwrite "
+                         "(overwrite=True) to replace them, or choose another folder")
+    listed = []
+    try:
+        with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as fh:
+            listed = json.load(fh).get("run", {}).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        pass
+    doomed = {n for n in names if n.endswith(".partial")} | set(RESULT_MARKERS) | {
+        n for n in listed if isinstance(n, str) and os.path.basename(n) == n}
+    for name in sorted(doomed & names):
+        path = os.path.join(out_dir, name)
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 def save_texts(out_dir: str, texts: dict) -> None:

@@ -10,7 +10,10 @@ options, run the fleet, return a `Result`.
 - `options`: the `fleetsim run` flags with underscores (`RunOptions` lists them, with their
   defaults); `None` keeps the cluster config's value. An unknown option is a TypeError, a bad
   value an InputError naming the flag.
-- Nothing is written unless `out` names a folder: then the files stream there and appear all at
+- Every run's summary.json has a `run` block (cluster/provenance.py): the version, the cluster
+  document and its resolved instances, the workload's path and sha256, the options.
+- Nothing is written unless `out` names a folder (one that holds an earlier run's results is
+  refused unless `overwrite=True`, which removes them before the run starts): then the files stream there and appear all at
   once, as from the command line, and the Result reads them from there when asked; otherwise they
   are kept in memory and `Result.save(folder)` writes them later. The files' bytes are the same
   either way, and the same as `fleetsim run`'s.
@@ -50,6 +53,7 @@ class RunOptions:
     fast_forward: bool = True
     progress: bool = False
     requests_detail: str = "full"           # requests.csv: full, no-itl (ITL cells empty) or none (no file)
+    check_invariants: str = "basic"         # or full (cluster/invariants.py)
     actors: int | None = None
     instances_per_actor: int | None = None
     ray_address: str | None = None
@@ -103,24 +107,30 @@ def resolve_workload(workload, options: RunOptions) -> Workload:
     raise InputError(f"workload: expected a path or a Workload, got {type(workload).__name__}")
 
 
-def simulate(cluster, workload, out: str | None = None, **options) -> Result:
-    """Run `workload` on `cluster` (see the module docstring); files go to `out` if given."""
+def simulate(cluster, workload, out: str | None = None, overwrite: bool = False, **options) -> Result:
+    """Run `workload` on `cluster` (see the module docstring); files go to `out` if given
+    (a folder holding a previous run's results needs `overwrite=True`)."""
     from fleetsim.cluster.fleet import run_fleet
-    from fleetsim.cluster.report import RunOutput
+    from fleetsim.cluster.provenance import run_block
+    from fleetsim.cluster.report import RunOutput, clear_previous
     from fleetsim.cluster.requests_csv import writes_file
 
     opts = RunOptions(**options)
+    if out is not None:
+        clear_previous(os.fspath(out), overwrite)
     config = resolve_config(cluster, opts)
     backend_options = {k: getattr(opts, k) for k in RAY_OPTIONS if getattr(opts, k) is not None}
     if backend_options and opts.backend != "ray":
         raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
     wl = resolve_workload(workload, opts)
+    path = os.fspath(workload) if isinstance(workload, (str, os.PathLike)) else None
+    provenance = run_block(config, path, wl, opts)
     output = RunOutput(None if out is None else os.fspath(out), writes_file(opts.requests_detail))
     wall0 = time.perf_counter()
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
-                  progress=opts.progress, fast_forward=opts.fast_forward,
-                  requests_detail=opts.requests_detail, **backend_options)
+                  progress=opts.progress, fast_forward=opts.fast_forward, requests_detail=opts.requests_detail,
+                  check_invariants=opts.check_invariants, provenance=provenance, **backend_options)
     except BaseException:
         output.abort()
         raise

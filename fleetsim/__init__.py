@@ -14,8 +14,6 @@ example clusters and workloads).
 """
 import os as _os
 
-__version__ = "0.2.0"
-
 # A source checkout keeps costmodel/, instance/ and cluster/ beside this folder (the design's
 # layout; an install maps them to fleetsim.*): let the subpackages resolve there too, so a
 # checkout (or a git worktree of it) imports its own code, with or without an install.
@@ -30,6 +28,7 @@ from fleetsim.cluster.errors import InputError  # noqa: E402
 from fleetsim.cluster.policies import Policy  # noqa: E402
 from fleetsim.cluster.result import Result  # noqa: E402
 from fleetsim.cluster.simulation import RunOptions, simulate  # noqa: E402
+from fleetsim.cluster.version import __version__  # noqa: E402
 from fleetsim.cluster.workload import Workload, load_workload  # noqa: E402
 
 __all__ = ["CONFIGS", "ClusterConfig", "CostModel", "CostModelError", "InputError", "Policy", "Result",

@@ -51,7 +51,7 @@ def test_fresh_virtualenv_install(tmp_path):
 
 
 def _version(src: Path) -> str:
-    for line in (src / "fleetsim" / "__init__.py").read_text().splitlines():
+    for line in (src / "cluster" / "version.py").read_text().splitlines():
         if line.startswith("__version__"):
             return line.split('"')[1]
     raise AssertionError("no __version__")

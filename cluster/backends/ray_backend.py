@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.cluster.records import RecordBatch
 
 QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
@@ -103,7 +104,8 @@ class HostActorImpl:
         self.host = None
         sys.addaudithook(self._audit)
 
-    def load(self, shared: dict, assignments: list, fast_forward: bool = True, requests_detail: str = "full") -> None:
+    def load(self, shared: dict, assignments: list, fast_forward: bool = True, requests_detail: str = "full",
+             full_checks: bool = False) -> None:
         from fleetsim.cluster.host import InstanceHost
         from fleetsim.costmodel import CostModel
         from fleetsim.instance.pipeline import make_engine
@@ -114,7 +116,7 @@ class HostActorImpl:
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
             engines[idx] = make_engine(cm, spec.engine, idx, fast_forward)
             models[idx] = spec.model
-        self.host = InstanceHost(engines, models, requests_detail)
+        self.host = InstanceHost(engines, models, requests_detail, full_checks)
         self.opened = []
 
     def _audit(self, event, args):
@@ -145,7 +147,7 @@ class RayBackend:
 
     def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
                  ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True,
-                 requests_detail: str = "full"):
+                 requests_detail: str = "full", full_checks: bool = False):
         for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
             if value is not None and value < 1:
                 raise InputError(f"{flag} must be >= 1, got {value}")
@@ -167,7 +169,7 @@ class RayBackend:
             for idx in block:
                 self.owner[idx] = a
             loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block],
-                                                    fast_forward, requests_detail))
+                                                    fast_forward, requests_detail, full_checks))
         ray.get(loads)
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:
@@ -179,7 +181,12 @@ class RayBackend:
 
     def collect(self, refs: list):
         """The merged result of a submitted window, gathered in actor order."""
-        results = self.ray.get(refs)
+        try:
+            results = self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, InvariantViolation):    # raised by an actor's host: one line
+                raise exc.cause from None
+            raise
         snaps, series = [], []
         for _, s, b in results:
             snaps.extend(s)

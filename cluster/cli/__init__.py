@@ -13,9 +13,10 @@ import logging
 import sys
 
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.costmodel import CostModelError
 
-SUBCOMMANDS = ("run", "validate")
+SUBCOMMANDS = ("run", "rerun", "validate")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,6 +50,9 @@ def main(argv=None) -> int:
     except (InputError, CostModelError) as exc:
         print(f"fleetsim: error: {exc}", file=sys.stderr)
         return 2
+    except InvariantViolation as exc:  # the run broke its own invariants: no result
+        print(f"fleetsim: invariant violated: {exc}", file=sys.stderr)
+        return 3
     except OSError as exc:             # unwritable --out, disk full, ...: the file and the reason
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"fleetsim: error: {where}{exc.strerror or exc}", file=sys.stderr)

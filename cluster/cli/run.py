@@ -20,6 +20,11 @@ def register(sub) -> None:
     run.add_argument("--requests-detail", choices=DETAILS, default="full",
                      help="requests.csv: full (with the ITL list, default), no-itl (ITL cells empty), "
                           "none (no requests.csv)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a previous run's results in --out (removed before the run starts)")
+    run.add_argument("--check-invariants", choices=("basic", "full"), default="basic",
+                     help="basic: cheap checks on every run (default); full: also the KV block manager after "
+                          "every window (a violation exits 3)")
     run.add_argument("--num-requests", type=int, help="use only the first N requests")
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
@@ -58,7 +63,7 @@ def cmd_run(args) -> int:
     from fleetsim.cluster.simulation import simulate
 
     options = dataclasses.asdict(options_from_args(args))
-    result = simulate(args.cluster, args.workload, out=args.out, **options)
+    result = simulate(args.cluster, args.workload, out=args.out, overwrite=args.overwrite, **options)
     if not args.quiet:
         print(summary_table({**result.summary, "wall_s": result.wall_s}))
     return 0
