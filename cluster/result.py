@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from fleetsim.cluster.report import save_texts
+from fleetsim.cluster.report import clear_previous, save_texts
 
 LIST_COLUMNS = ("ITL",)
 
@@ -105,9 +105,11 @@ class Result:
     def timeseries_fleet(self):
         return self.table("timeseries_fleet.csv")
 
-    def save(self, folder: str) -> str:
-        """Write the run's files into `folder` (all at once, as a run does); returns `folder`."""
+    def save(self, folder: str, overwrite: bool = False) -> str:
+        """Write the run's files into `folder` (all at once, as a run does; a folder holding an
+        earlier run's results needs `overwrite`); returns `folder`."""
         folder = os.fspath(folder)
+        clear_previous(folder, overwrite, "save:")
         save_texts(folder, {name: self.text(name) for name in self.names})
         return folder
 

@@ -1,2 +1,4 @@
-"""fleetsim's version (re-exported as `fleetsim.__version__`; pyproject reads it from here)."""
-__version__ = "0.2.0"
+"""fleetsim's version, from cluster/VERSION (pyproject reads the same file; `fleetsim.__version__`)."""
+from pathlib import Path
+
+__version__ = (Path(__file__).resolve().parent / "VERSION").read_text(encoding="utf-8").strip()

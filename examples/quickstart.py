@@ -18,5 +18,5 @@ for policy in ("round_robin", "least_loaded", "least_outstanding_tokens"):
 requests = result.requests
 print(f"\nlast run: {len(requests)} requests on {requests['instance id'].nunique()} instances; "
       f"slowest TTFT {requests['TTFT'].max() / 1e6:.1f} ms")
-result.save("out/quickstart")          # requests.csv, summary.json, timeseries.csv, timeseries_fleet.csv
+result.save("out/quickstart", overwrite=True)     # requests.csv, summary.json, timeseries*.csv
 print("files written to out/quickstart")

@@ -2,6 +2,7 @@
 unless asked, and the same bytes as `fleetsim run`."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -21,6 +22,14 @@ FLAGS = ["--num-requests", "60", "--instances", "2", "--router", "least_loaded",
 
 def _files(folder) -> dict[str, bytes]:
     return {n: open(os.path.join(folder, n), "rb").read() for n in sorted(os.listdir(folder))}
+
+
+def _without_run_block(files: dict[str, bytes]) -> dict:
+    """The files, summary.json without its `run` block (which names how the inputs were given)."""
+    out = dict(files)
+    summary = json.loads(out.pop("summary.json"))
+    del summary["run"]
+    return {**out, "summary": summary}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +61,8 @@ def test_cluster_as_dict_or_config_and_workload_as_object(cli_files):
     for cluster in (doc, config):
         res = fleetsim.simulate(cluster, fleetsim.load_workload(str(WORKLOAD), 60),
                                 **{k: v for k, v in OPTIONS.items() if k != "num_requests"})
-        assert {n: res.text(n).encode() for n in res.names} == cli_files
+        assert _without_run_block({n: res.text(n).encode() for n in res.names}) == _without_run_block(cli_files)
+        assert res.summary["run"]["cluster"]["source"] in (str(CLUSTER), "cluster dict")
 
 
 def test_out_folder_streams_to_disk(tmp_path, cli_files):

@@ -4,7 +4,7 @@ example runs: speed work must not change a byte.
 The hashes were taken from the core engine (commit 0f13f24, before fast-forward and the other
 speed work). The summary's last digits had drifted in between (statistics arithmetic, ITL
 order) and were restored; the requests.csv hashes never changed. The summary hash covers the
-whole document except its wall-clock field, dumped with sorted keys. If a deliberate semantic change moves them,
+whole document except its `run` block (provenance, which names the tmp paths of the inputs; tests/test_provenance.py covers it), dumped with sorted keys. If a deliberate semantic change moves them,
 re-pin them in a separate commit that says which change moved which bytes.
 
 Re-pinned for the tidy time series (issue 10 item 2): timeseries.csv lost its `all` rows (now
@@ -121,6 +121,7 @@ def test_outputs_match_golden_hashes(tmp_path, case, mode):
     assert hashlib.sha256((out / "requests.csv").read_bytes()).hexdigest() == csv_hashes[case]
     summary = json.loads((out / "summary.json").read_text())
     assert "wall_s" not in summary
+    assert summary.pop("run")["options"]["seed"] is None     # provenance (paths vary): pinned apart
     assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == summary_hashes[case]
     assert hashlib.sha256((out / "timeseries.csv").read_bytes()).hexdigest() == series_hashes[case]
     assert hashlib.sha256((out / "timeseries_fleet.csv").read_bytes()).hexdigest() == fleet_hashes[case]

@@ -51,7 +51,4 @@ def test_fresh_virtualenv_install(tmp_path):
 
 
 def _version(src: Path) -> str:
-    for line in (src / "cluster" / "version.py").read_text().splitlines():
-        if line.startswith("__version__"):
-            return line.split('"')[1]
-    raise AssertionError("no __version__")
+    return (src / "cluster" / "VERSION").read_text().strip()

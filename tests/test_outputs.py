@@ -205,8 +205,12 @@ def test_requests_detail_modes(tmp_path):
     common = ("--instances", "3", "--num-requests", "80")
     runs = {d: run_cli(tmp_path / d, *common, "--requests-detail", d, cluster=FLEET_CLUSTER)
             for d in ("full", "no-itl", "none")}
-    for name in ("summary.json", "timeseries.csv", "timeseries_fleet.csv"):
+    for name in ("timeseries.csv", "timeseries_fleet.csv"):
         assert len({(o / name).read_bytes() for o in runs.values()}) == 1, name
+    summaries = {d: json.loads((o / "summary.json").read_text()) for d, o in runs.items()}
+    for d, s in summaries.items():      # the run block records the option and the files written
+        assert s.pop("run")["options"]["requests_detail"] == d
+    assert len({json.dumps(s) for s in summaries.values()}) == 1
     full = pd.read_csv(runs["full"] / "requests.csv")
     no_itl = pd.read_csv(runs["no-itl"] / "requests.csv")
     assert list(no_itl.columns) == list(full.columns)
