@@ -41,9 +41,18 @@ def run_cli(out: Path, *extra: str, cluster: Path = FLEET_CLUSTER, workload: Pat
 OUTPUT_FILES = ("requests.csv", "summary.json", "timeseries.csv", "timeseries_fleet.csv")
 
 
-def outputs(out: Path) -> tuple:
-    """The bytes of each of OUTPUT_FILES, in that order (all deterministic; None if absent)."""
-    return tuple((out / name).read_bytes() if (out / name).exists() else None for name in OUTPUT_FILES)
+def outputs(out: Path, run_block: bool = False) -> tuple:
+    """The bytes of each of OUTPUT_FILES, in that order (all deterministic; None if absent).
+
+    summary.json's `run` block (provenance: how the inputs and options were given) is left out
+    unless `run_block`, so runs of the same simulation given in different ways compare equal."""
+    files = [(out / name).read_bytes() if (out / name).exists() else None for name in OUTPUT_FILES]
+    i = OUTPUT_FILES.index("summary.json")
+    if not run_block and files[i] is not None:
+        summary = json.loads(files[i])
+        summary.pop("run", None)
+        files[i] = json.dumps(summary, indent=2).encode()
+    return tuple(files)
 
 
 def instance_of(out: Path) -> dict[int, int]:

@@ -48,7 +48,7 @@ def test_rerun_from_summary_alone_is_byte_identical(tmp_path, monkeypatch):
     assert _run(tmp_path, "first", cluster="cluster.yaml", workload="work.jsonl") == 0
     (tmp_path / "cluster.yaml").unlink()                              # summary.json alone is enough
     assert main(["rerun", "first/summary.json", "--out", "again", "--quiet"]) == 0
-    assert outputs(tmp_path / "first") == outputs(tmp_path / "again")
+    assert outputs(tmp_path / "first", run_block=True) == outputs(tmp_path / "again", run_block=True)
 
 
 def test_rerun_refuses_a_changed_workload(tmp_path, monkeypatch, capsys):
