@@ -11,7 +11,11 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     link_gbps: 450                     # override the hardware's interconnect GB/s (collectives, pp sends)
     link_latency_us: 3                 # override its latency
     moe_skew: 0.0                      # seeded skewed expert routing (Zipf exponent; 0 = balanced)
-    variant: bf16                      # perf bundle variant
+    variant: bf16                      # perf bundle variant folder (default fp8 with dtype: fp8, else bf16)
+    dtype: auto                        # weights, vLLM's names: auto | bfloat16 | float16 | fp8
+    kv_cache_dtype: auto               # auto | bfloat16 | fp8 (fp8_e4m3, fp8_e5m2): fp8 halves KV bytes
+    attention_pricing: per_sequence    # profile backend: per_sequence | aggregate (LLMServingSim's);
+                                       # default: the bundle's meta.yaml, else aggregate
     memory_gib: 96                     # override the hardware's memory
     decode_skew: true                  # bundle's decode-length skew correction
     overhead: {step_us: 0, per_seq_us: 0}   # host CPU time added to every step
@@ -38,12 +42,15 @@ import yaml
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import text_lines
+from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
 from fleetsim.costmodel.collectives import AstraSimNetwork
+from fleetsim.costmodel.costmodel import ATTENTION_PRICING
 from fleetsim.instance.config import EngineConfig
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
-                 "overhead", "engine", "count", "link_gbps", "link_latency_us"}
+                 "overhead", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
+                 "attention_pricing"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root"}
 
 
@@ -56,7 +63,10 @@ class InstanceSpec:
     pp: int = 1
     ep: int = 1
     moe_skew: float = 0.0
-    variant: str = "bf16"
+    variant: str | None = None
+    dtype: str = "auto"
+    kv_cache_dtype: str = "auto"
+    attention_pricing: str | None = None
     memory_gib: float | None = None
     decode_skew: bool = True
     overhead_ns: int = 0
@@ -194,13 +204,19 @@ def instance_spec(doc: dict, base: dict, where: str) -> InstanceSpec:
     for key in ("cost_model", "variant"):
         if key in merged and not isinstance(merged[key], str):
             raise InputError(f"{where}: field {key!r} must be a name, got {merged[key]!r}")
+    for key, allowed in (("dtype", WEIGHT_DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES),
+                         ("attention_pricing", ATTENTION_PRICING)):
+        if key in merged and merged[key] not in allowed:
+            raise InputError(f"{where}: field {key!r} must be one of {', '.join(allowed)}, got {merged[key]!r}")
     if not isinstance(merged.get("decode_skew", True), bool):
         raise InputError(f"{where}: field 'decode_skew' must be true or false, got {merged['decode_skew']!r}")
     engine = engine_config(base.get("engine"), EngineConfig(), where)
     engine = engine_config(doc.get("engine"), engine, where)
     return InstanceSpec(
         model=merged["model"], hardware=merged["hardware"], cost_model=str(merged.get("cost_model", "profile")),
-        tp=tp, pp=pp, ep=ep, moe_skew=float(skew), variant=str(merged.get("variant", "bf16")), memory_gib=mem,
+        tp=tp, pp=pp, ep=ep, moe_skew=float(skew), variant=merged.get("variant"), memory_gib=mem,
+        dtype=merged.get("dtype", "auto"), kv_cache_dtype=merged.get("kv_cache_dtype", "auto"),
+        attention_pricing=merged.get("attention_pricing"),
         decode_skew=bool(merged.get("decode_skew", True)),
         overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
         overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),

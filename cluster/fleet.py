@@ -30,7 +30,8 @@ def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> Cos
                           decode_skew=spec.decode_skew, overhead_ns=spec.overhead_ns,
                           overhead_per_seq_ns=spec.overhead_per_seq_ns, memory_gib=spec.memory_gib,
                           ep=spec.ep, moe_skew=spec.moe_skew, pp=spec.pp, network=spec.network,
-                          link_gbps=spec.link_gbps, link_latency_us=spec.link_latency_us)
+                          link_gbps=spec.link_gbps, link_latency_us=spec.link_latency_us, dtype=spec.dtype,
+                          kv_cache_dtype=spec.kv_cache_dtype, attention_pricing=spec.attention_pricing)
 
 
 def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: bool = True) -> Engine:

@@ -87,7 +87,8 @@ def _instance(inst, doc: dict, engine: EngineConfig, where: str, iw: str):
     ep = _count(inst, "ep_size", iw)
     if "num_npus" in inst and _count(inst, "num_npus", iw) != tp * pp:
         raise InputError(f"{iw}: num_npus {inst['num_npus']} does not match tp_size·pp_size = {tp * pp}")
-    item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"), "tp": tp, "pp": pp, "ep": ep}
+    item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"), "tp": tp, "pp": pp, "ep": ep,
+            "attention_pricing": "aggregate"}        # LLMServingSim's arithmetic, whatever the bundle says
     if "mem_size" in mem:
         item["memory_gib"] = mem["mem_size"]
     spec = instance_spec(item, {}, iw)

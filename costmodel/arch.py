@@ -1,11 +1,16 @@
 """`ModelArch`: the shapes of a decoder-only transformer, derived from a Hugging Face config."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from fleetsim.costmodel.errors import CostModelError
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1, "float8": 1}
+# vLLM's names: `dtype` (weights; fp8 = vLLM's `quantization: fp8`, W8A8 with bf16 activations)
+# and `kv_cache_dtype`; "auto" keeps the checkpoint's dtype (weights) / the model dtype (KV).
+WEIGHT_DTYPES = {"auto": None, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2, "half": 2, "fp8": 1}
+KV_CACHE_DTYPES = {"auto": None, "bfloat16": 2, "bf16": 2, "float16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class ModelArch:
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
     model_type: str = ""          # HF `model_type`: picks the op sequence (costmodel/architecture.py)
+    linear_dtype_bytes: int = 2
+    kv_dtype_bytes: int = 2
 
     @classmethod
     def from_hf_config(cls, name: str, cfg: dict, source: str = "config") -> "ModelArch":
@@ -60,11 +67,26 @@ class ModelArch:
             max_position_embeddings=need("max_position_embeddings", 0),
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             dtype_bytes=DTYPE_BYTES.get(dtype, 2),
+            linear_dtype_bytes=DTYPE_BYTES.get(dtype, 2),
+            kv_dtype_bytes=DTYPE_BYTES.get(dtype, 2),
             num_experts=experts,
             experts_per_token=need("num_experts_per_tok", 0),
             moe_intermediate_size=moe_inter,
             model_type=str(cfg.get("model_type") or ""),
         )
+
+    def with_precision(self, dtype: str = "auto", kv_cache_dtype: str = "auto") -> "ModelArch":
+        """This model served with vLLM's `dtype` / `kv_cache_dtype` (names in WEIGHT_DTYPES,
+        KV_CACHE_DTYPES; "auto" keeps the checkpoint's)."""
+        if dtype not in WEIGHT_DTYPES:
+            raise CostModelError(f"dtype {dtype!r}: unknown; allowed: {', '.join(WEIGHT_DTYPES)}")
+        if kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise CostModelError(f"kv_cache_dtype {kv_cache_dtype!r}: unknown; allowed: {', '.join(KV_CACHE_DTYPES)}")
+        linear = WEIGHT_DTYPES[dtype] or self.linear_dtype_bytes
+        kv = KV_CACHE_DTYPES[kv_cache_dtype] or self.kv_dtype_bytes
+        if (linear, kv) == (self.linear_dtype_bytes, self.kv_dtype_bytes):
+            return self
+        return dataclasses.replace(self, linear_dtype_bytes=linear, kv_dtype_bytes=kv)
 
     @property
     def is_moe(self) -> bool:
@@ -76,7 +98,7 @@ class ModelArch:
 
     def kv_bytes_per_token(self, tp: int = 1) -> int:
         """K and V bytes of one token over all layers on one rank."""
-        return 2 * self.num_layers * self.kv_heads_per_rank(tp) * self.head_dim * self.dtype_bytes
+        return 2 * self.num_layers * self.kv_heads_per_rank(tp) * self.head_dim * self.kv_dtype_bytes
 
     def layer_weight_params(self) -> int:
         """Parameters of one decoder layer (attention + MLP or experts + router + norms)."""
@@ -91,7 +113,8 @@ class ModelArch:
     def weight_bytes(self, tp: int = 1, ep: int = 1) -> int:
         """Weight bytes held by one rank: layers and vocab-parallel embeddings sharded by tp,
         norms replicated; KV projections replicated when KV heads < tp; MoE experts spread
-        over max(tp, ep) ranks (expert parallelism)."""
+        over max(tp, ep) ranks (expert parallelism). Decoder linear layers at
+        `linear_dtype_bytes`, embeddings and norms at `dtype_bytes`."""
         h, d = self.hidden_size, self.head_dim
         embed = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
         experts = self.num_experts * 3 * h * self.moe_intermediate_size if self.is_moe else 0
@@ -99,8 +122,10 @@ class ModelArch:
         kv_extra = 0
         if self.num_kv_heads < tp:
             kv_extra = 2 * h * d * (self.kv_heads_per_rank(tp) * tp - self.num_kv_heads)
-        sharded = (embed + self.num_layers * (per_layer + kv_extra)) // tp
-        sharded += self.num_layers * experts // max(tp, ep)
+        dense = self.num_layers * (per_layer + kv_extra)
+        expert = self.num_layers * experts // max(tp, ep)
         replicated = self.num_layers * 2 * h + h
-        return (sharded + replicated) * self.dtype_bytes
+        if self.linear_dtype_bytes == self.dtype_bytes:     # one dtype: embeddings sharded with the layers
+            return ((embed + dense) // tp + expert + replicated) * self.dtype_bytes
+        return (dense // tp + expert) * self.linear_dtype_bytes + (embed // tp + replicated) * self.dtype_bytes
 

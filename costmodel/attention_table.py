@@ -6,7 +6,14 @@ interpolation: along kv_decode within each bracketing kv_prefill row, then acros
 (one slice), then across n_decode and finally prefill_chunk between the bracketing slices.
 A bracketing slice that was not measured is replaced by the nearest measured one (Euclidean
 distance on the raw (prefill_chunk, n_decode) values, ties to the smaller key). Axis edges
-follow `interp.bracket` (clamp below, extrapolate above). Values are in ns.
+follow `interp.bracket` (clamp below, extrapolate above). Values are in ns. This is
+LLMServingSim's arithmetic (`lookup`).
+
+`measured(pc, kp, nd, kvd)` interpolates only between measured slices of the query's kind: a pure
+decode (pc 0) on the pc 0 slices, a pure prefill (nd 0) on the nd 0 slices, a mixed batch on the
+chunks that have mixed slices, along the n_decode keys measured at each such chunk (0 included).
+With a sparse mixed grid, 8 decodes next to a 256-token chunk then lie between its 0- and
+16-decode slices instead of falling back to the nearest (pure-prefill) slice.
 """
 from __future__ import annotations
 
@@ -32,6 +39,48 @@ class AttentionTable:
         self.pc_keys = sorted({k[0] for k in self.slices})
         self.nd_keys = sorted({k[1] for k in self.slices})
         self._resolved: dict = {}
+        nd_at: dict = {}
+        for p, n in sorted(self.slices):
+            nd_at.setdefault(p, []).append(n)
+        self._kinds = {"decode": [0] if 0 in nd_at else [],
+                       "prefill": [p for p in sorted(nd_at) if p > 0 and 0 in nd_at[p]],
+                       "mixed": [p for p in sorted(nd_at) if p > 0 and any(nd_at[p])]}
+        self._nd_at = {"decode": {p: nd_at[p] for p in self._kinds["decode"]},
+                       "prefill": {p: [0] for p in self._kinds["prefill"]},
+                       "mixed": {p: nd_at[p] for p in self._kinds["mixed"]}}
+
+    def has(self, kind: str) -> bool:
+        """Whether the table has slices of `kind` (decode, prefill, mixed)."""
+        return bool(self._kinds[kind])
+
+    def measured(self, pc: float, kp: float, nd: float, kvd: float) -> float:
+        """Like `lookup`, but interpolating only between measured slices of the query's kind."""
+        kind = "decode" if not pc else ("prefill" if not nd else "mixed")
+        pcs, nd_at = self._kinds[kind], self._nd_at[kind]
+        lo, hi, w = bracket(pcs, pc)
+        v = self._measured_nd(pcs[lo], nd_at[pcs[lo]], nd, kp, kvd)
+        if hi != lo and w:
+            v += w * (self._measured_nd(pcs[hi], nd_at[pcs[hi]], nd, kp, kvd) - v)
+        return v
+
+    def _measured_nd(self, pc: int, nds: list, nd: float, kp: float, kvd: float) -> float:
+        lo, hi, w = bracket(nds, nd)
+        v = self.slices[(pc, nds[lo])].raw(kp, kvd)
+        if hi != lo and w:
+            v += w * (self.slices[(pc, nds[hi])].raw(kp, kvd) - v)
+        return v
+
+    def prefill_floor(self) -> float:
+        """The fixed part of one attention call, ns: the pure-prefill curve at kv_prefill 0
+        extrapolated to a zero-token chunk from its two smallest chunks (in [0, t(smallest)])."""
+        pcs = self._kinds["prefill"]
+        if not pcs:
+            return 0.0
+        t1 = self.slices[(pcs[0], 0)].raw(0, 0)
+        if len(pcs) == 1:
+            return t1
+        t2 = self.slices[(pcs[1], 0)].raw(0, 0)
+        return min(t1, max(0.0, t1 - pcs[0] * (t2 - t1) / (pcs[1] - pcs[0])))
 
     def _slice(self, pc: int, nd: int) -> CurveRows:
         found = self._resolved.get((pc, nd))

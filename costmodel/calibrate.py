@@ -5,7 +5,10 @@ attention.csv: the 4-D grid incl. mixed batches) are predicted one by one with
 `RooflineBackend` primitives, and each parameter group is fitted by least squares on log-time:
 
 - `gemm` (c_max, m_half, e_mem, launch_us) on qkv_proj, o_proj, gate_up_proj, down_proj, lm_head;
-- `attention` (c_max, cta_keys, e_mem, launch_us; block_q tried at 64 and 128) on the attention rows;
+- `attention` (c_max, cta_keys, e_mem, launch_us; block_q tried at 64 and 128) on the attention
+  rows; then `max_gbps` (the decode kernel's bandwidth beyond one wave of SMs, an SM-side ceiling
+  shared by a family) is measured directly: the median K/V bytes / (time − fitted launch) of the
+  pure-decode rows whose CTAs need more than one wave, at contexts ≥ 4096 (launch negligible);
 - `elementwise.<op>` (e_mem, launch_us, l2_gain) on each elementwise op's rows.
 
 The groups do not share rows, so they are fitted separately: a coarse grid (each parameter at
@@ -35,6 +38,7 @@ GROUPS = {
     "gemm": ("gemm.c_max", "gemm.m_half", "gemm.e_mem", "gemm.launch_us"),
     "attention": ("attention.c_max", "attention.cta_keys", "attention.e_mem", "attention.launch_us"),
 }
+CEILING_MIN_CONTEXT = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +207,26 @@ def calibrate(backend: RooflineBackend, rows: list[Row]) -> dict:
                 best = (value, option, {n: backend.eff[n] for n in names})
         backend.eff[cname] = best[1]
         backend.eff.update(best[2])
+    ceiling = decode_ceiling_gbps(backend, rows)
+    if ceiling:
+        backend.eff["attention.max_gbps"] = round(ceiling, 1)
     return fitted_efficiency(backend)
+
+
+def decode_ceiling_gbps(backend: RooflineBackend, rows: list[Row]) -> float | None:
+    """Median achieved K/V bandwidth (GB/s) of the multi-wave long-context pure-decode rows
+    (None without such rows); the launch floor taken as the current `attention.launch_us`."""
+    launch = backend.p("attention.launch_us") * 1e3
+    rates = []
+    for r in rows:
+        if r.op != "attention":
+            continue
+        pc, _, nd, kd = r.key
+        if pc or not nd or kd < CEILING_MIN_CONTEXT or nd * backend.kv_heads <= backend.sm_count:
+            continue
+        nbytes = nd * (kd + 1) * backend.kv_token_layer
+        rates.append(nbytes / max(r.ns - launch, 1.0))       # bytes/ns = GB/s
+    return float(np.median(rates)) if rates else None
 
 
 def fitted_efficiency(backend: RooflineBackend, digits: int = 4) -> dict:

@@ -16,6 +16,7 @@ from fleetsim.costmodel.profile import ProfileBackend, ProfileTables, read_bundl
 from fleetsim.costmodel.roofline import RooflineBackend, resolve_hardware_doc
 
 BACKENDS = ("profile", "roofline")
+ATTENTION_PRICING = ("aggregate", "per_sequence")   # profile backend, see profile.ProfileBackend
 _LOADED: dict = {}
 _LOCK = threading.Lock()
 
@@ -26,9 +27,17 @@ def load_arch(model: str, models_roots: tuple[str, ...] = ()) -> ModelArch:
 
 
 def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
-    """The hardware entry, with `inherit_efficiency_from` resolved (see roofline.resolve_hardware_doc)."""
+    """The hardware entry, with `inherits` resolved (see roofline.resolve_hardware_doc)."""
     path = hardware_path(name, hardware_roots)
     return Hardware.from_dict(resolve_hardware_doc(name, hardware_roots), source=path)
+
+
+def bundle_attention_pricing(raw: dict, source: str) -> str:
+    """A bundle's default `attention_pricing` (its meta.yaml key; absent: aggregate, LLMServingSim's)."""
+    value = (raw.get("meta.yaml") or {}).get("attention_pricing", "aggregate")
+    if value not in ATTENTION_PRICING:
+        raise CostModelError(f"{source}/../meta.yaml: attention_pricing {value!r}: choose one of {', '.join(ATTENTION_PRICING)}")
+    return value
 
 
 def _as_tuple(root) -> tuple[str, ...]:
@@ -72,6 +81,7 @@ class CostModelState:
     ep: int = 1
     moe_skew: float = 0.0
     network: Network | None = None
+    attention_pricing: str = "aggregate"
 
     def build_backend(self):
         if self.backend == "roofline":
@@ -80,7 +90,8 @@ class CostModelState:
                                    sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"), network=self.network)
         tables = ProfileTables(self.raw_tables, self.tp, self.source, self.arch.model_type)
         a = self.arch
-        return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew, self.network)
+        return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew, self.network,
+                              self.attention_pricing)
 
 
 class CostModel:
@@ -103,10 +114,11 @@ class CostModel:
 
     @classmethod
     def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
-             models_root=None, variant: str = "bf16", decode_skew: bool = True,
+             models_root=None, variant: str | None = None, decode_skew: bool = True,
              overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None,
              ep: int = 1, moe_skew: float = 0.0, pp: int = 1, network: Network | None = None,
-             link_gbps: float | None = None, link_latency_us: float | None = None) -> "CostModel":
+             link_gbps: float | None = None, link_latency_us: float | None = None, dtype: str = "auto",
+             kv_cache_dtype: str = "auto", attention_pricing: str | None = None) -> "CostModel":
         """Load (once per process; later calls with the same arguments share the objects).
 
         Collectives: `network` (e.g. `collectives.AstraSimNetwork` for an LLMServingSim cluster
@@ -119,6 +131,11 @@ class CostModel:
         `memory_gib` overrides the hardware's memory (e.g. from an LLMServingSim cluster JSON).
         `ep` (expert-parallel degree) and `moe_skew` (Zipf exponent of seeded skewed routing, 0 =
         balanced) apply to MoE models on the roofline backend.
+        `dtype` / `kv_cache_dtype` (vLLM's names, `ModelArch.with_precision`): "fp8" halves the
+        weight / KV bytes; the profile backend then reads the bundle variant folder `fp8/` unless
+        `variant` is given (default `bf16/`). `attention_pricing` (profile backend): "aggregate"
+        (LLMServingSim's arithmetic) or "per_sequence"; None = the bundle's `meta.yaml`
+        `attention_pricing`, else aggregate.
         """
         if backend not in BACKENDS:
             raise CostModelError(f"cost model backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
@@ -130,22 +147,29 @@ class CostModel:
             raise CostModelError(f"pp must be a positive integer, got {pp!r}")
         if backend == "profile" and (ep != 1 or moe_skew):
             raise CostModelError("ep / moe_skew need the roofline backend")
+        if attention_pricing is not None and attention_pricing not in ATTENTION_PRICING:
+            raise CostModelError(f"attention_pricing {attention_pricing!r}: unknown; choose one of {', '.join(ATTENTION_PRICING)}")
+        if variant is None:
+            variant = "fp8" if dtype == "fp8" else "bf16"
         perf_roots, models_roots = _as_tuple(perf_root), _as_tuple(models_root)
         key = (model, hardware, backend, tp, perf_roots, models_roots, variant, decode_skew, ep, float(moe_skew),
-               network, link_gbps, link_latency_us)
+               network, link_gbps, link_latency_us, dtype, kv_cache_dtype, attention_pricing)
         with _LOCK:
             shared = _LOADED.get(key)
         if shared is None:
-            arch = load_arch(model, models_roots)
+            arch = load_arch(model, models_roots).with_precision(dtype, kv_cache_dtype)
             hw = load_hardware(hardware)
             hw, net = _interconnect(hw, resolve_hardware_doc(hardware), network, link_gbps, link_latency_us)
+            pricing = attention_pricing or "aggregate"
             if backend == "roofline":
                 source = hardware_path(hardware)
                 raw = {"hardware.yaml": resolve_hardware_doc(hardware)}
             else:
                 source = bundle_dir(hardware, model, variant, tp, perf_roots)
                 raw = read_bundle(source)
-            state = CostModelState(arch, hw, backend, tp, decode_skew, raw, source, ep, float(moe_skew), net)
+                pricing = attention_pricing or bundle_attention_pricing(raw, source)
+            state = CostModelState(arch, hw, backend, tp, decode_skew, raw, source, ep, float(moe_skew), net,
+                                   pricing)
             shared = (state, state.build_backend())
             with _LOCK:
                 _LOADED.setdefault(key, shared)

@@ -1,9 +1,12 @@
 """`Hardware`: one accelerator's spec-sheet numbers, from a small YAML file.
 
-Keys: `name`, `memory_gib`, `bf16_tflops` (dense), `hbm_gbps` (GB/s), `interconnect_gbps`
-(per-direction GB/s between the GPUs of one instance), `interconnect_latency_us`, optional
-`efficiency` (calibrated roofline parameters), `inherit_efficiency_from` (another entry) and
-`collectives` (TP all-reduce algorithms, read by `collectives.network_from_hardware`).
+Keys: `name`, `memory_gib`, `bf16_tflops` (dense), optional `fp8_tflops` (dense; absent: no fp8
+tensor cores, fp8 weights are dequantised and multiplied at the bf16 peak), `hbm_gbps` (GB/s),
+`interconnect_gbps` (per-direction GB/s between the GPUs of one instance),
+`interconnect_latency_us`, optional `efficiency` (calibrated roofline parameters),
+`collectives` (TP all-reduce algorithms, read by `collectives.network_from_hardware`), `family`
+(a label, e.g. hopper) and `inherits` (another entry whose keys this one takes where it sets
+none; resolved by `roofline.resolve_hardware_doc`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class Hardware:
     memory_gib: float
     bf16_tflops: float
     hbm_gbps: float
+    fp8_tflops: float = 0.0
     interconnect_gbps: float = 0.0
     interconnect_latency_us: float = 0.0
     efficiency: dict = field(default_factory=dict)
@@ -37,6 +41,7 @@ class Hardware:
             memory_gib=num("memory_gib"),
             bf16_tflops=num("bf16_tflops"),
             hbm_gbps=num("hbm_gbps"),
+            fp8_tflops=num("fp8_tflops", required=False),
             interconnect_gbps=num("interconnect_gbps", required=False),
             interconnect_latency_us=num("interconnect_latency_us", required=False),
             efficiency=dict(doc.get("efficiency") or {}),

@@ -12,10 +12,23 @@ dense decoder, T = tokens in the step, S = sequences in the step:
 (Qwen3 adds qk_norm(T) per layer.) Every op the sequence lists must have rows in the bundle:
 a missing one is an error naming it, never a silent zero.
 
-Every op is an integer number of ns (see `interp`). Attention is looked up at
-prefill_chunk = Σ chunks, kv_prefill = Σ chunk contexts, n_decode, kv_decode = ⌊mean decode
-context⌋ (context = tokens already in the KV cache before the step); with `decode_skew` on and
-a fit in the bundle, decodes of unequal length are corrected towards the max-context time.
+Every op is an integer number of ns (see `interp`). Attention (`attention_pricing`):
+
+- `aggregate` (LLMServingSim's arithmetic): one lookup at prefill_chunk = Σ chunks,
+  kv_prefill = Σ chunk contexts, n_decode, kv_decode = ⌊mean decode context⌋ (context = tokens
+  already in the KV cache before the step), on the 4-D grid with its nearest-slice fallback.
+- `per_sequence`: each prefill chunk priced with its own chunk and context, and only between
+  measured slices (`AttentionTable.measured`). The decodes join the largest chunk in a mixed-slice
+  lookup when the bundle's mixed points come from the serving engine's own kernel
+  (`mixed_attention_kernel: serving_engine` in meta.yaml; a bundle with `vllm_version`, i.e.
+  profiled inside vLLM, counts as such), otherwise they are priced as a pure-decode part (the
+  H100 bundles' mixed points come from PyTorch's FlashAttention-2 varlen kernel, which tiles
+  decodes as prefill queries, unlike vLLM's kernels). One attention call per layer: every part
+  after the first is charged without the call's fixed cost (`AttentionTable.prefill_floor`).
+  Decode-only steps are priced identically by both.
+
+With `decode_skew` on and a fit in the bundle, decodes of unequal length are corrected towards
+the max-context time.
 """
 from __future__ import annotations
 
@@ -79,6 +92,8 @@ class ProfileTables:
                                          set(self.seq_ops), seq.name)
         self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
                                         att["kv_decode"], att["time_us"])
+        kernel = meta.get("mixed_attention_kernel")
+        self.mixed_from_serving_engine = kernel == "serving_engine" or (kernel is None and "vllm_version" in meta)
         self.skew = None
         if (meta.get("skew_fit") or {}).get("enabled") and "skew_fit.csv" in raw:
             self.skew = DecodeSkew(meta, raw["skew_fit.csv"], tp, os.path.join(source, "skew_fit.csv"))
@@ -129,7 +144,7 @@ class ProfileBackend:
     name = "profile"
 
     def __init__(self, tables: ProfileTables, arch, tp: int = 1, hardware=None, decode_skew: bool = True,
-                 network=None):
+                 network=None, attention_pricing: str = "aggregate"):
         self.tables = tables
         self.arch = arch
         self.num_layers = arch.num_layers
@@ -140,6 +155,10 @@ class ProfileBackend:
         self.hardware = hardware
         self.network = network if network is not None else default_network(hardware)
         self.decode_skew = decode_skew and tables.skew is not None
+        self.per_sequence = attention_pricing == "per_sequence"
+        att = tables.attention
+        self.mixed_slices = tables.mixed_from_serving_engine and att.has("mixed")
+        self.floor_ns = att.prefill_floor()
         self._dense_cache: dict = {}
         self._edge_cache: dict = {}
         self._seq_cache: dict = {}
@@ -181,17 +200,31 @@ class ProfileBackend:
 
     def attention_ns(self, b: BatchShape) -> int:
         """One layer's attention for the whole batch."""
-        pc, kp = b.prefill_tokens, b.prefill_context
-        nd = b.decodes
+        table = self.tables.attention
+        if not self.per_sequence or not b.prefills:
+            return self._lookup_ns(table.lookup, b.prefill_tokens, b.prefill_context, b.decodes, b)
+        chunks = sorted(b.prefills, key=lambda p: -p[0])        # largest first (stable)
+        c, k = chunks[0]
+        if self.mixed_slices:
+            parts = [self._lookup_ns(table.measured, c, k, b.decodes, b)]
+        else:
+            parts = [self._lookup_ns(table.measured, c, k, 0, b)]
+            if b.decodes:
+                parts.append(self._lookup_ns(table.lookup, 0, 0, b.decodes, b))
+        parts += [self._lookup_ns(table.measured, c, k, 0, b) for c, k in chunks[1:]]
+        return max(max(parts), round(sum(parts) - (len(parts) - 1) * self.floor_ns))
+
+    def _lookup_ns(self, lookup, pc: int, kp: int, nd: int, b: BatchShape) -> int:
+        """One attention lookup at (pc, kp) with nd of b's decodes (0 or all): mean decode
+        context, skew-corrected towards the max context."""
         if pc == 0 and nd == 0:
             return 0
         kv_mean = b.decode_ctx_sum // nd if nd else 0
-        table = self.tables.attention
-        t_mean = max(1, int(table.lookup(pc, kp, nd, kv_mean)))
+        t_mean = max(1, int(lookup(pc, kp, nd, kv_mean)))
         if self.decode_skew and nd > 1 and b.decode_ctx_max != kv_mean:
             alpha = self.tables.skew.alpha(pc, nd, b.decode_ctx_sum / nd, b.decode_ctx_min, b.decode_ctx_max, kp)
             if alpha:
-                return _skewed(t_mean, alpha, max(1, int(table.lookup(pc, kp, nd, b.decode_ctx_max))))
+                return _skewed(t_mean, alpha, max(1, int(lookup(pc, kp, nd, b.decode_ctx_max))))
         return t_mean
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):

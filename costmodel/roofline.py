@@ -14,7 +14,9 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
   few SMs, as measured). Memory term: Q, O and the
   K/V of k + c tokens.
 - attention, decodes: memory-bound (split-KV decode kernel), (ctx + 1) · kv_bytes_per_token_per_layer
-  per sequence at bw · e_mem. In a step that also has a prefill chunk the decodes run inside the
+  per sequence at bw · e_mem; when the decodes' CTAs (decodes × KV heads) fill more than one wave
+  of SMs, at most `attention.max_gbps` (an SM-side ceiling that does not scale with HBM bandwidth:
+  measured on H100 and H200 alike; 0 = none). In a step that also has a prefill chunk the decodes run inside the
   varlen prefill kernel as 1-token chunks (one CTA per sequence and head over its whole context,
   no split-KV), i.e. they join the tile/wave model; this is what makes mixed steps much slower
   than the sum of their parts on FlashAttention-2 varlen (measured on H100 and RTX PRO 6000).
@@ -28,6 +30,11 @@ Every kernel costs `launch + max(compute, memory)` (seconds → integer ns, at l
   bandwidth efficiency and launch time where calibrated; the part of an elementwise op's traffic
   that fits in the L2 cache (`l2_mib` in the hardware YAML) moves `l2_gain` times faster.
 - per sequence: lm_head GEMM with M = S (logits only at sampled positions), sampler.
+
+FP8 (`ModelArch.linear_dtype_bytes` 1): the decoder's linear layers (qkv, o, gate_up, down,
+experts) stream 1-byte weights and multiply at `Hardware.fp8_tflops` (the bf16 peak where the GPU
+has no fp8 tensor cores); lm_head, the MoE router and activations stay bf16. An fp8 KV cache
+(`kv_dtype_bytes` 1) halves the attention's K/V bytes.
 
 TP shards heads, KV heads (replicated below tp), intermediate and vocab by tp and adds two ring
 all-reduces per layer of T·hidden·dtype bytes (`collectives`: the instance's network). MoE layers (ModelArch.is_moe)
@@ -68,7 +75,7 @@ DEFAULT_SM_COUNT = 132
 DEFAULT_EFFICIENCY = {
     "gemm": {"c_max": 0.75, "m_half": 64.0, "e_mem": 0.85, "launch_us": 4.0},
     "attention": {"c_max": 0.45, "cta_keys": 256.0, "block_q": 128, "e_mem": 0.75, "launch_us": 6.0,
-                  "mixed_decode_tiles": 1},
+                  "mixed_decode_tiles": 1, "max_gbps": 0.0},
     "elementwise": {"e_mem": 0.7, "launch_us": 3.0, "l2_gain": 1.0},
 }
 ELEMENTWISE_OPS = ("embedding", "layernorm", "rotary_emb", "act_fn", "final_layernorm", "sampler")
@@ -105,19 +112,21 @@ def merge_efficiency(base: dict, override: dict) -> dict:
 
 
 def resolve_hardware_doc(name: str, hardware_roots: tuple[str, ...] = (), _seen: tuple = ()) -> dict:
-    """The hardware YAML as a dict, with `inherit_efficiency_from: OTHER` resolved: OTHER's
-    (recursively resolved) efficiency mapping, overridden key by key by this entry's own."""
+    """The hardware YAML as a dict, with `inherits: OTHER` resolved: every key of OTHER's
+    (recursively resolved) entry that this one does not set, and the `efficiency` mapping deep-merged
+    (this entry's keys win). A family (e.g. Hopper: H200 inherits H100) thus shares its compute
+    ceilings, per-kernel costs and SM-side bandwidth ceilings, and each entry states its own memory."""
     if name in _seen:
-        raise CostModelError(f"hardware {name!r}: inherit_efficiency_from cycle: {' -> '.join(_seen + (name,))}")
+        raise CostModelError(f"hardware {name!r}: inherits cycle: {' -> '.join(_seen + (name,))}")
     path = hardware_path(name, hardware_roots)
     doc = load_yaml(path)
     if not isinstance(doc, dict):
         raise CostModelError(f"{path}: expected a mapping of hardware fields")
-    parent = doc.get("inherit_efficiency_from")
+    parent = doc.get("inherits")
     if not parent:
         return doc
     base = resolve_hardware_doc(str(parent), hardware_roots, _seen + (name,))
-    merged = dict(doc)
+    merged = {**base, **doc}
     merged["efficiency"] = merge_efficiency(base.get("efficiency") or {}, doc.get("efficiency") or {})
     return merged
 
@@ -159,6 +168,9 @@ class RooflineBackend:
         self.bw = hardware.hbm_gbps * 1e9
         a, dt = arch, arch.dtype_bytes
         self.dt = dt
+        self.linear_dt = a.linear_dtype_bytes
+        fp8 = a.linear_dtype_bytes == 1 and hardware.fp8_tflops > 0
+        self.linear_peak = hardware.fp8_tflops * 1e12 if fp8 else self.peak
         self.L = a.num_layers
         self.h = a.hidden_size
         self.hd = a.head_dim
@@ -167,7 +179,7 @@ class RooflineBackend:
         self.inter = max(1, a.intermediate_size // tp)
         self.vocab_shard = max(1, a.vocab_size // tp)
         self.vocab = a.vocab_size
-        self.kv_token_layer = 2 * self.kv_heads * self.hd * dt       # K+V bytes of one token, one layer
+        self.kv_token_layer = 2 * self.kv_heads * self.hd * a.kv_dtype_bytes   # K+V bytes of one token, one layer
         if a.is_moe:
             shard = max(1, tp // ep) if ep > 1 else tp
             self.moe_inter = max(1, a.moe_intermediate_size // shard)
@@ -190,13 +202,19 @@ class RooflineBackend:
     def eff_c(self, m: float) -> float:
         return self.p("gemm.c_max") * m / (m + self.p("gemm.m_half"))
 
-    def gemm_s(self, m: float, n: float, k: float, weight_copies: float = 1.0) -> float:
-        """One GEMM (or a grouped GEMM over `weight_copies` weight matrices, m rows in total)."""
+    def gemm_s(self, m: float, n: float, k: float, weight_copies: float = 1.0, linear: bool = True) -> float:
+        """One GEMM (or a grouped GEMM over `weight_copies` weight matrices, m rows in total);
+        `linear`: a decoder linear layer (fp8 weights and peak when the model is served in fp8)."""
         if m <= 0:
             return 0.0
         rows_per_matrix = m / weight_copies
-        compute = 2.0 * m * n * k / (self.peak * self.eff_c(rows_per_matrix))
-        memory = (weight_copies * k * n + m * k + m * n) * self.dt / (self.bw * self.p("gemm.e_mem"))
+        peak, wdt = (self.linear_peak, self.linear_dt) if linear else (self.peak, self.dt)
+        compute = 2.0 * m * n * k / (peak * self.eff_c(rows_per_matrix))
+        if wdt == self.dt:
+            nbytes = (weight_copies * k * n + m * k + m * n) * self.dt
+        else:
+            nbytes = weight_copies * k * n * wdt + (m * k + m * n) * self.dt
+        memory = nbytes / (self.bw * self.p("gemm.e_mem"))
         return self.p("gemm.launch_us") * 1e-6 + max(compute, memory)
 
     def elementwise_s(self, op: str, nbytes: float) -> float:
@@ -242,9 +260,9 @@ class RooflineBackend:
         if op == "down_proj":
             return self.gemm_s(t, h, self.inter)
         if op == "lm_head":
-            return self.gemm_s(t, self.vocab_shard, h)
+            return self.gemm_s(t, self.vocab_shard, h, linear=False)
         if op == "moe_router":
-            return self.gemm_s(t, self.experts, h)
+            return self.gemm_s(t, self.experts, h, linear=False)
         raise KeyError(op)
 
     # ---- attention --------------------------------------------------------------------------
@@ -285,9 +303,18 @@ class RooflineBackend:
             keys = decode_ctx_sum + decodes
             nbytes = keys * self.kv_token_layer + 2.0 * decodes * heads * hd * dt
             flops = 4.0 * heads * hd * keys
-            dec = max(nbytes / (self.bw * self.p("attention.e_mem")),
+            dec = max(nbytes / self.decode_bw(decodes),
                       flops / (self.peak * self.p("attention.c_max")))
         return pre, dec
+
+    def decode_bw(self, decodes: int) -> float:
+        """Bytes/s of the split-KV decode kernel: bw · e_mem, capped at `attention.max_gbps` once
+        its CTAs (decodes × KV heads) need more than one wave of SMs."""
+        bw = self.bw * self.p("attention.e_mem")
+        ceiling = self.p("attention.max_gbps") * 1e9
+        if ceiling > 0 and decodes * self.kv_heads > self.sm_count:
+            return min(bw, ceiling)
+        return bw
 
     def attention_s(self, prefills, decodes: int, decode_ctx_sum: int, decode_ctx_max: int | None = None) -> float:
         if not prefills and not decodes:
@@ -425,7 +452,7 @@ class RooflineBackend:
         launch = self.p("attention.launch_us") * 1e-6
         per_key = self.kv_token_layer
         q_bytes = 2.0 * n * heads * hd * self.dt
-        mem = self.bw * self.p("attention.e_mem")
+        mem = self.decode_bw(n)
         flops_per_key = 4.0 * heads * hd
         comp = self.peak * self.p("attention.c_max")
         keys0 = ctx_sum + n

@@ -264,6 +264,10 @@ def main(argv=None) -> int:
             "tp_degrees": sorted(tp_degrees[base]),
             "framework": "PyTorch 2.11 (CUDA 13), CUDA graphs",
             "source": source_text(args.src, args.shard_fused, args.max_seqs, any(r[0] == "qk_norm" for r in rows)),
+            # mixed points from PyTorch's FlashAttention-2 varlen kernel, not vLLM's: price each
+            # prefill on its own and the decodes as their own part (costmodel/profile.py)
+            "mixed_attention_kernel": "flash_attn2_varlen",
+            "attention_pricing": "per_sequence",
         }
         with open(variant_dir / "meta.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(meta, fh, sort_keys=False, width=100, allow_unicode=False)

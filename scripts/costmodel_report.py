@@ -14,6 +14,10 @@ Prints Markdown (the tables of docs/costmodel.md):
 - `catalogue`: roofline decode-64 and prefill-2048 step times of every shipped model on every
   catalogue GPU (tp 1).
 - `moe`: Qwen3-30B-A3B (and Mixtral) per-step breakdown with ep=1 and ep=2, balanced and skewed.
+- `family`: for a `--hardware` entry that `inherits` another (H200 from H100), on every bundle both
+  have: per step (at `--ctx` and 4x it), the measured ratio of step times to the parent's, the
+  roofline's ratio and error without and with the SM-side decode ceiling (`attention.max_gbps`),
+  and the per-op error without and with it.
 """
 from __future__ import annotations
 
@@ -32,8 +36,9 @@ from fleetsim.costmodel.calibrate import bundle_rows, error_stats, find_bundles,
 from fleetsim.costmodel.paths import SHIPPED  # noqa: E402
 from fleetsim.costmodel.architecture import sequence_for  # noqa: E402
 from fleetsim.costmodel.profile import read_bundle  # noqa: E402
+from fleetsim.costmodel.roofline import resolve_hardware_doc  # noqa: E402
 
-SECTIONS = ("steps", "errors", "catalogue", "moe")
+SECTIONS = ("steps", "errors", "catalogue", "moe", "family")
 
 
 def shipped_models() -> list[str]:
@@ -175,6 +180,40 @@ def section_moe(hardware: str, ctx: int) -> None:
     print()
 
 
+def section_family(hardware: str, ctx: int) -> None:
+    parent = resolve_hardware_doc(hardware).get("inherits") or resolve_hardware_doc(hardware).get("name")
+    mine = {(m, tp): d for m, tp, d in find_bundles(hardware)}
+    theirs = {(m, tp): d for m, tp, d in find_bundles(parent)}
+    print(f"### {hardware} against {parent} (the entry it inherits): measured vs roofline\n")
+    print("Ratio = step time on " + hardware + " / on " + parent + "; the roofline without the ceiling is "
+          "the arithmetic before `attention.max_gbps` (the same efficiencies otherwise).\n")
+    for (model, tp) in sorted(set(mine) & set(theirs)):
+        arch = CostModel.load(model, hardware, "roofline", tp).arch
+        hw, hw_p = CostModel.load(model, hardware, "roofline", tp).hardware, CostModel.load(model, parent, "roofline", tp).hardware
+        without = roofline_for(hardware, model, tp)
+        without.eff["attention.max_gbps"] = 0.0
+        with_c, ref_p = roofline_for(hardware, model, tp), roofline_for(parent, model, tp)
+        print(f"**{model}** tp{tp}\n")
+        print("| step | measured ms | measured ratio | roofline ratio (no ceiling) | roofline ratio | "
+              "roofline error (no ceiling) | roofline error |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        steps = scenarios(ctx)[:3] + [(n.replace(f"@{ctx}", f"@{4 * ctx}"), [(1, 4 * ctx)] * len(q))
+                                      for n, q in scenarios(ctx)[:3]] + scenarios(ctx)[3:]
+        for name, seqs in steps:
+            b = BatchShape.from_seqs(seqs)
+            meas = measured_sum_ns(mine[(model, tp)], arch, seqs, hw, tp)
+            meas_p = measured_sum_ns(theirs[(model, tp)], arch, seqs, hw_p, tp)
+            r0, r1, rp = without.time_batch(b), with_c.time_batch(b), ref_p.time_batch(b)
+            ratio = "—" if meas is None or meas_p is None else f"{meas / meas_p:.2f}"
+            print(f"| {name} | {ms(meas)} | {ratio} | {r0 / rp:.2f} | {r1 / rp:.2f} |{err(r0, meas)} |{err(r1, meas)} |")
+        rows = bundle_rows(mine[(model, tp)])
+        for label, backend in (("no ceiling", without), ("with the ceiling", with_c)):
+            e = error_stats(backend, rows)
+            groups = ", ".join(f"{g.replace('elementwise.', '')} {v:.1f}" for g, v in e["by_group"].items())
+            print(f"\nper-op abs error, {label}: median {e['median']:.1f} %, p90 {e['p90']:.1f} % ({e['n']} rows; {groups})")
+        print()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hardware", default="H100-SXM-80GB")
@@ -191,6 +230,8 @@ def main(argv=None) -> int:
             section_catalogue(args.ctx)
         if "moe" in args.sections:
             section_moe(args.hardware, args.ctx)
+        if "family" in args.sections:
+            section_family(args.hardware, args.ctx)
     except CostModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

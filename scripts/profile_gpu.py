@@ -693,6 +693,8 @@ def main(argv=None) -> int:
             "variant": variant,
             "tp_degrees": degrees,
             "framework": f"PyTorch {torch.__version__} ({cuda_ver}), " + ("CUDA graphs" if cuda else "wall-clock loops"),
+            "mixed_attention_kernel": "flash_attn2_varlen",     # costmodel/profile.py
+            "attention_pricing": "per_sequence",
             "profiler": {
                 "script": "scripts/profile_gpu.py",
                 "status": status,

@@ -135,18 +135,21 @@ def test_write_efficiency_keeps_the_yaml_and_roundtrips(tmp_path):
     Hardware.from_dict(doc)
 
 
-def test_h200_inherits_h100_efficiency_and_overrides(tmp_path):
+def test_h200_inherits_h100_family_keys_and_overrides(tmp_path):
     h100 = resolve_hardware_doc("H100-SXM-80GB")
     h200 = resolve_hardware_doc("H200-SXM-141GB")
-    assert h200["efficiency"] == h100["efficiency"] and h200["hbm_gbps"] == 4800
+    assert h200["efficiency"] == h100["efficiency"] and h200["hbm_gbps"] == 4800 and h200["memory_gib"] == 141
+    for key in ("bf16_tflops", "fp8_tflops", "sm_count", "l2_mib", "interconnect_gbps", "family"):
+        assert h200[key] == h100[key], key
     (tmp_path / "child.yaml").write_text(
-        "name: child\nmemory_gib: 1\nbf16_tflops: 1\nhbm_gbps: 1\ninherit_efficiency_from: H200-SXM-141GB\n"
+        "name: child\nmemory_gib: 1\nhbm_gbps: 1\ninherits: H200-SXM-141GB\n"
         "efficiency:\n  gemm: {c_max: 0.5}\n")
     child = resolve_hardware_doc("child", (str(tmp_path),))
     assert child["efficiency"]["gemm"]["c_max"] == 0.5
     assert child["efficiency"]["gemm"]["m_half"] == h100["efficiency"]["gemm"]["m_half"]
+    assert child["bf16_tflops"] == 989.4 and child["memory_gib"] == 1 and child["name"] == "child"
     (tmp_path / "loop.yaml").write_text("name: loop\nmemory_gib: 1\nbf16_tflops: 1\nhbm_gbps: 1\n"
-                                        "inherit_efficiency_from: loop\n")
+                                        "inherits: loop\n")
     with pytest.raises(CostModelError, match="cycle"):
         resolve_hardware_doc("loop", (str(tmp_path),))
 
