@@ -109,3 +109,13 @@ def test_h100_bundles_default_to_per_sequence_llmservingsim_bundle_to_aggregate(
     assert not CostModel.load("meta-llama/Llama-3.1-8B", "RTXPRO6000", "profile").backend.per_sequence
     with pytest.raises(CostModelError, match="attention_pricing"):
         CostModel.load(**H100, attention_pricing="sum")
+
+
+def test_llmservingsim_cluster_json_keeps_llmservingsim_arithmetic():
+    from fleetsim.cluster.fleet import load_cost_model
+    from fleetsim.cluster.llmservingsim import from_llmservingsim_json
+    doc = {"nodes": [{"instances": [{"model_name": "meta-llama/Llama-3.1-8B", "hardware": "H100-SXM-80GB",
+                                     "npu_mem": {"mem_size": 80, "mem_util": 0.9}, "tp_size": 1}]}]}
+    spec = from_llmservingsim_json(doc, "c.json").instances[0]
+    assert spec.attention_pricing == "aggregate"           # although the H100 bundle defaults to per_sequence
+    assert not load_cost_model(spec).backend.per_sequence
