@@ -27,8 +27,9 @@ import re
 
 import numpy as np
 
+from fleetsim.costmodel.catalogue import unflatten
 from fleetsim.costmodel.profile import read_bundle
-from fleetsim.costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend, unflatten
+from fleetsim.costmodel.roofline import ELEMENTWISE_OPS, RooflineBackend
 
 GEMM_TABLE_OPS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head")
 ESTIMATED_OPS = ("embedding", "sampler")
@@ -313,7 +314,7 @@ def roofline_for(hardware: str, model: str, tp: int = 1, efficiency: dict | None
                  models_roots: tuple[str, ...] = (), hardware_roots: tuple[str, ...] = ()) -> RooflineBackend:
     """A RooflineBackend for (hardware, model, tp); `efficiency` None = the YAML's, {} = defaults."""
     from fleetsim.costmodel.costmodel import load_arch, load_hardware
-    from fleetsim.costmodel.roofline import resolve_hardware_doc
+    from fleetsim.costmodel.catalogue import resolve_hardware_doc
     doc = resolve_hardware_doc(hardware, hardware_roots)
     hw = load_hardware(hardware, hardware_roots)
     arch = load_arch(model, models_roots)

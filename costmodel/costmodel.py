@@ -7,13 +7,14 @@ from typing import Sequence
 
 from fleetsim.costmodel.arch import ModelArch
 from fleetsim.costmodel.batch import BatchShape
+from fleetsim.costmodel.catalogue import resolve_hardware_doc
 from fleetsim.costmodel.collectives import Network, network_from_hardware
 from fleetsim.costmodel.errors import CostModelError
 from fleetsim.costmodel.files import load_json
 from fleetsim.costmodel.hardware import Hardware
 from fleetsim.costmodel.paths import bundle_dir, hardware_path, model_config_path
 from fleetsim.costmodel.profile import ProfileBackend, ProfileTables, read_bundle
-from fleetsim.costmodel.roofline import RooflineBackend, resolve_hardware_doc
+from fleetsim.costmodel.roofline import RooflineBackend
 
 BACKENDS = ("profile", "roofline")
 ATTENTION_PRICING = ("aggregate", "per_sequence")   # profile backend, see profile.ProfileBackend
@@ -27,7 +28,7 @@ def load_arch(model: str, models_roots: tuple[str, ...] = ()) -> ModelArch:
 
 
 def load_hardware(name: str, hardware_roots: tuple[str, ...] = ()) -> Hardware:
-    """The hardware entry, with `inherits` resolved (see roofline.resolve_hardware_doc)."""
+    """The hardware entry, with `inherits` resolved (see catalogue.resolve_hardware_doc)."""
     path = hardware_path(name, hardware_roots)
     return Hardware.from_dict(resolve_hardware_doc(name, hardware_roots), source=path)
 

@@ -6,7 +6,7 @@ tensor cores, fp8 weights are dequantised and multiplied at the bf16 peak), `hbm
 `interconnect_latency_us`, optional `efficiency` (calibrated roofline parameters),
 `collectives` (TP all-reduce algorithms, read by `collectives.network_from_hardware`), `family`
 (a label, e.g. hopper) and `inherits` (another entry whose keys this one takes where it sets
-none; resolved by `roofline.resolve_hardware_doc`).
+none; resolved by `catalogue.resolve_hardware_doc`).
 """
 from __future__ import annotations
 

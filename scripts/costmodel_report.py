@@ -31,12 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 from fleetsim.costmodel import CostModel, CostModelError  # noqa: E402
+from fleetsim.costmodel.architecture import sequence_for  # noqa: E402
 from fleetsim.costmodel.batch import BatchShape  # noqa: E402
 from fleetsim.costmodel.calibrate import bundle_rows, error_stats, find_bundles, roofline_for  # noqa: E402
+from fleetsim.costmodel.catalogue import resolve_hardware_doc  # noqa: E402
 from fleetsim.costmodel.paths import SHIPPED  # noqa: E402
-from fleetsim.costmodel.architecture import sequence_for  # noqa: E402
 from fleetsim.costmodel.profile import read_bundle  # noqa: E402
-from fleetsim.costmodel.roofline import resolve_hardware_doc  # noqa: E402
 
 SECTIONS = ("steps", "errors", "catalogue", "moe", "family")
 

@@ -6,7 +6,7 @@ import pytest
 from fleetsim.costmodel import CostModel, CostModelError
 from fleetsim.costmodel.collectives import (AstraSimNetwork, NcclVariant, RingNetwork, VllmCollectives,
                                            network_from_hardware)
-from fleetsim.costmodel.roofline import resolve_hardware_doc
+from fleetsim.costmodel.catalogue import resolve_hardware_doc
 
 # LLMServingSim's shipped cluster JSON values: link_bw 16 GB/s (2^30 B), link_latency 20 µs, RTX PRO 6000 mem_bw
 ASTRA = AstraSimNetwork(link_gb_s=16, link_latency_ns=20_000, mem_bw_gb_s=1597)

@@ -10,10 +10,12 @@ import yaml
 
 from fleetsim.costmodel import CostModel, CostModelError, Hardware, ModelArch
 from fleetsim.costmodel.batch import BatchShape
-from fleetsim.costmodel.calibrate import (bundle_rows, calibrate, error_stats, roofline_for, write_efficiency)
+from fleetsim.costmodel.calibrate import (bundle_rows, calibrate, decode_ceiling_gbps, error_stats, roofline_for,
+                                         write_efficiency)
+from fleetsim.costmodel.catalogue import resolve_hardware_doc
 from fleetsim.costmodel.costmodel import clear_loaded
 from fleetsim.costmodel.paths import SHIPPED
-from fleetsim.costmodel.roofline import RooflineBackend, resolve_hardware_doc
+from fleetsim.costmodel.roofline import RooflineBackend
 
 MODELS = sorted(os.path.relpath(p, SHIPPED / "models")[:-5] for p in glob.glob(str(SHIPPED / "models/*/*.json")))
 HARDWARE = sorted(p.stem for p in (SHIPPED / "hardware").glob("*.yaml"))
@@ -208,3 +210,25 @@ def test_hf_config_optional_fields_default_and_are_checked():
     for key in ("num_key_value_heads", "head_dim", "max_position_embeddings", "num_experts"):
         with pytest.raises(CostModelError, match=key):
             ModelArch.from_hf_config("m", {**LLAMA_8B_HF, key: "8"}, source="config.json")
+
+
+def test_decode_bandwidth_ceiling_binds_beyond_one_wave_of_ctas():
+    """Qwen3-8B: 8 KV heads, 132 SMs: 16 decodes are one wave (128 CTAs), 17 are more."""
+    h200 = CostModel.load("Qwen/Qwen3-8B", "H200-SXM-141GB", "roofline").backend
+    h100 = CostModel.load("Qwen/Qwen3-8B", "H100-SXM-80GB", "roofline").backend
+    e_mem, ceiling = h100.p("attention.e_mem"), h100.p("attention.max_gbps") * 1e9
+    assert h200.p("attention.max_gbps") * 1e9 == ceiling              # inherited
+    assert h200.decode_bw(16) == 4800e9 * e_mem                      # HBM-bound within one wave
+    assert h200.decode_bw(17) == ceiling < 4800e9 * e_mem            # SM-bound beyond it
+    assert h100.decode_bw(17) == 3350e9 * e_mem < ceiling            # never binds on the H100
+    # decode_steps folds the same bandwidth
+    for n in (16, 64):
+        b = BatchShape.from_seqs([(1, 4096)] * n)
+        assert h200.decode_steps(n, 4096 * n, 4096, 4096)(0) == h200.time_batch(b)
+
+
+def test_shipped_decode_ceiling_is_the_measured_one():
+    tp_dir = os.path.join(SHIPPED, "perf", "H100-SXM-80GB", "meta-llama", "Llama-3.1-8B", "bf16", "tp1")
+    backend = roofline_for("H100-SXM-80GB", "meta-llama/Llama-3.1-8B", 1)
+    measured = decode_ceiling_gbps(backend, bundle_rows(tp_dir))
+    assert float(f"{measured:.4g}") == backend.p("attention.max_gbps")      # as written by --write (4 digits)
