@@ -9,7 +9,8 @@ import pytest
 from fleetsim.costmodel import CostModel, CostModelError
 from fleetsim.costmodel.batch import BatchShape
 from fleetsim.costmodel.costmodel import load_arch
-from fleetsim.costmodel.profile import LAYER_OPS, POST_OPS, PRE_OPS, SEQ_OPS, ProfileBackend, ProfileTables
+from fleetsim.costmodel.architecture import sequence_for
+from fleetsim.costmodel.profile import ProfileBackend, ProfileTables
 
 # (prefill_chunk, kv_prefill, n_decode, kv_decode) -> µs
 TABLE = {
@@ -24,20 +25,21 @@ FLOOR_US = 8      # 10 − 16·(12 − 10)/(32 − 16): the kv 0 prefill curve e
 
 
 def tiny_backend(pricing: str, meta: dict, mixed: bool = False) -> ProfileBackend:
-    ops = sorted(set(LAYER_OPS + PRE_OPS + POST_OPS))
+    seq = sequence_for("llama")
+    ops = sorted(set(seq.layer_ops(moe=False) + seq.pre_ops + seq.post_ops))
     rows = {**TABLE, **(MIXED if mixed else {})}
     keys = sorted(rows)
     raw = {
         "dense.csv": {"layer": np.array(ops, dtype=object), "tokens": np.ones(len(ops)),
                       "time_us": np.ones(len(ops))},
-        "per_sequence.csv": {"layer": np.array(SEQ_OPS, dtype=object), "sequences": np.ones(len(SEQ_OPS)),
-                             "time_us": np.ones(len(SEQ_OPS))},
+        "per_sequence.csv": {"layer": np.array(seq.seq_ops, dtype=object), "sequences": np.ones(len(seq.seq_ops)),
+                             "time_us": np.ones(len(seq.seq_ops))},
         "attention.csv": {name: np.array([k[i] for k in keys], dtype=float) for i, name in
                           enumerate(("prefill_chunk", "kv_prefill", "n_decode", "kv_decode"))}
         | {"time_us": np.array([rows[k] for k in keys], dtype=float)},
         "meta.yaml": meta,
     }
-    tables = ProfileTables(raw, 1, "tiny")
+    tables = ProfileTables(raw, 1, "tiny", model_type="llama")
     return ProfileBackend(tables, load_arch("meta-llama/Llama-3.1-8B"), attention_pricing=pricing)
 
 
