@@ -85,3 +85,13 @@ def test_ray_matches_local_with_pipeline_parallel_instances(ray_session, tmp_pat
     common = ("--instances", "3", "--router", "least_outstanding_tokens", "--num-requests", "90")
     local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
     assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local
+
+
+def test_ray_matches_local_with_per_sequence_attention_and_fp8_kv(ray_session, tmp_path):
+    """The H100 bundle prices attention per sequence by default; an fp8 KV cache doubles its blocks."""
+    cluster = tmp_path / "h100-fp8kv.yaml"
+    cluster.write_text("model: meta-llama/Llama-3.1-8B\nhardware: H100-SXM-80GB\ncost_model: profile\n"
+                       "kv_cache_dtype: fp8\nengine: {max_num_seqs: 64, max_num_batched_tokens: 2048}\n")
+    common = ("--instances", "3", "--router", "least_loaded", "--num-requests", "90")
+    local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
+    assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local
