@@ -313,13 +313,15 @@ def find_bundles(hardware: str, perf_roots: tuple[str, ...] = (), variant: str =
 def roofline_for(hardware: str, model: str, tp: int = 1, efficiency: dict | None = None,
                  models_roots: tuple[str, ...] = (), hardware_roots: tuple[str, ...] = ()) -> RooflineBackend:
     """A RooflineBackend for (hardware, model, tp); `efficiency` None = the YAML's, {} = defaults."""
+    from fleetsim.costmodel.collectives import network_from_hardware
     from fleetsim.costmodel.costmodel import load_arch, load_hardware
     from fleetsim.costmodel.catalogue import resolve_hardware_doc
     doc = resolve_hardware_doc(hardware, hardware_roots)
     hw = load_hardware(hardware, hardware_roots)
     arch = load_arch(model, models_roots)
+    network = network_from_hardware(doc, hw.interconnect_gbps, hw.interconnect_latency_us, f"hardware {hw.name}")
     return RooflineBackend(arch, hw, tp, sm_count=doc.get("sm_count"), efficiency=efficiency,
-                           l2_mib=doc.get("l2_mib"))
+                           l2_mib=doc.get("l2_mib"), network=network)
 
 
 def subsample(rows: list[Row], per_group: int) -> list[Row]:

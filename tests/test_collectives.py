@@ -108,3 +108,19 @@ def test_catalogue_collectives_and_link_overrides():
     bad = dict(doc, collectives={"nccl": {"ring": {"base_us": 1}}})
     with pytest.raises(CostModelError, match="collectives.nccl.ring"):
         network_from_hardware(bad, 450, 3, "H100")
+
+
+def test_fleetsim_yaml_link_overrides_reach_the_cost_model():
+    from fleetsim.cluster.config import config_from_doc
+    from fleetsim.cluster.errors import InputError
+    from fleetsim.cluster.fleet import load_cost_model
+    doc = {"model": "meta-llama/Llama-3.1-70B", "hardware": "H100-SXM-80GB", "cost_model": "roofline", "tp": 8,
+           "link_gbps": 45, "instances": [{"count": 1}, {"count": 1, "link_latency_us": 30}]}
+    a, b = config_from_doc(doc, "c.yaml", ".").instances
+    assert (a.link_gbps, a.link_latency_us, b.link_gbps, b.link_latency_us) == (45.0, None, 45.0, 30.0)
+    cm = load_cost_model(b)
+    assert (cm.hardware.interconnect_gbps, cm.hardware.interconnect_latency_us) == (45.0, 30.0)
+    # one-shot at 8 ranks, one token of 8192·2 B: 2 µs launch + 2 barriers of 30 µs; 7·16384 / (0.8·45 GB/s)
+    assert cm.state.network.allreduce_terms(16384, 8) == {"one_shot.latency": 62_000, "one_shot.transfer": 3186}
+    with pytest.raises(InputError, match="field 'link_gbps' must be a positive number"):
+        config_from_doc({**doc, "link_gbps": 0}, "c.yaml", ".")
