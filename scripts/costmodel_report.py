@@ -189,7 +189,8 @@ def section_family(hardware: str, ctx: int) -> None:
           "the arithmetic before `attention.max_gbps` (the same efficiencies otherwise).\n")
     for (model, tp) in sorted(set(mine) & set(theirs)):
         arch = CostModel.load(model, hardware, "roofline", tp).arch
-        hw, hw_p = CostModel.load(model, hardware, "roofline", tp).hardware, CostModel.load(model, parent, "roofline", tp).hardware
+        net, net_p = (CostModel.load(model, hardware, "roofline", tp).state.network,
+                      CostModel.load(model, parent, "roofline", tp).state.network)
         without = roofline_for(hardware, model, tp)
         without.eff["attention.max_gbps"] = 0.0
         with_c, ref_p = roofline_for(hardware, model, tp), roofline_for(parent, model, tp)
@@ -201,8 +202,8 @@ def section_family(hardware: str, ctx: int) -> None:
                                       for n, q in scenarios(ctx)[:3]] + scenarios(ctx)[3:]
         for name, seqs in steps:
             b = BatchShape.from_seqs(seqs)
-            meas = measured_sum_ns(mine[(model, tp)], arch, seqs, hw, tp)
-            meas_p = measured_sum_ns(theirs[(model, tp)], arch, seqs, hw_p, tp)
+            meas = measured_sum_ns(mine[(model, tp)], arch, seqs, net, tp)
+            meas_p = measured_sum_ns(theirs[(model, tp)], arch, seqs, net_p, tp)
             r0, r1, rp = without.time_batch(b), with_c.time_batch(b), ref_p.time_batch(b)
             ratio = "—" if meas is None or meas_p is None else f"{meas / meas_p:.2f}"
             print(f"| {name} | {ms(meas)} | {ratio} | {r0 / rp:.2f} | {r1 / rp:.2f} |{err(r0, meas)} |{err(r1, meas)} |")
