@@ -25,7 +25,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "fleetsim.cluster.cli", "run",
                "--cluster", os.path.join(REPO, "configs", "clusters", "rtxpro6000-llama8b.yaml"),
                "--workload", os.path.join(REPO, "configs", "workloads", "sharegpt-llama-3.1-8b-300-sps10.jsonl"),
-               "--out", out, "--quiet"]
+               "--out", out, "--quiet", "--overwrite"]
         for i in range(args.runs):
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=REPO)

@@ -1,0 +1,101 @@
+"""Same-sitting speed ratios: a git revision against the working tree, scenario by scenario.
+
+    python3 scripts/bench/compare.py OLD_REV [SCENARIO ...] [--pairs 5] [--requests N]
+
+Builds (or reuses) a git worktree of OLD_REV under the system temp folder, then for each scenario
+of scripts/bench/scenarios.py runs it N times in each tree, alternating (old, new, old, new, ...),
+each run a fresh process of that tree's own `scenarios.py NAME --one` with the tree on PYTHONPATH
+(so each side runs its own code and its own definition of the scenario). Before every pair it
+times the machine's floor, `python3 -c 'import numpy'`. It prints one JSON line per scenario:
+whole-process wall seconds of every run, their medians, the pair-by-pair ratio old/new (> 1: the
+working tree is faster) with its median, min and max, and the floor's median; then a markdown
+table of the same. Machines here differ by up to 3x from day to day, so only the ratios, taken
+in one sitting, are comparable across days.
+
+Scenario a is the 300-request replay; `--requests` shortens b-e. Extra arguments after `--` go
+to both sides' scenarios.py (e.g. `-- --backend ray`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def worktree(rev: str) -> str:
+    """A detached worktree of `rev` (reused when it is already there at that commit)."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO, capture_output=True,
+                            text=True)
+    if commit.returncode != 0:
+        raise SystemExit(f"compare.py: {rev!r} is not a commit of {REPO}")
+    sha = commit.stdout.strip()
+    path = os.path.join(tempfile.gettempdir(), f"fleetsim-compare-{sha[:12]}")
+    if not os.path.isdir(path):
+        subprocess.run(["git", "worktree", "add", "--detach", path, sha], cwd=REPO, check=True,
+                       capture_output=True)
+    return path
+
+
+def timed(cmd: list[str], tree: str) -> tuple[float, dict | None]:
+    env = {**os.environ, "PYTHONPATH": tree}
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise SystemExit(f"compare.py: {' '.join(cmd[1:3])} failed in {tree}: {last}")
+    lines = res.stdout.strip().splitlines()
+    return wall, (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None)
+
+
+def compare(old: str, new: str, name: str, pairs: int, extra: list[str]) -> dict:
+    floor, walls = [], {"old": [], "new": []}
+    for _ in range(pairs):
+        floor.append(timed([sys.executable, "-c", "import numpy"], new)[0])
+        for side, tree in (("old", old), ("new", new)):
+            cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra]
+            walls[side].append(timed(cmd, tree)[0])
+    ratios = [o / n for o, n in zip(walls["old"], walls["new"])]
+    return {"scenario": name, "pairs": pairs, "old_wall_s": [round(w, 3) for w in walls["old"]],
+            "new_wall_s": [round(w, 3) for w in walls["new"]],
+            "old_median_s": round(statistics.median(walls["old"]), 3),
+            "new_median_s": round(statistics.median(walls["new"]), 3),
+            "speedup_median": round(statistics.median(ratios), 3), "speedup_min": round(min(ratios), 3),
+            "speedup_max": round(max(ratios), 3), "floor_median_s": round(statistics.median(floor), 3)}
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old_rev")
+    ap.add_argument("scenarios", nargs="*", default=["a"])
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--requests", type=int, help="passed to both sides' scenarios (b-e)")
+    args = ap.parse_args(argv)
+    if args.pairs < 1:
+        raise SystemExit("compare.py: --pairs must be >= 1")
+    if args.requests:
+        extra = ["--requests", str(args.requests), *extra]
+    old = worktree(args.old_rev)
+    rows = []
+    for name in args.scenarios:
+        rows.append(compare(old, REPO, name, args.pairs, extra))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\n| scenario | {args.old_rev} median s | working tree median s | speed-up (median of pairs, min-max) "
+          f"| floor s |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['scenario']} | {r['old_median_s']} | {r['new_median_s']} | {r['speedup_median']}x "
+              f"({r['speedup_min']}-{r['speedup_max']}) | {r['floor_median_s']} |")
+
+
+if __name__ == "__main__":
+    main()
