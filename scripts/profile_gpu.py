@@ -693,7 +693,9 @@ def main(argv=None) -> int:
             "variant": variant,
             "tp_degrees": degrees,
             "framework": f"PyTorch {torch.__version__} ({cuda_ver}), " + ("CUDA graphs" if cuda else "wall-clock loops"),
-            "mixed_attention_kernel": "flash_attn2_varlen",     # costmodel/profile.py
+            # not the serving engine's kernel: the profile backend prices mixed steps as parts
+            "mixed_attention_kernel": {"aten": "flash_attn2_varlen", "flash_attn": "flash_attn2_varlen",
+                                       "sdpa": "sdpa"}[att_choice],
             "attention_pricing": "per_sequence",
             "profiler": {
                 "script": "scripts/profile_gpu.py",
