@@ -27,6 +27,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     #  - {count: 2, hardware: H100-SXM-80GB, tp: 2, engine: {max_num_seqs: 64}}
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}
     seed: 0
+    slo: {ttft_p99_ms: 2000, tpot_ms: 100}   # SLOs reported in summary.json (experiments/slo.py)
 
 LLMServingSim cluster JSON (a mapping with `nodes`): read by `cluster.llmservingsim`.
 """
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import text_lines
 from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
@@ -51,7 +53,7 @@ ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
                  "overhead", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
                  "attention_pricing"}
-TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root"}
+TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ClusterConfig:
     engine_overrides: tuple[str, ...] = ()   # the engine flags applied, e.g. "--max-model-len 100"
     document: object = field(default=None, compare=False, repr=False)   # the parsed file or dict
     sha256: str | None = field(default=None, compare=False, repr=False)  # of the file's bytes
+    slo: dict = field(default_factory=dict)     # experiments.slo.parse_slo's {key: value}; {} = none
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
         """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
@@ -273,8 +276,9 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     for key in ("perf_root", "models_root"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise InputError(f"{where}: {key!r} must be a directory path, got {doc[key]!r}")
+    slo = parse_slo(doc["slo"], f"{where}: slo") if doc.get("slo") is not None else {}
     return ClusterConfig(tuple(specs), _router(doc.get("router"), where), seed,
-                         doc.get("perf_root"), doc.get("models_root"), where)
+                         doc.get("perf_root"), doc.get("models_root"), where, slo=slo)
 
 
 def load_cluster_config(path: str) -> ClusterConfig:

@@ -7,6 +7,7 @@ import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.experiments.slo import SloTracker
 from fleetsim.cluster.invariants import LEVELS, InvariantViolation, RunChecker
 from fleetsim.cluster.metrics import MetricsCollector, hit_rate
 from fleetsim.cluster.policies import make_policy, warn_if_blind
@@ -81,11 +82,13 @@ def check_workload(workload: Workload, probes: list[Engine], note: str = "") -> 
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               requests_detail: str = "full", check_invariants: str = "basic", provenance: dict | None = None,
+              slo: dict | None = None,
               **backend_options) -> dict:
     """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
     `out` (a folder, or a `RunOutput`; None keeps them in memory).
 
     `fast_forward` runs identical decode steps as one event (same output bytes, faster).
+    `slo` (an SLO set, experiments.slo) adds summary.json's `slo` block, after `instances`.
     `requests_detail` (full, no-itl, none) is how much of requests.csv is written
     (cluster/requests_csv.py); a `RunOutput` passed in is made with
     `requests_csv=writes_file(requests_detail)`. `check_invariants` is `basic` or `full`
@@ -117,6 +120,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
                               out.stream("timeseries_fleet.csv", FLEET_HEADER), n)
     metrics = MetricsCollector(n)
     checker = RunChecker(n)
+    tracker = SloTracker(slo) if slo else None
     bar = run_bar(len(workload), progress)
     try:
         router.set_snapshots(fleet.snapshots())
@@ -130,6 +134,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
             for batch, buckets, w_end in synced:
                 checker.records(batch.fixed, batch.itl)
                 metrics.add_batch(batch)
+                if tracker is not None:
+                    tracker.add(batch.fixed)
                 if write_requests:
                     out.write_lines(batch.lines)
                 series.add(buckets, w_end)
@@ -176,6 +182,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         summary["prefix_hit_rate"] = hit_rate(hits, queries)
         summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
         summary["instances"] = metrics.per_instance(stats, router.routed)
+        if tracker is not None:
+            summary["slo"] = tracker.summary(summary)
         series.close()
         if provenance is not None:
             summary["run"] = {**provenance, "files": sorted([*out.names, "summary.json"])}

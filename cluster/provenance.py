@@ -9,7 +9,7 @@
       seed: 0
       files: [requests.csv, summary.json, timeseries.csv]
 
-Options that only choose where and how the run executes (backend, actors, instances per actor,
+Options in IF_GIVEN_OPTIONS (`slo`) appear only when given. Options that only choose where and how the run executes (backend, actors, instances per actor,
 Ray address, progress, fast-forward, invariant level) are left out: they do not change a byte of
 the outputs (tested), so summary.json stays byte-identical across backends and packings.
 Paths are recorded as given (a relative path is relative to the directory the run started in),
@@ -31,6 +31,9 @@ from fleetsim.cluster.version import __version__
 
 EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", "progress", "fast_forward",
                      "check_invariants")
+# recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
+# SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
+IF_GIVEN_OPTIONS = ("slo",)
 
 
 def file_sha256(path: str) -> str:
@@ -81,7 +84,8 @@ def run_block(config, workload_path: str | None, workload, options) -> dict:
                     "resolved": {"instances": _grouped(config.instances), "router": _jsonable(config.router)}},
         "workload": wl,
         "options": {f.name: _jsonable(getattr(options, f.name)) for f in dataclasses.fields(options)
-                    if f.name not in EXECUTION_OPTIONS},
+                    if f.name not in EXECUTION_OPTIONS
+                    and not (f.name in IF_GIVEN_OPTIONS and getattr(options, f.name) is None)},
         "seed": config.seed,
     }
 

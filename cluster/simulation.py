@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
 from fleetsim.cluster.errors import InputError, is_int
+from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.progress import loading_bar
 from fleetsim.cluster.result import Result
 from fleetsim.cluster.workload import Workload, load_workload
@@ -67,6 +68,7 @@ class RunOptions:
     enable_prefix_caching: bool | None = None
     enable_chunked_prefill: bool | None = None
     async_scheduling: bool | None = None    # vLLM's async scheduling (docs/engine.md; None: on)
+    slo: str | dict | None = None           # SLO set (experiments/slo.py); None = the config's `slo:`
 
 
 def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:
@@ -90,6 +92,8 @@ def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
         if not is_int(options.seed) or options.seed < 0:
             raise InputError(f"--seed must be an integer >= 0, got {options.seed!r}")
         config = dataclasses.replace(config, seed=options.seed)
+    if options.slo is not None:
+        config = dataclasses.replace(config, slo=parse_slo(options.slo))
     return config.with_fleet_overrides(instances=options.instances, policy=options.router,
                                        sync_interval_ms=options.sync_interval_ms)
 
@@ -130,7 +134,8 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
                   progress=opts.progress, fast_forward=opts.fast_forward, requests_detail=opts.requests_detail,
-                  check_invariants=opts.check_invariants, provenance=provenance, **backend_options)
+                  check_invariants=opts.check_invariants, provenance=provenance,
+                  slo=config.slo or None, **backend_options)
     except BaseException:
         output.abort()
         raise

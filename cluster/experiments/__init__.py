@@ -1,0 +1,1 @@
+"""fleetsim.cluster.experiments: SLOs and goodput, sweeps, capacity search, comparison and reports."""
