@@ -94,6 +94,20 @@ def _is_float(text: str) -> bool:
         return False
 
 
+def snapshot() -> dict:
+    """Every parsed file of this process (read-only values), to hand to another process."""
+    with _LOCK:
+        return dict(_CACHE)
+
+
+def install(entries: dict) -> None:
+    """Take parsed files from `snapshot()` of another process: later loads of those paths read
+    nothing (READS does not count them)."""
+    with _LOCK:
+        for key, value in entries.items():
+            _CACHE.setdefault(key, value)
+
+
 def clear_cache() -> None:
     """Forget every parsed file and reset the read counter (tests only)."""
     with _LOCK:
