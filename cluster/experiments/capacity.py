@@ -123,7 +123,7 @@ def min_instances(probe, scale: float) -> dict:
 
 def gpus_and_price(config, gpu_cost: dict) -> tuple[int, float | None]:
     """(GPUs, price per hour or None when some hardware has no price) of a cluster config."""
-    from fleetsim.costmodel.roofline import resolve_hardware_doc
+    from fleetsim.costmodel.catalogue import resolve_hardware_doc
     gpus, price = 0, 0.0
     for spec in config.instances:
         n = spec.tp * spec.pp * spec.ep
