@@ -95,3 +95,19 @@ def test_ray_matches_local_with_per_sequence_attention_and_fp8_kv(ray_session, t
     common = ("--instances", "3", "--router", "least_loaded", "--num-requests", "90")
     local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
     assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local
+
+
+def test_ray_matches_local_for_an_llmservingsim_tp2_cluster(ray_session, tmp_path, shared_data):
+    """The ASTRA-Sim network of an LLMServingSim JSON travels in the shared cost-model state."""
+    import json
+
+    from conftest import PERF_ROOT
+    from test_llmservingsim_config import TP2
+    doc = json.loads(json.dumps(TP2))
+    doc["nodes"][0]["instances"] = doc["nodes"][0]["instances"] * 2
+    doc["nodes"][0]["num_instances"] = 2
+    cluster = tmp_path / "tp2.json"
+    cluster.write_text(json.dumps(doc))
+    common = ("--num-requests", "40", "--perf-root", str(PERF_ROOT))
+    local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
+    assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local
