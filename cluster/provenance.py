@@ -30,7 +30,7 @@ from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.version import __version__
 
 EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", "progress", "fast_forward",
-                     "check_invariants")
+                     "check_invariants", "plots")
 # recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
 # SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
 IF_GIVEN_OPTIONS = ("slo",)

@@ -12,6 +12,7 @@ options, run the fleet, return a `Result`.
   value an InputError naming the flag.
 - Every run's summary.json has a `run` block (cluster/provenance.py): the version, the cluster
   document and its resolved instances, the workload's path and sha256, the options.
+- `plots=True` (`--plots`) also writes PNG figures into `out` (experiments/plots.py).
 - Nothing is written unless `out` names a folder (one that holds an earlier run's results is
   refused unless `overwrite=True`, which removes them before the run starts): then the files stream there and appear all at
   once, as from the command line, and the Result reads them from there when asked; otherwise they
@@ -69,6 +70,7 @@ class RunOptions:
     enable_chunked_prefill: bool | None = None
     async_scheduling: bool | None = None    # vLLM's async scheduling (docs/engine.md; None: on)
     slo: str | dict | None = None           # SLO set (experiments/slo.py); None = the config's `slo:`
+    plots: bool = False                     # write PNG figures into `out` (experiments/plots.py)
 
 
 def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:
@@ -126,6 +128,11 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
     backend_options = {k: getattr(opts, k) for k in RAY_OPTIONS if getattr(opts, k) is not None}
     if backend_options and opts.backend != "ray":
         raise InputError("--actors, --instances-per-actor and --ray-address need --backend ray")
+    if opts.plots:
+        from fleetsim.cluster.experiments.plots import need_matplotlib
+        if out is None:
+            raise InputError("--plots needs an out folder (the figures are written there)")
+        need_matplotlib()               # before anything runs: a missing extra is one line
     wl = resolve_workload(workload, opts)
     path = os.fspath(workload) if isinstance(workload, (str, os.PathLike)) else None
     provenance = run_block(config, path, wl, opts)
@@ -140,4 +147,7 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
         output.abort()
         raise
     wall_s = time.perf_counter() - wall0
+    if opts.plots:
+        from fleetsim.cluster.experiments.plots import write_run_plots
+        write_run_plots(output.out_dir)
     return Result(output.names, wall_s, output.texts if out is None else None, output.out_dir)

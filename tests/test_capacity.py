@@ -84,11 +84,14 @@ def test_min_instances_matches_the_hand_computed_fleet(setup, tmp_path):
     (["--target-rate", "-1"], "--target-rate must be a number > 0"),
     (["--num-requests", "1"], "capacity needs at least two requests arriving at different times"),
     (["--backend", "local", "--ray-address", "auto"], "--ray-address needs --backend ray"),
+    (["--plots"], None),
 ])
 def test_cli_errors_are_one_line_exit_2(setup, tmp_path, capsys, extra, needle):
     cluster, work, s_ns = setup
-    assert main(["capacity", "--cluster", str(cluster), "--workload", str(work), "--slo", _slo(s_ns),
-                 "--out", str(tmp_path / "o"), *extra]) == 2
+    out = [] if needle is None else ["--out", str(tmp_path / "o")]
+    needle = needle or "--plots needs --out"
+    assert main(["capacity", "--cluster", str(cluster), "--workload", str(work), "--slo", _slo(s_ns), *out,
+                 *extra]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o").exists()

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("local", "ray"),
                    help="ray: one task per cluster (default with several clusters); local: one by one")
     p.add_argument("--ray-address", help="join an existing Ray cluster")
+    p.add_argument("--plots", action="store_true",
+                   help="with --out: a latency-versus-rate PNG per cluster, SLO lines and the answer marked (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.set_defaults(handler=cmd_capacity)
 
@@ -57,6 +59,11 @@ def cmd_capacity(args) -> int:
     if args.ray_address and args.backend == "local":
         raise InputError("--ray-address needs --backend ray")
     slo = parse_slo(args.slo)
+    if args.plots:
+        from fleetsim.cluster.experiments.plots import need_matplotlib
+        if not args.out:
+            raise InputError("--plots needs --out (the figures are written there)")
+        need_matplotlib()
     gpu_cost = _gpu_cost(args.gpu_cost)
     opts = RunOptions(instances=args.instances)
     clusters = [(label, resolve_config(path, opts)) for label, path in zip(labels, args.cluster)]
@@ -65,6 +72,9 @@ def cmd_capacity(args) -> int:
                                     backend, args.ray_address, args.num_requests, args.format)
     if args.out:
         capacity.save(args.out, results)
+    if args.plots:
+        from fleetsim.cluster.experiments.plots import write_capacity_plots
+        write_capacity_plots(args.out, results)
     if not args.quiet:
         print(capacity.format_table(results))
     return 0 if all(r["result"] for r in results) else 1

@@ -32,6 +32,9 @@ def register(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars (loading, running), no summary table; the bars are also off when stderr is not a terminal")
     run.add_argument("--no-fast-forward", action="store_true",
                      help="step every iteration one by one (same results, slower; for checking)")
+    run.add_argument("--plots", action="store_true",
+                     help="also write PNG figures into --out: latency_cdf.png, timeseries.png, load_balance.png "
+                          "(needs matplotlib: pip install 'fleetsim[plots]')")
     run.add_argument("--slo", help="SLOs reported in summary.json's slo block, e.g. ttft_p99_ms=2000,tpot_p99_ms=100,"
                                     "ttft_ms=1000 (overrides the config's slo:; see docs/experiments.md)")
     f = run.add_argument_group("fleet")

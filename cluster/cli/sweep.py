@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="recompute finished points that no longer match the SPEC or its inputs")
     p.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    p.add_argument("--plots", action="store_true",
+                   help="also write metric-versus-axis PNGs (first axis on x, a line per value of the second; needs "
+                        "matplotlib) into the folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no closing line")
     p.set_defaults(handler=cmd_sweep)
 
@@ -38,8 +41,14 @@ def cmd_sweep(args) -> int:
         raise InputError("--ray-address needs --backend ray")
     from fleetsim.cluster.experiments.spec import load_spec
     spec = load_spec(args.spec)
+    if args.plots:
+        from fleetsim.cluster.experiments.plots import need_matplotlib
+        need_matplotlib()
     done = sweep.run_sweep(spec, args.out, args.backend, args.ray_address, args.force, args.retry_failed,
                            progress=not args.quiet)
+    if args.plots:
+        from fleetsim.cluster.experiments.plots import write_sweep_plots
+        write_sweep_plots(args.out)
     if not args.quiet or done["failed"]:
         print(f"fleetsim: sweep: {done['points']} points: {done['ran']} run, {done['skipped']} already done, "
               f"{done['failed']} failed; {args.out}/results.csv", file=sys.stderr)

@@ -143,7 +143,7 @@ def search(label: str, config, workload_blob: bytes, slo: dict, options: dict, t
         from fleetsim.costmodel import files
         files.install(files_snapshot)
     probe = Prober(config, workload_blob, slo, options)
-    out = {"label": label, "base_rate_rps": probe.rate}
+    out = {"label": label, "slo": slo, "base_rate_rps": probe.rate}
     if target_rate is None:
         found = max_rate(probe, tolerance)
         best = found["scale"]
