@@ -109,8 +109,9 @@ class ProfileTables:
             curves[op] = Curve(cols[key_col][mask], us_to_ns(cols["time_us"][mask]))
         missing = sorted(needed - set(curves))
         if missing:
+            hint = "; scripts/add_qk_norm_estimate.py adds estimated qk_norm rows" if "qk_norm" in missing else ""
             raise CostModelError(f"{path}: no rows for op(s) {', '.join(missing)} (listed by the "
-                                 f"{architecture!r} architecture's op sequence)")
+                                 f"{architecture!r} architecture's op sequence){hint}")
         return curves
 
 
