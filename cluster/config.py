@@ -7,7 +7,8 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     cost_model: profile                # latency backend: profile (measured bundle) or roofline
     tp: 1
     pp: 1                              # pipeline stages (up to pp micro-batches in flight)
-    ep: 1                              # expert parallelism (MoE, roofline)
+    ep: 1                              # expert parallelism (MoE): ranks the experts are split over
+    dp_group: null                     # instances naming the same group form one DP(+EP) engine group
     link_gbps: 450                     # override the hardware's interconnect GB/s (collectives, pp sends)
     link_latency_us: 3                 # override its latency
     moe_skew: 0.0                      # seeded skewed expert routing (Zipf exponent; 0 = balanced)
@@ -28,6 +29,12 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}
     seed: 0
     slo: {ttft_p99_ms: 2000, tpot_ms: 100}   # SLOs reported in summary.json (experiments/slo.py)
+
+A MoE model's instances that share a `dp_group` step in lock-step as one vLLM data-parallel
+engine group, `ep` being the group's expert-parallel degree (the same for every member, a
+multiple of the member count, at most members·tp: `cluster/dp_groups.py`,
+`instance/dp_group.py`); a dense model's `dp_group` is plain data parallelism (independent
+engines, as vLLM runs dense DP).
 
 LLMServingSim cluster JSON (a mapping with `nodes`): read by `cluster.llmservingsim`.
 """
@@ -52,7 +59,7 @@ from fleetsim.instance.config import EngineConfig
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
                  "overhead", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
-                 "attention_pricing"}
+                 "attention_pricing", "dp_group"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo"}
 
 
@@ -63,7 +70,7 @@ class InstanceSpec:
     cost_model: str = "profile"
     tp: int = 1
     pp: int = 1
-    ep: int = 1
+    ep: int | None = 1          # None: LLMServingSim's default (tp for a MoE model, else 1)
     moe_skew: float = 0.0
     variant: str | None = None
     dtype: str = "auto"
@@ -77,6 +84,7 @@ class InstanceSpec:
     link_gbps: float | None = None          # fleetsim YAML: override the hardware's interconnect
     link_latency_us: float | None = None
     network: AstraSimNetwork | None = None  # LLMServingSim JSON: its analytical network
+    dp_group: str | None = None             # DP(+EP) engine group name (cluster/dp_groups.py)
 
 
 @dataclass(frozen=True)
@@ -178,13 +186,16 @@ def engine_config(doc, base: EngineConfig, where: str) -> EngineConfig:
     return cfg
 
 
-def instance_spec(doc: dict, base: dict, where: str) -> InstanceSpec:
+def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = False) -> InstanceSpec:
+    """One instance's spec; `model_default_ep`: an `ep` of None is allowed (the model's default)."""
     merged = {**base, **{k: v for k, v in doc.items() if k not in ("engine", "count")}}
     for key in ("model", "hardware"):
         if not isinstance(merged.get(key), str) or not merged.get(key):
             raise InputError(f"{where}: field {key!r} is required (a name)")
     tp, ep, pp = merged.get("tp", 1), merged.get("ep", 1), merged.get("pp", 1)
     for key, value in (("tp", tp), ("ep", ep), ("pp", pp)):
+        if key == "ep" and value is None and model_default_ep:
+            continue
         if not is_int(value) or value < 1:
             raise InputError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
     skew = merged.get("moe_skew", 0.0)
@@ -207,6 +218,9 @@ def instance_spec(doc: dict, base: dict, where: str) -> InstanceSpec:
     for key in ("cost_model", "variant"):
         if key in merged and not isinstance(merged[key], str):
             raise InputError(f"{where}: field {key!r} must be a name, got {merged[key]!r}")
+    group = merged.get("dp_group")
+    if group is not None and (isinstance(group, bool) or not isinstance(group, (str, int))):
+        raise InputError(f"{where}: field 'dp_group' must be a group name, got {group!r}")
     for key, allowed in (("dtype", WEIGHT_DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES),
                          ("attention_pricing", ATTENTION_PRICING)):
         if key in merged and merged[key] not in allowed:
@@ -223,7 +237,8 @@ def instance_spec(doc: dict, base: dict, where: str) -> InstanceSpec:
         decode_skew=bool(merged.get("decode_skew", True)),
         overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
         overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),
-        engine=engine, **{k: float(v) for k, v in link.items() if v is not None})
+        engine=engine, dp_group=None if group is None else str(group),
+        **{k: float(v) for k, v in link.items() if v is not None})
 
 
 def _router(doc, where: str) -> RouterSpec:

@@ -6,6 +6,7 @@ import re
 import time
 
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
+from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.experiments.slo import SloTracker
 from fleetsim.cluster.invariants import LEVELS, InvariantViolation, RunChecker
@@ -105,6 +106,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
             raise InputError(f"{flag} {path!r}: no such directory")
     cost_models, probes = instance_models(config, perf_root or config.perf_root, models_root or config.models_root)
     check_workload(workload, list(probes.values()), config.overrides_note())
+    groups = lockstep_groups(specs, cost_models, config.source)
     try:
         policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
     except InputError as exc:
@@ -113,8 +115,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
-    fleet = _make_backend(backend, specs, cost_models, fast_forward, requests_detail, check_invariants == "full",
-                          backend_options)
+    fleet = _make_backend(backend, specs, cost_models, groups, fast_forward, requests_detail,
+                          check_invariants == "full", backend_options)
     out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
     series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER),
                               out.stream("timeseries_fleet.csv", FLEET_HEADER), n)
@@ -209,14 +211,15 @@ def _sync(router, result, next_start) -> tuple:
     return batch, buckets, next_start
 
 
-def _make_backend(name: str, specs, cost_models: dict, fast_forward: bool, requests_detail: str, full_checks: bool,
-                  options: dict):
+def _make_backend(name: str, specs, cost_models: dict, groups, fast_forward: bool, requests_detail: str,
+                  full_checks: bool, options: dict):
     if name == "local":
         from fleetsim.cluster.backends.local import LocalBackend
         engines = {i: make_engine(cost_models[s], s, i, fast_forward) for i, s in enumerate(specs)}
-        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail, full_checks)
+        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail, full_checks,
+                            groups)
     if name == "ray":
         from fleetsim.cluster.backends.ray_backend import RayBackend
         return RayBackend(specs, cost_models, fast_forward=fast_forward, requests_detail=requests_detail,
-                          full_checks=full_checks, **options)
+                          full_checks=full_checks, groups=groups, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")

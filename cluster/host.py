@@ -2,7 +2,9 @@
 
 This is the whole per-window protocol on the instance side (the Ray actor is a thin wrapper):
 new requests in, advance every engine to the window end, finished-request rows, load
-snapshots and completed time-series buckets out.
+snapshots and completed time-series buckets out. The instances of a DP group (`groups`: lists of
+instance indices) are advanced as one `DPGroup` (lock-step); every member is still an instance
+of its own for deliveries, records, snapshots and time series.
 """
 from __future__ import annotations
 
@@ -10,19 +12,31 @@ from fleetsim.cluster.invariants import instance_checks
 from fleetsim.cluster.metrics import request_row
 from fleetsim.cluster.records import RecordBatch
 from fleetsim.cluster.requests_csv import formatter
+from fleetsim.instance.dp_group import DPGroup
 from fleetsim.instance.engine import NEVER, Engine
 from fleetsim.instance.timeseries import BUCKET_NS
 
 
 class InstanceHost:
     def __init__(self, engines: dict[int, Engine], models: dict[int, str], requests_detail: str = "full",
-                 full_checks: bool = False):
+                 full_checks: bool = False, groups=()):
         self.engines = engines            # instance index -> engine (indices ascending)
         self.models = models
         self.format_line = formatter(requests_detail)     # requests.csv lines (None: none)
         self.order = sorted(engines)
         self.full_checks = full_checks    # cluster/invariants.py: `full` adds the KV block checks
         self.received = dict.fromkeys(self.order, 0)
+        grouped = {idx: tuple(sorted(g)) for g in groups for idx in g}
+        # what advances: a lone engine or a DP group, in order of their first instance index
+        self.units = []
+        for idx in self.order:
+            members = grouped.get(idx, (idx,))
+            if members[0] != idx:
+                continue
+            if len(members) == 1:
+                self.units.append(engines[idx])
+            else:
+                self.units.append(DPGroup([engines[i] for i in members]))
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool) -> tuple:
         """Deliver `{index: [Request]}`, advance all engines to `t_end`.
@@ -40,13 +54,14 @@ class InstanceHost:
         rows, snaps, series = [], [], []
         final = t_end >= NEVER
         complete_before = t_end // BUCKET_NS   # every later step ends at t_end or after
+        before = {idx: eng.now for idx, eng in self.engines.items()}
+        for unit in self.units:
+            while unit.has_work and unit.next_event_ns() < t_end and unit.now < t_end:
+                unit.advance_until(t_end)
         for idx in self.order:
             eng = self.engines[idx]
-            before = eng.now
-            while eng.has_work and eng.next_event_ns() < t_end and eng.now < t_end:
-                eng.advance_until(t_end)
             done = eng.drain_finished()
-            instance_checks(eng, before, done, self.full_checks)
+            instance_checks(eng, before[idx], done, self.full_checks)
             for r in done:
                 rows.append(request_row(r))
                 r.itl = []                  # the row has them; do not keep per-token ints alive

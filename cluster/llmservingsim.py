@@ -12,8 +12,10 @@ Per instance: `model_name`, `hardware`, `tp_size` (default 1), `pp_size` (defaul
 ignore it)}`, `ep_size`, `dp_group`, `pd_type`:
 - `pd_type` prefill / decode (disaggregated prefill/decode) is refused with one line: a later
   issue; null, "" or "none" is a plain instance.
-- `dp_group` (data-parallel engine groups) is refused until the DP-group engine exists;
-  `ep_size` becomes the instance's `ep` (the cost model says where it is not supported).
+- `dp_group` names the instance's data-parallel engine group (`cluster/dp_groups.py`: a MoE
+  model's group steps in lock-step); `ep_size` becomes the instance's `ep`, the group's total
+  expert-parallel degree as LLMServingSim's config_builder reads it (absent: its default, tp
+  for a MoE model, else 1).
 - `placement` (weights / KV on host or CXL memory) is refused.
 Every other key is an input error naming it. Engine limits are LLMServingSim's defaults
 (max_num_seqs 128, max_num_batched_tokens 2048), and async scheduling is off: LLMServingSim does
@@ -22,7 +24,7 @@ it on; docs/engine.md).
 
 Collectives of such an instance follow LLMServingSim's network, `AstraSimNetwork(link_bw,
 link_latency, npu_mem.mem_bw)`; `link_bw` / `link_latency` / `mem_bw` are required for
-tp_size > 1 (LLMServingSim itself always requires the first two).
+tp_size > 1 or ep_size > 1 (LLMServingSim itself always requires the first two).
 """
 from __future__ import annotations
 
@@ -79,22 +81,22 @@ def _instance(inst, doc: dict, engine: EngineConfig, where: str, iw: str):
     if pd not in (None, "", "none"):
         raise InputError(f"{iw}: pd_type {pd!r}: disaggregated prefill/decode is not supported yet "
                          f"(use null for a plain instance)")
-    if inst.get("dp_group") not in (None, ""):
-        raise InputError(f"{iw}: dp_group {inst['dp_group']!r}: data-parallel engine groups are not supported yet")
     if inst.get("placement"):
         raise InputError(f"{iw}: placement: weights/KV placement on host or CXL memory is not supported")
     tp, pp = _count(inst, "tp_size", iw), _count(inst, "pp_size", iw)
-    ep = _count(inst, "ep_size", iw)
+    ep = None if inst.get("ep_size") is None else _count(inst, "ep_size", iw)
     if "num_npus" in inst and _count(inst, "num_npus", iw) != tp * pp:
         raise InputError(f"{iw}: num_npus {inst['num_npus']} does not match tp_size·pp_size = {tp * pp}")
     item = {"model": inst.get("model_name"), "hardware": inst.get("hardware"), "tp": tp, "pp": pp, "ep": ep,
+            "dp_group": inst.get("dp_group") or None,
             "attention_pricing": "aggregate"}        # LLMServingSim's arithmetic, whatever the bundle says
     if "mem_size" in mem:
         item["memory_gib"] = mem["mem_size"]
-    spec = instance_spec(item, {}, iw)
+    spec = instance_spec(item, {}, iw, model_default_ep=True)
     spec = dataclasses.replace(spec, engine=engine_config({"gpu_memory_utilization": mem.get("mem_util", 0.9)},
                                                           engine, iw))
-    need = " for tp_size > 1 (the all-reduce model)" if tp > 1 else ""
+    need = (" for tp_size > 1 (the all-reduce model)" if tp > 1 else
+            " for ep_size > 1 (the expert-parallel collectives)" if (ep or 1) > 1 else "")
     link_bw = _positive(doc, "link_bw", f"{where}: top level", bool(need), need)
     latency = doc.get("link_latency")
     if latency is None and need:

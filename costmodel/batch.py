@@ -19,6 +19,14 @@ class BatchShape(NamedTuple):
     decode_ctx_min: int
     decode_ctx_max: int
 
+    def padded_counts(self, group_tokens: int = 0) -> tuple[int, int]:
+        """(T, S) that the token- and sequence-proportional ops see when a DP group pads every
+        member to its largest token count `group_tokens` (0: no group): T = max(1, tokens, group),
+        and each padding token is a dummy decode, so S grows by the same amount (LLMServingSim's
+        DP padding; attention still sees only the real sequences)."""
+        pad = max(0, group_tokens - self.tokens)
+        return max(1, self.tokens + pad), self.seqs + pad
+
     @property
     def prefill_tokens(self) -> int:
         return sum(c for c, _ in self.prefills)
@@ -26,6 +34,11 @@ class BatchShape(NamedTuple):
     @property
     def prefill_context(self) -> int:
         return sum(k for _, k in self.prefills)
+
+    @classmethod
+    def empty(cls) -> "BatchShape":
+        """No sequences: an idle DP-group member's dummy batch, before padding."""
+        return cls(0, 0, (), 0, 0, 0, 0)
 
     @classmethod
     def from_seqs(cls, seqs: Sequence[tuple[int, int]]) -> "BatchShape":

@@ -29,8 +29,22 @@ otherwise NCCL, which picks the variant (ring LL / ring Simple / NVLS ...) with 
 predicted time, as NCCL's tuner does. Parameters come from the hardware catalogue's
 `collectives:` block (`from_doc`).
 
-Other collectives (all-gather, reduce-scatter for MoE dispatch / combine) belong here too, as
-further `<name>_terms` methods on the networks and one function per algorithm.
+All-gather and reduce-scatter (MoE expert-parallel dispatch / combine, `expert_parallel.py`):
+`allgather_ns(S, n)` gathers a per-rank chunk of S bytes, `reducescatter_ns(S, n)` scatters a
+whole buffer of S bytes (ASTRA-Sim's data_size conventions: Ring.cc's All_Gather sends
+`msg_size = data_size` per step, Reduce_Scatter `data_size / nodes_in_ring`).
+
+- `astra_ring_allgather`: n−1 messages of S bytes, `L + S/(bw·2^30/10^9)` ns each, no
+  reduction, + 30 ns fixed (Ring.cc: `stream_count` = n−1 for every collective but All_Reduce,
+  packets of an all-gather are never `processed`).
+- `astra_ring_reducescatter`: n−1 messages of S/n bytes + n−1 reductions of three chunks at
+  `mem_bw` (every Reduce_Scatter packet is `processed`), + 30 ns: the reduce-scatter half of
+  `astra_ring_allreduce`.
+- `ring_allgather` / `ring_reducescatter` (a plain link): (n−1)·(latency + S/bw) and
+  (n−1)·(latency + S/(n·bw)).
+- `nccl_allgather` / `nccl_reducescatter` (`VllmCollectives`: vLLM runs them on NCCL): the
+  cheapest variant of base + (n−1)·hop + (n−1)·chunk/busbw (chunk = S, resp. S/n: a ring
+  all-gather / reduce-scatter is half an all-reduce's steps).
 """
 from __future__ import annotations
 
@@ -71,6 +85,34 @@ def nccl_allreduce(nbytes: float, n: int, bus_gbps: float, base_us: float, hop_u
             "transfer": 2 * (n - 1) * nbytes / (n * bus_gbps)}
 
 
+def astra_ring_allgather(nbytes: float, n: int, link_gb_s: float, link_latency_ns: float) -> dict[str, float]:
+    return {"link_latency": (n - 1) * link_latency_ns,
+            "link_transfer": (n - 1) * nbytes / (link_gb_s * 2**30 / 1e9),
+            "fixed": ASTRA_FIXED_NS}
+
+
+def astra_ring_reducescatter(nbytes: float, n: int, link_gb_s: float, link_latency_ns: float,
+                             mem_bw_gb_s: float) -> dict[str, float]:
+    chunk = nbytes / n
+    return {"link_latency": (n - 1) * link_latency_ns,
+            "link_transfer": (n - 1) * chunk / (link_gb_s * 2**30 / 1e9),
+            "reduction": (n - 1) * 3 * chunk / mem_bw_gb_s,
+            "fixed": ASTRA_FIXED_NS}
+
+
+def ring_allgather(nbytes: float, n: int, gbps: float, latency_us: float) -> dict[str, float]:
+    return {"latency": (n - 1) * latency_us * 1e3, "transfer": (n - 1) * nbytes / gbps}
+
+
+def ring_reducescatter(nbytes: float, n: int, gbps: float, latency_us: float) -> dict[str, float]:
+    return {"latency": (n - 1) * latency_us * 1e3, "transfer": (n - 1) * nbytes / (n * gbps)}
+
+
+def nccl_half_ring(chunk: float, n: int, bus_gbps: float, base_us: float, hop_us: float) -> dict[str, float]:
+    """An NCCL all-gather (chunk = S) or reduce-scatter (chunk = S/n): n−1 ring steps."""
+    return {"latency": (base_us + (n - 1) * hop_us) * 1e3, "transfer": (n - 1) * chunk / bus_gbps}
+
+
 def _rounded(algorithm: str, terms: dict[str, float]) -> dict[str, int]:
     prefix = f"{algorithm}." if algorithm else ""
     return {prefix + k: round(v) for k, v in terms.items()}
@@ -84,13 +126,32 @@ class Network:
         raise NotImplementedError
 
     def allreduce_ns(self, nbytes: int, ranks: int) -> int:
-        if ranks <= 1:
-            return 0
-        return max(1, sum(self.allreduce_terms(nbytes, ranks).values()))
+        return _total(self.allreduce_terms, nbytes, ranks)
 
     def link(self) -> dict:
         """`Hardware` fields this network sets for point-to-point sends (pipeline stages)."""
         return {}
+
+    def allgather_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    def reducescatter_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        raise NotImplementedError
+
+    def allgather_ns(self, nbytes: int, ranks: int) -> int:
+        """All-gather of a per-rank chunk of `nbytes` (0 for one rank)."""
+        return _total(self.allgather_terms, nbytes, ranks)
+
+    def reducescatter_ns(self, nbytes: int, ranks: int) -> int:
+        """Reduce-scatter of a whole buffer of `nbytes` (0 for one rank)."""
+        return _total(self.reducescatter_terms, nbytes, ranks)
+
+
+def _total(terms_of, nbytes: int, ranks: int) -> int:
+    """A collective's ns: the sum of its rounded terms, at least 1; 0 for one rank."""
+    if ranks <= 1:
+        return 0
+    return max(1, sum(terms_of(nbytes, ranks).values()))
 
 
 @dataclass(frozen=True)
@@ -110,6 +171,13 @@ class AstraSimNetwork(Network):
         return _rounded("", astra_ring_allreduce(nbytes, ranks, self.link_gb_s, self.link_latency_ns,
                                                  self.mem_bw_gb_s))
 
+    def allgather_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        return _rounded("", astra_ring_allgather(nbytes, ranks, self.link_gb_s, self.link_latency_ns))
+
+    def reducescatter_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        return _rounded("", astra_ring_reducescatter(nbytes, ranks, self.link_gb_s, self.link_latency_ns,
+                                                     self.mem_bw_gb_s))
+
 
 @dataclass(frozen=True)
 class RingNetwork(Network):
@@ -124,6 +192,18 @@ class RingNetwork(Network):
         if self.gbps <= 0:
             raise CostModelError(f"{self.source}: interconnect_gbps is needed for tp > 1")
         return _rounded("ring", ring_allreduce(nbytes, ranks, self.gbps, self.latency_us))
+
+    def _link_needed(self, ranks: int) -> None:
+        if self.gbps <= 0:
+            raise CostModelError(f"{self.source}: interconnect_gbps is needed for collectives over {ranks} ranks")
+
+    def allgather_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        self._link_needed(ranks)
+        return _rounded("ring", ring_allgather(nbytes, ranks, self.gbps, self.latency_us))
+
+    def reducescatter_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        self._link_needed(ranks)
+        return _rounded("ring", ring_reducescatter(nbytes, ranks, self.gbps, self.latency_us))
 
 
 @dataclass(frozen=True)
@@ -177,6 +257,21 @@ class VllmCollectives(Network):
         else:
             terms = self._nccl(next(v for v in self.nccl if v.name == algo), nbytes, ranks)
         return _rounded(algo, terms)
+
+    def _half_ring(self, chunk: float, ranks: int) -> dict[str, int]:
+        """The cheapest NCCL variant for an all-gather / reduce-scatter step chunk."""
+        options = [(v.name, nccl_half_ring(chunk, ranks, v.bw_eff * self.link_gbps, v.base_us, v.hop_us))
+                   for v in self.nccl if ranks >= v.min_ranks]
+        if not options:
+            raise CostModelError(f"{self.source}: collectives: no NCCL algorithm for {ranks} ranks")
+        name, terms = min(options, key=lambda o: (sum(o[1].values()), o[0]))
+        return _rounded(name, terms)
+
+    def allgather_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        return self._half_ring(nbytes, ranks)
+
+    def reducescatter_terms(self, nbytes: int, ranks: int) -> dict[str, int]:
+        return self._half_ring(nbytes / ranks, ranks)
 
 
 def _num(doc: dict, key: str, where: str, positive: bool = True) -> float:

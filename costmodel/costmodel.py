@@ -92,7 +92,7 @@ class CostModelState:
         tables = ProfileTables(self.raw_tables, self.tp, self.source, self.arch.model_type)
         a = self.arch
         return ProfileBackend(tables, a, self.tp, self.hardware, self.decode_skew, self.network,
-                              self.attention_pricing)
+                              self.attention_pricing, self.ep)
 
 
 class CostModel:
@@ -117,7 +117,7 @@ class CostModel:
     def load(cls, model: str, hardware: str, backend: str = "profile", tp: int = 1, perf_root=None,
              models_root=None, variant: str | None = None, decode_skew: bool = True,
              overhead_ns: int = 0, overhead_per_seq_ns: int = 0, memory_gib: float | None = None,
-             ep: int = 1, moe_skew: float = 0.0, pp: int = 1, network: Network | None = None,
+             ep: int | None = 1, moe_skew: float = 0.0, pp: int = 1, network: Network | None = None,
              link_gbps: float | None = None, link_latency_us: float | None = None, dtype: str = "auto",
              kv_cache_dtype: str = "auto", attention_pricing: str | None = None) -> "CostModel":
         """Load (once per process; later calls with the same arguments share the objects).
@@ -130,8 +130,10 @@ class CostModel:
         `pp` splits the layers into pipeline stages (`stage_times_ns`); the engine keeps up to
         pp micro-batches in flight.
         `memory_gib` overrides the hardware's memory (e.g. from an LLMServingSim cluster JSON).
-        `ep` (expert-parallel degree) and `moe_skew` (Zipf exponent of seeded skewed routing, 0 =
-        balanced) apply to MoE models on the roofline backend.
+        `ep` (expert-parallel degree: the ranks a MoE layer's experts are split over; None:
+        LLMServingSim's default, tp for a MoE model, else 1) applies to MoE models on both
+        backends (the network prices its dispatch / combine); `moe_skew` (Zipf exponent of
+        seeded skewed routing, 0 = balanced) on the roofline backend.
         `dtype` / `kv_cache_dtype` (vLLM's names, `ModelArch.with_precision`): "fp8" halves the
         weight / KV bytes; the profile backend then reads the bundle variant folder `fp8/` unless
         `variant` is given (default `bf16/`). `attention_pricing` (profile backend): "aggregate"
@@ -142,12 +144,12 @@ class CostModel:
             raise CostModelError(f"cost model backend {backend!r}: unknown; choose one of {', '.join(BACKENDS)}")
         if not isinstance(tp, int) or tp < 1:
             raise CostModelError(f"tp must be a positive integer, got {tp!r}")
-        if not isinstance(ep, int) or ep < 1:
+        if ep is not None and (not isinstance(ep, int) or ep < 1):
             raise CostModelError(f"ep must be a positive integer, got {ep!r}")
         if not isinstance(pp, int) or pp < 1:
             raise CostModelError(f"pp must be a positive integer, got {pp!r}")
-        if backend == "profile" and (ep != 1 or moe_skew):
-            raise CostModelError("ep / moe_skew need the roofline backend")
+        if backend == "profile" and moe_skew:
+            raise CostModelError("moe_skew (skewed expert routing) needs the roofline backend")
         if attention_pricing is not None and attention_pricing not in ATTENTION_PRICING:
             raise CostModelError(f"attention_pricing {attention_pricing!r}: unknown; choose one of {', '.join(ATTENTION_PRICING)}")
         if variant is None:
@@ -159,6 +161,8 @@ class CostModel:
             shared = _LOADED.get(key)
         if shared is None:
             arch = load_arch(model, models_roots).with_precision(dtype, kv_cache_dtype)
+            if ep is None:
+                ep = tp if arch.is_moe else 1
             hw = load_hardware(hardware)
             hw, net = _interconnect(hw, resolve_hardware_doc(hardware), network, link_gbps, link_latency_us)
             pricing = attention_pricing or "aggregate"
@@ -234,6 +238,19 @@ class CostModel:
         """j -> GPU time of step j of a decode-only run: n sequences, contexts (sum, min, max)
         now, each growing by one per step; equal to `time_batch` of that step's shape."""
         return self.backend.decode_steps(n, ctx_sum, ctx_min, ctx_max)
+
+    def group_time_ns(self, batch: BatchShape, group_tokens: int) -> int:
+        """GPU time of one DP-group member's step: `batch` (`BatchShape.empty()` for an idle
+        member's dummy batch) padded to the group's largest token count `group_tokens`."""
+        return self.backend.time_batch(batch, group_tokens)
+
+    def group_breakdown(self, batch: BatchShape, group_tokens: int) -> dict[str, int]:
+        """Per-op ns of `group_time_ns(batch, group_tokens)`."""
+        return self.backend.breakdown(batch, group_tokens)
+
+    @property
+    def ep(self) -> int:
+        return self.state.ep
 
     def iteration_time_ns(self, seqs: Sequence[tuple[int, int]]) -> int:
         """GPU time of one step: `seqs` are `(new_tokens, context_before)` pairs."""

@@ -12,6 +12,13 @@ dense decoder, T = tokens in the step, S = sequences in the step:
 (Qwen3 adds qk_norm(T) per layer.) Every op the sequence lists must have rows in the bundle:
 a missing one is an error naming it, never a silent zero.
 
+MoE models price each layer's expert block from `moe.csv` instead of the three MLP ops; with
+expert parallelism (`ep` > 1) at the per-rank routing of `expert_parallel.ExpertParallel`, plus
+its dispatch all-gather and combine reduce-scatter per layer, and one all-reduce per layer
+(after o_proj) when tp > 1. In a DP group (`time_batch(b, group_tokens)`) the token-proportional
+ops see the group's largest token count and the per-sequence ops the member's sequences plus
+one dummy decode per padding token (`BatchShape.padded_counts`); attention sees the real batch.
+
 Every op is an integer number of ns (see `interp`). Attention (`attention_pricing`):
 
 - `aggregate` (LLMServingSim's arithmetic): one lookup at prefill_chunk = Σ chunks,
@@ -42,6 +49,7 @@ from fleetsim.costmodel.batch import BatchShape
 from fleetsim.costmodel.collectives import default_network
 from fleetsim.costmodel.decode_skew import DecodeSkew
 from fleetsim.costmodel.errors import CostModelError
+from fleetsim.costmodel.expert_parallel import ExpertParallel
 from fleetsim.costmodel.files import load_csv_columns, load_yaml
 from fleetsim.costmodel.interp import Curve, CurveRows, us_to_ns
 
@@ -136,25 +144,33 @@ class MoeTable:
 
 
 class ProfileBackend:
-    """Prices a `BatchShape` from `ProfileTables` (+ TP all-reduces from the hardware spec).
+    """Prices a `BatchShape` from `ProfileTables` (+ TP all-reduces over the instance's network).
 
-    MoE models with a `moe.csv` price each layer's expert block from it at T tokens and
-    min(num_experts, T·experts_per_token) activated experts (balanced routing), in place of
-    gate_up_proj + act_fn + down_proj."""
+    MoE models with a `moe.csv` price each layer's expert block from it at the per-rank routing
+    of `ExpertParallel` (ep = 1: T tokens and min(num_experts, T·experts_per_token) activated
+    experts, balanced routing), in place of gate_up_proj + act_fn + down_proj; the network also
+    prices the EP dispatch / combine."""
 
     name = "profile"
 
     def __init__(self, tables: ProfileTables, arch, tp: int = 1, hardware=None, decode_skew: bool = True,
-                 network=None, attention_pricing: str = "aggregate"):
+                 network=None, attention_pricing: str = "aggregate", ep: int = 1):
         self.tables = tables
         self.arch = arch
         self.num_layers = arch.num_layers
         if arch.is_moe and tables.moe is None:
             raise CostModelError(f"{tables.source}: {arch.name} is a MoE model but the bundle has no moe.csv")
+        if ep > 1 and not arch.is_moe:
+            raise CostModelError(f"ep={ep}: model {arch.name} has no experts")
         self.allreduce_bytes_per_token = arch.hidden_size * arch.dtype_bytes
+        # all-reduces per layer: after o_proj and down_proj; with EP the expert block's combine
+        # reduce-scatter replaces the second one
+        self.allreduces_per_layer = 1 if ep > 1 else 2
         self.tp = tp
+        self.ep = ep
         self.hardware = hardware
         self.network = network if network is not None else default_network(hardware)
+        self.expert_parallel = ExpertParallel(arch, ep, self.network) if arch.is_moe else None
         self.decode_skew = decode_skew and tables.skew is not None
         self.per_sequence = attention_pricing == "per_sequence"
         att = tables.attention
@@ -170,9 +186,11 @@ class ProfileBackend:
         if hit is None:
             d = self.tables.dense
             once = sum(self._edges(tokens))
-            per_layer = sum(d[op](tokens) for op in self.tables.layer_ops) + self.moe_ns(tokens)
+            per_layer = (sum(d[op](tokens) for op in self.tables.layer_ops) + self.moe_ns(tokens)
+                         + sum(self.ep_collectives_ns(tokens)))
             if self.tp > 1:
-                per_layer += 2 * self.network.allreduce_ns(tokens * self.allreduce_bytes_per_token, self.tp)
+                per_layer += self.allreduces_per_layer * self.network.allreduce_ns(
+                    tokens * self.allreduce_bytes_per_token, self.tp)
             hit = self._dense_cache[tokens] = (once, per_layer)
         return hit
 
@@ -186,12 +204,22 @@ class ProfileBackend:
         return hit
 
     def moe_ns(self, tokens: int) -> int:
-        """One layer's expert block (0 for dense models)."""
-        moe = self.tables.moe
-        if moe is None:
+        """One layer's expert block on one EP rank (0 for dense models, and for a rank that
+        receives no token)."""
+        ep = self.expert_parallel
+        if ep is None:
             return 0
-        a = self.arch
-        return moe(tokens, min(a.num_experts, tokens * a.experts_per_token))
+        local = ep.local_tokens(tokens)
+        if local <= 0:
+            return 0
+        return self.tables.moe(local, max(1, ep.activated_experts(tokens)))
+
+    def ep_collectives_ns(self, tokens: int) -> tuple[int, int]:
+        """(dispatch, combine) ns of one MoE layer at T tokens ((0, 0) without EP)."""
+        ep = self.expert_parallel
+        if ep is None or self.ep == 1:
+            return 0, 0
+        return ep.dispatch_ns(tokens), ep.combine_ns(tokens)
 
     def sequence_ns(self, seqs: int) -> int:
         hit = self._seq_cache.get(seqs)
@@ -249,22 +277,26 @@ class ProfileBackend:
             return fixed + L * (per_layer + attn)
         return step
 
-    def breakdown(self, b: BatchShape) -> dict[str, int]:
-        """Per-op ns of one step (ops summed over layers)."""
-        d, L, T = self.tables.dense, self.num_layers, max(1, b.tokens)
+    def breakdown(self, b: BatchShape, group_tokens: int = 0) -> dict[str, int]:
+        """Per-op ns of one step (ops summed over layers); sums to `time_batch(b, group_tokens)`."""
+        d, L = self.tables.dense, self.num_layers
+        T, S = b.padded_counts(group_tokens)
         out = {op: d[op](T) for op in self.tables.pre_ops}
         ops = self.tables.layer_ops
         for op in dict.fromkeys(ops):
             out[op] = L * ops.count(op) * d[op](T)
         if self.tables.moe is not None:
             out["moe_experts"] = L * self.moe_ns(T)
+        if self.ep > 1:
+            dispatch, combine = self.ep_collectives_ns(T)
+            out["ep_dispatch"], out["ep_combine"] = L * dispatch, L * combine
         out["attention"] = L * self.attention_ns(b)
         for term, ns in self.network.allreduce_terms(T * self.allreduce_bytes_per_token, self.tp).items():
-            out[f"allreduce.{term}"] = L * 2 * ns
+            out[f"allreduce.{term}"] = L * self.allreduces_per_layer * ns
         for op in self.tables.post_ops:
             out[op] = d[op](T)
         for op in self.tables.seq_ops:
-            out[op] = self.tables.per_sequence[op](b.seqs)
+            out[op] = self.tables.per_sequence[op](S)
         return out
 
     def edge_ns(self, b: BatchShape) -> tuple[int, int]:
@@ -272,6 +304,8 @@ class ProfileBackend:
         pre, post = self._edges(max(1, b.tokens))
         return pre, post + self.sequence_ns(b.seqs)
 
-    def time_batch(self, b: BatchShape) -> int:
-        once, per_layer = self.dense_ns(max(1, b.tokens))
-        return once + self.num_layers * (per_layer + self.attention_ns(b)) + self.sequence_ns(b.seqs)
+    def time_batch(self, b: BatchShape, group_tokens: int = 0) -> int:
+        """GPU ns of one step; `group_tokens` > 0: as a DP-group member padded to that count."""
+        T, S = b.padded_counts(group_tokens) if group_tokens else (max(1, b.tokens), b.seqs)
+        once, per_layer = self.dense_ns(T)
+        return once + self.num_layers * (per_layer + self.attention_ns(b)) + self.sequence_ns(S)

@@ -368,11 +368,12 @@ class RooflineBackend:
                                         "sampler": _ns(self.op_s("sampler", s))}
         return hit
 
-    def breakdown(self, b: BatchShape) -> dict[str, int]:
-        """Per-op ns of one step (ops summed over layers); sums to `time_batch`."""
-        out = dict(self.dense_ops(max(1, b.tokens)))
+    def breakdown(self, b: BatchShape, group_tokens: int = 0) -> dict[str, int]:
+        """Per-op ns of one step (ops summed over layers); sums to `time_batch(b, group_tokens)`."""
+        T, S = b.padded_counts(group_tokens)
+        out = dict(self.dense_ops(T))
         out["attention"] = self.L * self.attention_ns(b)
-        out.update(self.sequence_ops(max(1, b.seqs)))
+        out.update(self.sequence_ops(max(1, S)))
         return out
 
     def edge_ns(self, b: BatchShape) -> tuple[int, int]:
@@ -391,8 +392,11 @@ class RooflineBackend:
             seq = self._seq_totals[seqs] = sum(self.sequence_ops(max(1, seqs)).values())
         return dense + seq
 
-    def time_batch(self, b: BatchShape) -> int:
-        return self._fixed_ns(b.tokens, b.seqs) + self.L * self.attention_ns(b)
+    def time_batch(self, b: BatchShape, group_tokens: int = 0) -> int:
+        """GPU ns of one step; `group_tokens` > 0: as a DP-group member padded to that count
+        (`BatchShape.padded_counts`: token ops at the group's largest T, attention on `b`)."""
+        T, S = b.padded_counts(group_tokens) if group_tokens else (b.tokens, b.seqs)
+        return self._fixed_ns(T, S) + self.L * self.attention_ns(b)
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
         """j -> `time_batch` of a decode-only step of n sequences whose contexts all grew by j:

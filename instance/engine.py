@@ -140,10 +140,9 @@ class Engine:
         no step is taken."""
         start = self.now
         if self.async_scheduling:
-            scheduled = self._schedule_async(start)
-            if not scheduled:
+            scheduled, batch, prompt_tokens = self.choose_batch(start)
+            if batch is None:
                 return False
-            batch, prompt_tokens = self.shape_of(scheduled)
         else:
             scheduled, batch, prompt_tokens = self.schedule_batch(start)
         cm = self.cost_model
@@ -169,6 +168,17 @@ class Engine:
                 raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
         self.seen_ns = start
         return scheduled
+
+    def choose_batch(self, start: int) -> tuple[list, BatchShape | None, int]:
+        """The batch of a step starting at `start` under this engine's scheduling mode (async:
+        as chosen when the previous step started), its `BatchShape` and prompt tokens; the shape
+        is None when there is nothing to run."""
+        if not self.async_scheduling:
+            return self.schedule_batch(start, allow_empty=True)
+        scheduled = self._schedule_async(start)
+        if not scheduled:
+            return scheduled, None, 0
+        return (scheduled, *self.shape_of(scheduled))
 
     def schedule_batch(self, start: int, allow_empty: bool = False) -> tuple[list, BatchShape, int]:
         """The scheduler's choice at `start`, its `BatchShape`, and its prompt tokens."""

@@ -44,7 +44,8 @@ def edited(**changes):
 def test_tp2_instance_gets_llmservingsim_network(tmp_path):
     cfg = load_cluster_config(write(tmp_path, TP2))
     (spec,) = cfg.instances
-    assert (spec.tp, spec.pp, spec.ep, spec.memory_gib) == (2, 1, 1, 96)
+    # no ep_size: LLMServingSim's default, resolved with the model (tp for MoE, 1 for this dense one)
+    assert (spec.tp, spec.pp, spec.ep, spec.memory_gib, spec.dp_group) == (2, 1, None, 96, None)
     assert spec.engine.max_num_seqs == 128 and spec.engine.max_num_batched_tokens == 2048
     assert spec.engine.gpu_memory_utilization == 0.9
     assert spec.network == AstraSimNetwork(16.0, 20000.0, 1597.0)
@@ -59,7 +60,6 @@ def test_tp2_instance_gets_llmservingsim_network(tmp_path):
     ({**TP2, "nodes": [{**TP2["nodes"][0], "num_instances": 2}]}, "num_instances is 2 but 'instances' lists 1"),
     ({**TP2, "nodes": [{**TP2["nodes"][0], "gpus": 2}]}, "nodes[0]: unknown key(s) gpus"),
     (edited(pd_type="prefill"), "disaggregated prefill/decode is not supported yet"),
-    (edited(dp_group="A"), "data-parallel engine groups are not supported yet"),
     (edited(num_npus=4), "num_npus 4 does not match tp_size·pp_size = 2"),
     (edited(tp_size=0), "'tp_size' must be a positive integer"),
     (edited(npu_num=2), "unknown key(s) npu_num"),
@@ -75,8 +75,8 @@ def test_bad_cluster_json_is_one_clear_input_error(tmp_path, doc, message):
 
 
 def test_pp_and_ep_sizes_are_read(tmp_path):
-    cfg = load_cluster_config(write(tmp_path, edited(pp_size=2, num_npus=4, ep_size=2)))
-    assert (cfg.instances[0].pp, cfg.instances[0].ep) == (2, 2)
+    cfg = load_cluster_config(write(tmp_path, edited(pp_size=2, num_npus=4, ep_size=2, dp_group="A")))
+    assert (cfg.instances[0].pp, cfg.instances[0].ep, cfg.instances[0].dp_group) == (2, 2, "A")
 
 
 def test_shipped_tp1_cluster_json_is_accepted(shared_data):

@@ -111,3 +111,29 @@ def test_ray_matches_local_for_an_llmservingsim_tp2_cluster(ray_session, tmp_pat
     common = ("--num-requests", "40", "--perf-root", str(PERF_ROOT))
     local = outputs(run_cli(tmp_path / "l", *common, cluster=cluster))
     assert outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=cluster)) == local
+
+
+def test_ray_keeps_dp_groups_in_one_actor_and_matches_local(ray_session, tmp_path):
+    from fleetsim.cluster.backends.ray_backend import packing_units
+    from moe_bundle import HARDWARE, MODEL, cluster_json, run, write_moe_bundle, write_workload
+    write_moe_bundle(tmp_path)
+    workload = write_workload(tmp_path / "wl.jsonl", n=40)
+    lone = {"model_name": MODEL, "hardware": HARDWARE, "tp_size": 1, "ep_size": 1, "npu_mem": {"mem_size": 1}}
+    doc = cluster_json(groups=("A", "B", "A", "B"), extra=[lone])        # groups (0, 2) and (1, 3), 4 alone
+    assert packing_units(5, ((0, 2), (1, 3))) == [(0, 2), (1, 3), (4,)]
+    common = ("--router", "least_loaded", "--sync-interval-ms", "0.2")
+    code, local = run(tmp_path, "local", doc, workload, *common)
+    assert code == 0
+    for packing in (("--actors", "1"), ("--actors", "2"), ("--actors", "3"), ("--instances-per-actor", "1")):
+        code, out = run(tmp_path, "ray" + "".join(packing), doc, workload, *common, "--backend", "ray", *packing)
+        assert code == 0 and outputs(out) == outputs(local), f"ray {packing} differs from local"
+    from fleetsim.cluster.backends.ray_backend import RayBackend
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import load_cost_model
+    cfg = load_cluster_config(str(tmp_path / "local.json"))
+    cms = {s: load_cost_model(s, str(tmp_path / "perf"), str(tmp_path / "models")) for s in cfg.instances}
+    backend = RayBackend(cfg.instances, cms, actors=3, groups=((0, 2), (1, 3)))
+    try:
+        assert backend.owner[0] == backend.owner[2] != backend.owner[1] == backend.owner[3] != backend.owner[4]
+    finally:
+        backend.close()

@@ -7,8 +7,9 @@ from fleetsim.cluster.host import InstanceHost
 class LocalBackend:
     name = "local"
 
-    def __init__(self, engines: dict, models: dict, requests_detail: str = "full", full_checks: bool = False):
-        self.host = InstanceHost(engines, models, requests_detail, full_checks)
+    def __init__(self, engines: dict, models: dict, requests_detail: str = "full", full_checks: bool = False,
+                 groups=()):
+        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups)
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool):
         """Start a window; `collect` returns its result (here it is computed at once)."""

@@ -4,7 +4,8 @@ The driver parses every config and table once and puts the parsed state (`CostMo
 arch, hardware, numpy tables) in the object store once; every actor gets the same reference
 and rebuilds its lookup structures from it without opening a file. By default there are as
 many actors as Ray has CPUs, instances spread over them in contiguous blocks
-(`instances_per_actor` or `actors` change that). Ray stays on 127.0.0.1, with no dashboard
+(`instances_per_actor` or `actors` change that). A DP group (lock-stepped members) is one unit
+of packing: its members always share an actor, which advances them as one `DPGroup`. Ray stays on 127.0.0.1, with no dashboard
 and no usage stats, unless `ray_address` joins an existing cluster.
 """
 from __future__ import annotations
@@ -105,7 +106,7 @@ class HostActorImpl:
         sys.addaudithook(self._audit)
 
     def load(self, shared: dict, assignments: list, fast_forward: bool = True, requests_detail: str = "full",
-             full_checks: bool = False) -> None:
+             full_checks: bool = False, groups=()) -> None:
         from fleetsim.cluster.host import InstanceHost
         from fleetsim.costmodel import CostModel
         from fleetsim.instance.pipeline import make_engine
@@ -116,7 +117,7 @@ class HostActorImpl:
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
             engines[idx] = make_engine(cm, spec.engine, idx, fast_forward)
             models[idx] = spec.model
-        self.host = InstanceHost(engines, models, requests_detail, full_checks)
+        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups)
         self.opened = []
 
     def _audit(self, event, args):
@@ -147,29 +148,32 @@ class RayBackend:
 
     def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
                  ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True,
-                 requests_detail: str = "full", full_checks: bool = False):
+                 requests_detail: str = "full", full_checks: bool = False, groups=()):
         for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
             if value is not None and value < 1:
                 raise InputError(f"{flag} must be >= 1, got {value}")
         self.ray, self.started = start_ray(ray_address, num_cpus)
         ray = self.ray
-        n = len(specs)
+        units = packing_units(len(specs), groups)
+        n = len(units)
         if instances_per_actor is not None:
-            actors = -(-n // instances_per_actor)
+            actors = -(-len(specs) // instances_per_actor)
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actors = min(actors, n)
         keys = {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
         shared_ref = ray.put({keys[s]: cost_models[s].state for s in keys})
-        blocks = [list(range(n))[a * n // actors:(a + 1) * n // actors] for a in range(actors)]
+        blocks = [units[a * n // actors:(a + 1) * n // actors] for a in range(actors)]
         self.actors = _pooled_actors(ray, actors)
         self.owner = {}
         loads = []
         for a, block in enumerate(blocks):
-            for idx in block:
+            members = sorted(i for unit in block for i in unit)
+            for idx in members:
                 self.owner[idx] = a
-            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in block],
-                                                    fast_forward, requests_detail, full_checks))
+            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in members],
+                                                    fast_forward, requests_detail, full_checks,
+                                                    [u for u in block if len(u) > 1]))
         ray.get(loads)
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:
@@ -211,6 +215,14 @@ class RayBackend:
             _POOL.clear()
             self.ray.shutdown()
             self.started = False
+
+
+def packing_units(n: int, groups=()) -> list[tuple[int, ...]]:
+    """The units actors host: each DP group whole, every other instance alone; ordered by their
+    first instance index (so with no group, blocks of units are blocks of instances)."""
+    grouped = {i for g in groups for i in g}
+    units = [tuple(g) for g in groups] + [(i,) for i in range(n) if i not in grouped]
+    return sorted(units)
 
 
 _POOL: list = []
