@@ -16,7 +16,7 @@ POLICIES = ["round_robin", "random", "least_loaded", "least_outstanding_tokens",
 def ray_session():
     """One local Ray for the whole pytest session, on loopback, quiet (RAY-NOTES.md rule 8)."""
     from fleetsim.cluster.backends.ray_backend import start_ray
-    r, started = start_ray(num_cpus=2, object_store_mb=256)
+    r, started = start_ray("local", num_cpus=2, object_store_mb=256)
     yield r
     if started:
         r.shutdown()
