@@ -39,6 +39,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, object_st
         import ray
     except ImportError:
         raise InputError("--backend ray needs Ray: pip install 'fleetsim[ray]'") from None
+    if address and address != "local":
+        _check_reachable(address, "--ray-address")
     if ray.is_initialized():
         return ray, False
     join, source = _cluster_to_join(address)
@@ -60,7 +62,6 @@ def _cluster_to_join(address: str | None) -> tuple:
     if address == "local":
         return None, None
     if address:
-        _check_reachable(address, "--ray-address")
         return address, "--ray-address"
     env = os.environ.get("RAY_ADDRESS", "")
     if env and env != "local":
