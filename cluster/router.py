@@ -3,7 +3,9 @@
 Protocol (DESIGN.md "The cluster"). For a window [t, t+Δ) the router routes every arrival in
 it with the instance snapshots taken at t plus its own record of what it sent during the
 window; every instance gets its new requests and advances to t+Δ (all steps that start before
-t+Δ); instances return finished-request rows and fresh snapshots. Details:
+t+Δ); instances return finished-request rows and fresh snapshots. The members of a DP group
+(`instance/dp_group.py`) are instances here like any other (routed, snapshotted one by one);
+they advance together, running every lock-stepped group step that starts before t+Δ. Details:
 
 - Δ = `router.sync_interval_ms` (default 50 ms). Windows lie on the grid k·Δ; windows with no
   arrival (and no session turn in flight) are merged, so idle or busy stretches without

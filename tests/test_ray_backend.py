@@ -127,6 +127,12 @@ def test_ray_keeps_dp_groups_in_one_actor_and_matches_local(ray_session, tmp_pat
     for packing in (("--actors", "1"), ("--actors", "2"), ("--actors", "3"), ("--instances-per-actor", "1")):
         code, out = run(tmp_path, "ray" + "".join(packing), doc, workload, *common, "--backend", "ray", *packing)
         assert code == 0 and outputs(out) == outputs(local), f"ray {packing} differs from local"
+    # the members under vLLM's async scheduling (the JSON's default is LLMServingSim's synchronous one)
+    lagged = (*common, "--async-scheduling")
+    code, local_async = run(tmp_path, "local-async", doc, workload, *lagged)
+    assert code == 0 and outputs(local_async)[0] != outputs(local)[0]
+    code, out = run(tmp_path, "ray-async", doc, workload, *lagged, "--backend", "ray", "--actors", "2")
+    assert code == 0 and outputs(out) == outputs(local_async)
     from fleetsim.cluster.backends.ray_backend import RayBackend
     from fleetsim.cluster.config import load_cluster_config
     from fleetsim.cluster.fleet import load_cost_model
