@@ -27,7 +27,7 @@ S = bytes of the tensor every rank holds (T·hidden·dtype for a TP all-reduce),
 supported and S < max_bytes (one-shot below the per-world-size threshold, two-shot above),
 otherwise NCCL, which picks the variant (ring LL / ring Simple / NVLS ...) with the lowest
 predicted time, as NCCL's tuner does. Parameters come from the hardware catalogue's
-`collectives:` block (`from_doc`).
+`collectives:` block (`network_from_hardware`).
 
 All-gather and reduce-scatter (MoE expert-parallel dispatch / combine, `expert_parallel.py`):
 `allgather_ns(S, n)` gathers a per-rank chunk of S bytes, `reducescatter_ns(S, n)` scatters a
