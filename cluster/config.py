@@ -45,12 +45,10 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-import yaml
-
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.policies import policy_class
-from fleetsim.cluster.textfile import text_lines
+from fleetsim.cluster.textfile import yaml_document
 from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.costmodel.costmodel import ATTENTION_PRICING
@@ -298,11 +296,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
 
 def load_cluster_config(path: str) -> ClusterConfig:
     """Read a fleetsim YAML or LLMServingSim JSON cluster file (chosen by content)."""
-    text = "".join(line for _, line in text_lines(path, "cluster config"))
-    try:
-        doc = yaml.safe_load(text)     # YAML is a superset of JSON
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: malformed YAML/JSON: {str(exc).splitlines()[0]}") from None
+    doc, text = yaml_document(path, "cluster config", "YAML/JSON")     # YAML is a superset of JSON
     cfg = config_from_doc(doc, path, os.path.dirname(os.path.abspath(path)))
     return dataclasses.replace(cfg, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 

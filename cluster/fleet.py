@@ -17,7 +17,8 @@ from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
 from fleetsim.cluster.requests_csv import writes_file
 from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER, TimeSeriesWriter
-from fleetsim.cluster.workload import Workload
+from fleetsim.cluster.workloads import Workload
+from fleetsim.cluster.workloads.clients import ClientSpec
 from fleetsim.costmodel import CostModel, CostModelError
 from fleetsim.instance.engine import NEVER, Engine, RequestRejected
 from fleetsim.instance.pipeline import make_engine as new_engine
@@ -67,28 +68,36 @@ def instance_models(config: ClusterConfig, perf_root=None, models_root=None) -> 
 
 
 def check_workload(workload: Workload, probes: list[Engine], note: str = "") -> None:
-    """Reject up front any request that some instance could never serve (`note` ends the message)."""
+    """Reject up front a workload with a request that some instance could never serve (`note`
+    ends the message). Every limit an engine checks grows with prompt + output (loaders
+    guarantee both >= 1), so checking the longest request decides for all of them."""
+    req = workload.longest()
     try:
-        for req in workload.initial:
-            for eng in probes:
-                eng.check_request(req)
-                nxt = req.followup
-                while nxt is not None:
-                    eng.check_request(nxt)
-                    nxt = nxt.followup
+        for eng in probes:
+            eng.check_request(req)
     except RequestRejected as exc:
         raise InputError(f"{workload.source}: {exc}{note}") from None
+
+
+def clip_limit(probes: list[Engine]) -> int:
+    """The most prompt + output tokens every instance accepts (max_model_len, and
+    max_num_batched_tokens where chunked prefill is off)."""
+    return min(e.max_model_len if e.config.enable_chunked_prefill
+               else min(e.max_model_len, e.config.max_num_batched_tokens) for e in probes)
 
 
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               requests_detail: str = "full", check_invariants: str = "basic", provenance: dict | None = None,
-              slo: dict | None = None,
+              slo: dict | None = None, clients: ClientSpec | None = None, clip_to_model: bool = False,
               **backend_options) -> dict:
     """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
     `out` (a folder, or a `RunOutput`; None keeps them in memory).
 
     `fast_forward` runs identical decode steps as one event (same output bytes, faster).
+    `clients` sends the workload through benchmark clients (re-timing, --max-concurrency,
+    warm-up; cluster/workloads/clients.py); `clip_to_model` cuts requests longer than the
+    instances accept instead of rejecting the workload.
     `slo` (an SLO set, experiments.slo) adds summary.json's `slo` block, after `instances`.
     `requests_detail` (full, no-itl, none) is how much of requests.csv is written
     (cluster/requests_csv.py); a `RunOutput` passed in is made with
@@ -105,14 +114,22 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         if path is not None and not os.path.isdir(path):
             raise InputError(f"{flag} {path!r}: no such directory")
     cost_models, probes = instance_models(config, perf_root or config.perf_root, models_root or config.models_root)
+    if clip_to_model:
+        workload = workload.clipped(clip_limit(list(probes.values())))
     check_workload(workload, list(probes.values()), config.overrides_note())
     groups = lockstep_groups(specs, cost_models, config.source)
+    clients = (clients or ClientSpec()).validate()
+    if clients.warmup_requests >= len(workload):
+        raise InputError(f"--warmup-requests {clients.warmup_requests} leaves nothing to measure: "
+                         f"{workload.source} has {len(workload)} requests")
+    workload = clients.retime(workload, config.seed)
     try:
         policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
     except InputError as exc:
         raise InputError(f"{config.source}: {exc}") from None
-    warn_if_blind(policy, workload.initial, workload.source)
-    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed)
+    if not workload.has_identity:
+        warn_if_blind(policy, (), workload.source)
+    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
     fleet = _make_backend(backend, specs, cost_models, groups, fast_forward, requests_detail,
@@ -123,11 +140,10 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     metrics = MetricsCollector(n)
     checker = RunChecker(n)
     tracker = SloTracker(slo) if slo else None
-    bar = run_bar(len(workload), progress)
+    bar = run_bar(len(workload) - clients.warmup_requests, progress)
     try:
         router.set_snapshots(fleet.snapshots())
-        router.add_arrivals(workload.initial)
-        workload.initial = []        # the router holds them now; finished requests can be freed
+        router.add_source(iter(workload), clients.max_concurrency)   # requests are made as routed
         t = 0
         in_flight: list = []         # (handle, window end) submitted, not yet collected
         synced: list = []            # (batch, buckets, window end) synced, not yet recorded (FIFO)
@@ -155,11 +171,11 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
                 sync_window({}, start, True)
                 t = start
             deliveries, end = router.route(end, exact)
-            if policy.needs_load or router.followups or end >= NEVER:
+            if policy.needs_load or router.holding or end >= NEVER:
                 for handle, w_end in in_flight:
                     synced.append(_sync(router, fleet.collect(handle), w_end))
                 in_flight = []
-                sync_window(deliveries, end, policy.needs_load)
+                sync_window(deliveries, end, policy.needs_load or router.clients is not None)
             else:
                 # load-blind routing with no session turn in flight: nothing the router does
                 # depends on results, so keep a few windows queued at the workers

@@ -33,7 +33,8 @@ EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", 
                      "check_invariants", "plots")
 # recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
 # SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
-IF_GIVEN_OPTIONS = ("slo",)
+IF_GIVEN_OPTIONS = ("slo", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",
+                    "burstiness", "warmup_requests")
 
 
 def file_sha256(path: str) -> str:
@@ -77,7 +78,9 @@ def run_block(config, workload_path: str | None, workload, options) -> dict:
                 document[key] = getattr(config, key)
     wl = {"path": None, "bytes": None, "sha256": None, "requests": len(workload)}
     if workload_path is not None:
-        wl.update(path=workload_path, bytes=os.path.getsize(workload_path), sha256=file_sha256(workload_path))
+        wl["path"] = workload_path
+        if not workload_path.startswith("synth:"):       # a synthetic spec is its own record
+            wl.update(bytes=os.path.getsize(workload_path), sha256=file_sha256(workload_path))
     return {
         "fleetsim_version": __version__,
         "cluster": {"source": source, "sha256": config.sha256, "document": document,
@@ -107,9 +110,11 @@ def rerun_inputs(summary_path: str) -> tuple:
         raise InputError(f"{summary_path}: the run's cluster was a Python object; it cannot be re-run from the file")
     if wl.get("path") is None:
         raise InputError(f"{summary_path}: the run's workload was a Python object; it cannot be re-run from the file")
-    if not os.path.isfile(wl["path"]):
-        raise InputError(f"{summary_path}: workload {wl['path']!r} not found (paths are relative to where the run started)")
-    if file_sha256(wl["path"]) != wl["sha256"]:
-        raise InputError(f"{summary_path}: workload {wl['path']!r} changed since the run (sha256 differs)")
+    if not wl["path"].startswith("synth:"):          # a synthetic spec needs no file
+        if not os.path.isfile(wl["path"]):
+            raise InputError(f"{summary_path}: workload {wl['path']!r} not found (paths are relative to where the run "
+                             f"started)")
+        if file_sha256(wl["path"]) != wl["sha256"]:
+            raise InputError(f"{summary_path}: workload {wl['path']!r} changed since the run (sha256 differs)")
     config = config_from_doc(document, cluster["source"], os.getcwd())
     return dataclasses.replace(config, sha256=cluster["sha256"]), wl["path"], options

@@ -60,6 +60,12 @@ class RecordBatch:
         return RecordBatch(f[order], _reorder_segments(self.itl, f[:, OUTPUT] - 1, order),
                            [lines[i] for i in order.tolist()] if lines else lines)
 
+    def select(self, keep: np.ndarray) -> "RecordBatch":
+        """The rows where `keep` is true (with their ITL gaps), in their order."""
+        gaps = self.fixed[:, OUTPUT] - 1
+        return RecordBatch(self.fixed[keep], self.itl[np.repeat(keep, gaps)],
+                           [line for line, k in zip(self.lines, keep.tolist()) if k])
+
 
 def _reorder_segments(values: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> np.ndarray:
     """`values` cut into consecutive segments of `lengths`, the segments put in `order`."""

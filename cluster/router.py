@@ -16,11 +16,19 @@ they advance together, running every lock-stepped group step that starts before 
   output across instances (records and buckets are ordered within a window), so they stay at
   1 s; one instance's records and buckets come out in time order whatever the window, so a
   single-instance fleet with no session turn in flight uses 256 s windows (fewer syncs, same bytes).
+- Arrivals are taken from the workload's stream (`add_source`) as routing reaches them: the
+  heap holds only the next request of the stream plus released follow-ups, so a run holds the
+  requests in flight, not the whole workload.
 - Session follow-ups: a turn's successor is released when the router sees the turn finish
   (at the sync ending the window in which it finished). Its arrival is the finish time plus
   the tool/think time if that is still ahead of the next window start; otherwise it is delayed
   to the next window start (the first window that can still honour it). While session turns
   are in flight, windows are at most max(Δ, 1 ms) long, so that delay is at most one window.
+- Closed-loop clients (`--max-concurrency`, cluster/workloads/clients.py) are released on the
+  same path: when a request that ends a client's work finishes, the client's next request is
+  sent at max(its arrival, the finish) — its recorded arrival — and routed at the next window
+  start; windows stay short while clients wait, as for session turns.
+- Warm-up: the first K requests routed are simulated but their records are dropped here.
 - Records of a window are ordered by (end time, instance, request id) before they are
   aggregated, so the output does not depend on how instances are spread over workers.
 """
@@ -42,22 +50,48 @@ SESSION_WINDOW_NS = 1_000_000
 
 
 class Router:
-    def __init__(self, policy, num_instances: int, sync_interval_ns: int, seed: int):
+    def __init__(self, policy, num_instances: int, sync_interval_ns: int, seed: int, warmup_requests: int = 0):
         self.policy = policy
         self.n = num_instances
         self.sync_ns = int(sync_interval_ns)
         self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stable_hash("router")])))
-        self.arrivals: list = []                  # heap of (arrival_ns, rid, request)
+        self.arrivals: list = []                  # heap of (routing time, rid, request)
         self.followups: dict[int, object] = {}    # rid -> next turn (held by the router)
+        self.source = iter(())                    # the workload's requests not yet in the heap
+        self.head = None                          # ... and the one of them that is in it
+        self.clients = None                       # ClosedLoop, with --max-concurrency
+        self.warmup_left = warmup_requests
+        self.warmup: set[int] = set()             # ids of warm-up requests not yet finished
         self.snapshots = [Snapshot(i) for i in range(num_instances)]
         self.routed = [0] * num_instances
 
-    def add_arrivals(self, requests) -> None:
-        for req in requests:
-            if req.followup is not None:
-                self.followups[req.rid] = (req.followup, req.think_ns)
-                req.followup = None
-            heapq.heappush(self.arrivals, (req.arrival_ns, req.rid, req))
+    def add_source(self, requests, max_concurrency: int | None = None) -> None:
+        """Route `requests` (an iterator in (arrival, id) order); with `max_concurrency`, through
+        that many closed-loop clients."""
+        if max_concurrency is None:
+            self.source = requests
+            self._pull()
+        else:
+            from fleetsim.cluster.workloads.clients import ClosedLoop
+            self.clients = ClosedLoop(requests, max_concurrency)
+            for req in self.clients.start():
+                self._push(req, req.arrival_ns)
+
+    def _pull(self) -> None:
+        self.head = next(self.source, None)
+        if self.head is not None:
+            self._push(self.head, self.head.arrival_ns)
+
+    def _push(self, req, route_at: int) -> None:
+        if req.followup is not None:
+            self.followups[req.rid] = (req.followup, req.think_ns)
+            req.followup = None
+        heapq.heappush(self.arrivals, (route_at, req.rid, req))
+
+    @property
+    def holding(self) -> bool:
+        """Whether a finish can release a request (session turns or clients waiting)."""
+        return bool(self.followups) or (self.clients is not None and not self.clients.exhausted)
 
     def set_snapshots(self, snaps) -> None:
         for idx, t in snaps:
@@ -68,7 +102,7 @@ class Router:
 
     @property
     def done(self) -> bool:
-        return not self.arrivals and not self.followups
+        return not self.arrivals and not self.holding
 
     def plan(self, t: int) -> tuple[int, int, bool]:
         """(start, end, exact) of the next window after the fleet reached `t`.
@@ -80,11 +114,11 @@ class Router:
             return t, NEVER, False
         first = self.arrivals[0][0] if self.arrivals else NEVER
         if self.policy.needs_load and self.sync_ns == 0:
-            if self.followups and first > t + SESSION_WINDOW_NS:
+            if self.holding and first > t + SESSION_WINDOW_NS:
                 return t, t + SESSION_WINDOW_NS, False
             return max(t, first), NEVER, True
         step = LOAD_BLIND_WINDOW_NS if not self.policy.needs_load else self.sync_ns
-        if self.followups:
+        if self.holding:
             step = min(step, max(self.sync_ns, SESSION_WINDOW_NS))
             return t, (t // step + 1) * step, False
         if self.n == 1 and not self.policy.needs_load:
@@ -104,6 +138,11 @@ class Router:
             t_end = start + 1
         while arrivals and arrivals[0][0] < t_end:
             req = heapq.heappop(arrivals)[2]
+            if req is self.head:
+                self._pull()
+            if self.warmup_left:
+                self.warmup_left -= 1
+                self.warmup.add(req.rid)
             idx = policy.choose(req, snaps, rng)
             if not (isinstance(idx, (int, np.integer)) and 0 <= idx < self.n):
                 raise InputError(f"router.policy {policy.name}: choose() returned instance {idx!r}; "
@@ -116,18 +155,29 @@ class Router:
             out.setdefault(idx, []).append(req)
         if exact:
             t_end = arrivals[0][0] if arrivals else NEVER
-            if self.followups:
+            if self.holding:
                 t_end = min(t_end, start + SESSION_WINDOW_NS)
         return out, t_end
 
     def finished(self, batch, next_start: int):
-        """Order a window's `RecordBatch`; release follow-ups of finished turns."""
+        """Order a window's `RecordBatch`; release follow-ups and clients' next requests of
+        finished ones; drop warm-up records."""
         batch = batch.ordered()
-        if self.followups and len(batch):
+        if self.holding and len(batch):
             for rid, end in batch.fixed[:, [RID, END]].tolist():
                 held = self.followups.pop(rid, None)
                 if held is not None:
                     nxt, think = held
                     nxt.arrival_ns = max(end + think, next_start)
-                    self.add_arrivals([nxt])
+                    self._push(nxt, nxt.arrival_ns)
+                elif self.clients is not None:
+                    nxt = self.clients.send_after(end)
+                    if nxt is not None:
+                        self._push(nxt, max(nxt.arrival_ns, next_start))
+        if self.warmup and len(batch):
+            rids = batch.fixed[:, RID]
+            warm = np.isin(rids, np.fromiter(self.warmup, dtype=np.int64, count=len(self.warmup)))
+            if warm.any():
+                self.warmup.difference_update(rids[warm].tolist())
+                batch = batch.select(~warm)
         return batch

@@ -4,9 +4,8 @@ options, run the fleet, return a `Result`.
 `simulate(cluster, workload, out=None, **options)`:
 - `cluster`: a path (fleetsim YAML, or an LLMServingSim cluster JSON), a dict (a parsed document of
   either kind; relative roots in it are taken from the working directory) or a `ClusterConfig`.
-- `workload`: a path (any format `load_workload` reads) or a `Workload`. A `Workload` holds the
-  requests' simulation state, so it can be simulated once; pass the path (or load it again) to
-  run it twice.
+- `workload`: a path (any format `load_workload` reads, a workload YAML or `synth:...`) or a
+  `Workload` (it can be simulated any number of times: each run makes fresh requests).
 - `options`: the `fleetsim run` flags with underscores (`RunOptions` lists them, with their
   defaults); `None` keeps the cluster config's value. An unknown option is a TypeError, a bad
   value an InputError naming the flag.
@@ -31,7 +30,8 @@ from fleetsim.cluster.errors import InputError, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.progress import loading_bar
 from fleetsim.cluster.result import Result
-from fleetsim.cluster.workload import Workload, load_workload
+from fleetsim.cluster.workloads import Workload, load_workload
+from fleetsim.cluster.workloads.clients import ClientSpec
 
 ENGINE_OPTIONS = ("max_num_seqs", "max_num_batched_tokens", "block_size", "num_gpu_blocks",
                   "gpu_memory_utilization", "long_prefill_token_threshold", "max_model_len",
@@ -50,6 +50,15 @@ class RunOptions:
     num_requests: int | None = None
     time_scale: float = 1.0
     format: str | None = None               # workload format (None: detected from the content)
+    # reading and sending the workload (docs/workloads.md); None = not given (kept out of summary.json)
+    columns: str | None = None              # generic CSV: arrival=COL,input=COL,output=COL[,unit=s]
+    start: float | None = None              # trace window: from S seconds of trace time ...
+    duration: float | None = None           # ... for D seconds
+    clip_to_model: bool | None = None       # cut over-long requests instead of rejecting them
+    max_concurrency: int | None = None      # benchmark clients (cluster/workloads/clients.py)
+    request_rate: float | None = None
+    burstiness: float | None = None         # None: 1 (Poisson)
+    warmup_requests: int | None = None      # None: 0
     perf_root: str | None = None
     models_root: str | None = None
     fast_forward: bool = True
@@ -101,15 +110,15 @@ def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
 
 
 def resolve_workload(workload, options: RunOptions) -> Workload:
+    loading = ("num_requests", "format", "columns", "start", "duration")
     if isinstance(workload, Workload):
-        if options.num_requests is not None or options.time_scale != 1.0 or options.format is not None:
-            raise InputError("num_requests, time_scale and format apply when loading: pass them to load_workload")
-        if workload.total and not workload.initial:
-            raise InputError(f"{workload.source}: this Workload was already simulated; load it again")
+        if any(getattr(options, k) is not None for k in loading) or options.time_scale != 1.0:
+            raise InputError(f"{', '.join(loading)} and time_scale apply when loading: pass them to load_workload")
         return workload
     if isinstance(workload, (str, os.PathLike)):
         with loading_bar(options.progress):
-            return load_workload(os.fspath(workload), options.num_requests, options.time_scale, options.format)
+            return load_workload(os.fspath(workload), options.num_requests, options.time_scale, options.format,
+                                 options.start, options.duration, options.columns)
     raise InputError(f"workload: expected a path or a Workload, got {type(workload).__name__}")
 
 
@@ -133,6 +142,8 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
         if out is None:
             raise InputError("--plots needs an out folder (the figures are written there)")
         need_matplotlib()               # before anything runs: a missing extra is one line
+    clients = ClientSpec(opts.max_concurrency, opts.request_rate, 1.0 if opts.burstiness is None else opts.burstiness,
+                         opts.warmup_requests or 0).validate()
     wl = resolve_workload(workload, opts)
     path = os.fspath(workload) if isinstance(workload, (str, os.PathLike)) else None
     provenance = run_block(config, path, wl, opts)
@@ -142,7 +153,8 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
                   progress=opts.progress, fast_forward=opts.fast_forward, requests_detail=opts.requests_detail,
                   check_invariants=opts.check_invariants, provenance=provenance,
-                  slo=config.slo or None, **backend_options)
+                  slo=config.slo or None, clients=clients, clip_to_model=bool(opts.clip_to_model),
+                  **backend_options)
     except BaseException:
         output.abort()
         raise

@@ -91,3 +91,14 @@ def json_lines(path: str, what: str):
         if not isinstance(doc, dict):
             raise InputError(f"{where}: expected a JSON object")
         yield where, doc
+
+
+def yaml_document(path: str, what: str, kind: str = "YAML"):
+    """(parsed document, text) of a YAML (or JSON, a subset) file; malformed → InputError
+    naming the file and the parser's first line of complaint."""
+    import yaml
+    text = "".join(line for _, line in text_lines(path, what))
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: malformed {kind}: {str(exc).splitlines()[0]}") from None

@@ -29,7 +29,7 @@ from fleetsim.cluster.policies import Policy  # noqa: E402
 from fleetsim.cluster.result import Result  # noqa: E402
 from fleetsim.cluster.simulation import RunOptions, simulate  # noqa: E402
 from fleetsim.cluster.version import __version__  # noqa: E402
-from fleetsim.cluster.workload import Workload, load_workload  # noqa: E402
+from fleetsim.cluster.workloads import Workload, load_workload  # noqa: E402
 
 __all__ = ["CONFIGS", "ClusterConfig", "CostModel", "CostModelError", "InputError", "Policy", "Result",
            "RunOptions", "Workload", "__version__", "load_cluster_config", "load_workload", "simulate"]

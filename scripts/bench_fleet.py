@@ -31,7 +31,7 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
     from fleetsim.cluster.backends.ray_backend import peak_rss_kb
     from fleetsim.cluster.config import load_cluster_config
     from fleetsim.cluster.fleet import run_fleet
-    from fleetsim.cluster.synthetic import synthetic_workload
+    from fleetsim.cluster.workloads.synthetic import synthetic_workload
 
     cfg = load_cluster_config(os.path.join(REPO, "configs", "clusters", "rtxpro6000-llama8b.yaml"))
     cfg = cfg.with_fleet_overrides(instances=n, policy=policy, sync_interval_ms=50)

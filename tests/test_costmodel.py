@@ -9,7 +9,7 @@ import pytest
 
 from fleetsim.costmodel import costmodel as costmodel_module, files as costmodel_files
 from fleetsim.cluster.cli import main
-from fleetsim.cluster.workload import load_llmservingsim_jsonl
+from fleetsim.cluster.workloads import load_workload
 from fleetsim.costmodel import CostModel
 from fleetsim.costmodel.batch import BatchShape
 from fleetsim.instance.config import EngineConfig
@@ -107,7 +107,7 @@ def test_no_file_io_in_step_loop(shared_data, monkeypatch):
 
     def build():
         e = Engine(cm, EngineConfig(max_num_seqs=128, max_num_batched_tokens=2048))
-        for r in load_llmservingsim_jsonl(str(WORKLOAD_300), 60).initial:
+        for r in list(load_workload(str(WORKLOAD_300), 60)):
             e.add_request(r)
         return e
 

@@ -38,7 +38,7 @@ def test_fast_forward_takes_fewer_cost_model_events(tmp_path):
     """It does merge steps: the same number of engine steps, far fewer Python step calls."""
     from fleetsim.cluster.config import load_cluster_config
     from fleetsim.cluster.fleet import load_cost_model
-    from fleetsim.cluster.workload import load_llmservingsim_jsonl
+    from fleetsim.cluster.workloads import load_workload
     from fleet_helpers import EXAMPLE_WORKLOAD
     from fleetsim.instance.engine import Engine
 
@@ -49,7 +49,7 @@ def test_fast_forward_takes_fewer_cost_model_events(tmp_path):
         calls = []
         original = e._step
         e._step = lambda: calls.append(1) or original()
-        for r in load_llmservingsim_jsonl(str(EXAMPLE_WORKLOAD), 100).initial:
+        for r in list(load_workload(str(EXAMPLE_WORKLOAD), 100)):
             e.add_request(r)
         e.run_to_completion()
         engines[ff] = (e.steps, len(calls))

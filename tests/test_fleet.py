@@ -7,7 +7,7 @@ import pytest
 from fleetsim.cluster.config import load_cluster_config
 from fleetsim.cluster.fleet import load_cost_model
 from fleetsim.cluster.metrics import request_row
-from fleetsim.cluster.workload import load_llmservingsim_jsonl
+from fleetsim.cluster.workloads import load_workload
 from fleet_helpers import (EXAMPLE_CLUSTER, EXAMPLE_WORKLOAD, FLEET_CLUSTER, instance_of, outputs, run_cli,
                            write_session_workload)
 from fleetsim.instance.engine import Engine
@@ -17,7 +17,7 @@ def test_one_instance_fleet_equals_lone_engine(tmp_path):
     out = run_cli(tmp_path / "fleet", "--num-requests", "120", cluster=EXAMPLE_CLUSTER)
     spec = load_cluster_config(str(EXAMPLE_CLUSTER)).instances[0]
     engine = Engine(load_cost_model(spec), spec.engine, 0)
-    for r in load_llmservingsim_jsonl(str(EXAMPLE_WORKLOAD), 120).initial:
+    for r in list(load_workload(str(EXAMPLE_WORKLOAD), 120)):
         engine.add_request(r)
     engine.run_to_completion()
     expected = sorted(request_row(r)[:10] for r in engine.drain_finished())
@@ -37,7 +37,7 @@ def sequential_least_loaded(num_instances: int, n: int) -> dict[int, int]:
     spec = load_cluster_config(str(FLEET_CLUSTER)).instances[0]
     cm = load_cost_model(spec)
     engines = [Engine(cm, spec.engine, i) for i in range(num_instances)]
-    reqs = load_llmservingsim_jsonl(str(EXAMPLE_WORKLOAD), n).initial
+    reqs = list(load_workload(str(EXAMPLE_WORKLOAD), n))
     placed = {}
     i = 0
     while i < len(reqs):

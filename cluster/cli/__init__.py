@@ -16,7 +16,7 @@ from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.costmodel import CostModelError
 
-SUBCOMMANDS = ("run", "rerun", "validate", "sweep", "capacity", "compare", "report")
+SUBCOMMANDS = ("run", "rerun", "validate", "sweep", "capacity", "compare", "report", "workload")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,6 +6,25 @@ import argparse
 from fleetsim.cluster.config import load_cluster_config
 
 
+def workload_flags(p: argparse.ArgumentParser) -> None:
+    """How a workload file is read (`load_workload_from_args`)."""
+    g = p.add_argument_group("reading the workload")
+    g.add_argument("--format", help="read the workload as this format instead of detecting it from its content: "
+                                    "llmservingsim, mooncake, azure, vidur, burstgpt, csv (with --columns)")
+    g.add_argument("--columns", help="generic CSV: arrival=COL,input=COL,output=COL[,unit=s|ms|us|ns]")
+    g.add_argument("--num-requests", type=int, help="use only the first N requests")
+    g.add_argument("--time-scale", type=float, default=1.0,
+                   help="multiply trace arrival times (< 1 = more load; not for llmservingsim JSONL)")
+    g.add_argument("--start", type=float, help="window: skip the trace's first S seconds (trace time)")
+    g.add_argument("--duration", type=float, help="window: keep D seconds of trace time")
+
+
+def load_workload_from_args(args, path: str | None = None):
+    from fleetsim.cluster.workloads import load_workload
+    return load_workload(path or args.workload, args.num_requests, args.time_scale, args.format, args.start,
+                         args.duration, args.columns)
+
+
 def engine_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("vLLM engine overrides (all instances)")
     g.add_argument("--max-num-seqs", type=int)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from fleetsim.cluster.cli.common import engine_flags
+from fleetsim.cluster.cli.common import engine_flags, workload_flags
 from fleetsim.cluster.requests_csv import DETAILS
 
 
@@ -10,12 +10,8 @@ def register(sub) -> None:
     run = sub.add_parser("run", help="simulate one cluster config on one workload")
     run.add_argument("--cluster", required=True, help="fleetsim YAML or LLMServingSim cluster JSON")
     run.add_argument("--workload", required=True,
-                     help="LLMServingSim workload JSONL, Azure trace CSV or Mooncake trace JSONL (format "
-                          "detected from the content)")
-    run.add_argument("--format", help="read --workload as this format instead of detecting it "
-                                      "(llmservingsim, azure, mooncake)")
-    run.add_argument("--time-scale", type=float, default=1.0,
-                     help="multiply trace inter-arrival times (Azure/Mooncake; < 1 = more load)")
+                     help="a trace (fleetsim/LLMServingSim JSONL, Mooncake JSONL, Azure, Vidur or BurstGPT CSV; "
+                          "format detected from the content), a workload YAML, or synth:KEY=VALUE,...")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--requests-detail", choices=DETAILS, default="full",
                      help="requests.csv: full (with the ITL list, default), no-itl (ITL cells empty), "
@@ -25,7 +21,6 @@ def register(sub) -> None:
     run.add_argument("--check-invariants", choices=("basic", "full"), default="basic",
                      help="basic: cheap checks on every run (default); full: also the KV block manager after "
                           "every window (a violation exits 3)")
-    run.add_argument("--num-requests", type=int, help="use only the first N requests")
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
     run.add_argument("--seed", type=int, help="run seed (overrides the config's)")
@@ -46,6 +41,17 @@ def register(sub) -> None:
     f.add_argument("--actors", type=int, help="ray: number of actors (default: Ray's CPUs)")
     f.add_argument("--instances-per-actor", type=int, help="ray: instances packed per actor")
     f.add_argument("--ray-address", help="ray: join an existing cluster (e.g. auto) instead of starting one")
+    workload_flags(run)
+    run.add_argument("--clip-to-model", action="store_true", default=None,
+                     help="cut requests longer than the instances accept (default: such a request is an error)")
+    c = run.add_argument_group("benchmark clients (vllm bench serve's flags)")
+    c.add_argument("--max-concurrency", type=int,
+                   help="closed loop: at most N requests in flight (fleet-wide); the next is sent when one ends")
+    c.add_argument("--request-rate", type=float, help="re-time arrivals at R req/s (inf: all at once)")
+    c.add_argument("--burstiness", type=float,
+                   help="Gamma shape of the re-timed gaps (default 1 = Poisson, < 1 burstier, inf = constant)")
+    c.add_argument("--warmup-requests", type=int,
+                   help="simulate the first K requests sent but leave them out of the metrics")
     engine_flags(run)
     run.set_defaults(handler=cmd_run)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from fleetsim.cluster.cli.common import config_from_args, engine_flags
+from fleetsim.cluster.cli.common import config_from_args, engine_flags, load_workload_from_args, workload_flags
 from fleetsim.cluster.errors import InputError
 
 
@@ -18,9 +18,9 @@ def register(sub) -> None:
                      help="fit overhead {step_us, per_seq_us} to the real run; needs --cluster and --workload")
     fit.add_argument("--cluster", help="cluster config of the simulated run")
     fit.add_argument("--workload", help="workload of the simulated run")
-    fit.add_argument("--num-requests", type=int)
     fit.add_argument("--perf-root")
     fit.add_argument("--models-root")
+    workload_flags(val)
     engine_flags(val)
     val.set_defaults(handler=cmd_validate)
 
@@ -41,13 +41,12 @@ def cmd_fit_overhead(args) -> int:
     from fleetsim.cluster.fleet import run_fleet
     from fleetsim.cluster.overhead_fit import fit_overhead, with_overhead
     from fleetsim.cluster.validate import format_table, load_real
-    from fleetsim.cluster.workload import load_workload
 
     if not args.cluster or not args.workload:
         raise InputError("--fit-overhead needs --cluster and --workload (the simulated run to fit)")
     config = config_from_args(args)
     real = load_real(args.real, args.num_requests)
-    load = lambda: load_workload(args.workload, args.num_requests)  # noqa: E731
+    load = lambda: load_workload_from_args(args)  # noqa: E731
     step_us, per_seq_us, result, base = fit_overhead(config, load, real, args.perf_root, args.models_root)
     run_fleet(with_overhead(config, step_us, per_seq_us), load(), args.sim, "local", args.perf_root, args.models_root)
     if args.json:

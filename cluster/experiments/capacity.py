@@ -36,7 +36,7 @@ MAX_INSTANCES = 4096
 
 def base_rate(workload) -> float:
     """Requests per second of the workload's own arrivals (module doc)."""
-    arrivals = [r.arrival_ns for r in workload.initial]
+    arrivals = workload.arrival.tolist()      # of the requests arriving on their own, in order
     if len(arrivals) < 2 or arrivals[-1] == arrivals[0]:
         raise InputError(f"{workload.source}: capacity needs at least two requests arriving at different times")
     return (len(arrivals) - 1) / ((arrivals[-1] - arrivals[0]) / 1e9)
@@ -173,7 +173,7 @@ def run_capacity(clusters: list, workload_path: str, slo: dict, options: dict, t
     parses the workload and the cost-model files once; on Ray each cluster's search is one task
     and gets them from the object store."""
     from fleetsim.cluster.fleet import load_cost_model
-    from fleetsim.cluster.workload import load_workload
+    from fleetsim.cluster.workloads import load_workload
     from fleetsim.costmodel import files
 
     if target_rate is not None and not target_rate > 0:

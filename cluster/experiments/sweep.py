@@ -35,6 +35,8 @@ import os
 import pickle
 import sys
 
+import numpy as np
+
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.experiments.spec import Point, SweepSpec, metric_value
 from fleetsim.costmodel import CostModelError, files
@@ -83,8 +85,7 @@ def _sha_file(path: str) -> str:
 def scale_arrivals(workload, rate_scale: float):
     """The workload with its arrival rate multiplied by `rate_scale` (arrival times divided)."""
     if rate_scale != 1.0:
-        for r in workload.initial:
-            r.arrival_ns = round(r.arrival_ns / rate_scale)
+        return workload.with_arrivals(np.round(workload.arrival / rate_scale))
     return workload
 
 
@@ -103,7 +104,7 @@ def prepare(spec: SweepSpec) -> Prepared:
     from fleetsim import __version__
     from fleetsim.cluster.config import config_from_doc
     from fleetsim.cluster.fleet import load_cost_model
-    from fleetsim.cluster.workload import load_workload
+    from fleetsim.cluster.workloads import load_workload
 
     points = spec.points()
     wopts = spec.workload_options

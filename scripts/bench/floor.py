@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scenarios import REPO, scenario  # noqa: E402
 
-CLI_IMPORTS = "import fleetsim.cluster.cli, fleetsim.cluster.fleet, fleetsim.cluster.report, fleetsim.cluster.workload, fleetsim.cluster.backends.local"
+CLI_IMPORTS = "import fleetsim.cluster.cli, fleetsim.cluster.fleet, fleetsim.cluster.report, fleetsim.cluster.workloads, fleetsim.cluster.backends.local"
 
 
 def best_of(fn, runs: int = 5) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
     config, workload = scenario(name, None)
     spec = config.instances[0]
     engine = make_engine(load_cost_model(spec), spec, 0)
-    for req in workload.initial:
+    for req in workload:
         engine.add_request(req)
     t0 = time.perf_counter()
     engine.run_to_completion()

@@ -52,8 +52,8 @@ def _vidur_config(replicas: int):
 
 def scenario(name: str, requests: int | None):
     """(config, workload) of one scenario."""
-    from fleetsim.cluster.synthetic import synthetic_workload
-    from fleetsim.cluster.workload import load_workload
+    from fleetsim.cluster.workloads.synthetic import synthetic_workload
+    from fleetsim.cluster.workloads import load_workload
     shipped = os.path.join(REPO, "configs", "workloads", "sharegpt-llama-3.1-8b-300-sps10.jsonl")
     if name in ("a", "f"):
         return _config("rtxpro6000-llama8b.yaml"), load_workload(shipped)
