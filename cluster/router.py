@@ -42,6 +42,7 @@ from fleetsim.cluster.policies import stable_hash
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.metrics import END, RID
 from fleetsim.cluster.snapshot import Snapshot
+from fleetsim.cluster.workloads.clients import ClosedLoop
 from fleetsim.instance.engine import NEVER
 
 LOAD_BLIND_WINDOW_NS = 1_000_000_000
@@ -72,7 +73,6 @@ class Router:
             self.source = requests
             self._pull()
         else:
-            from fleetsim.cluster.workloads.clients import ClosedLoop
             self.clients = ClosedLoop(requests, max_concurrency)
             for req in self.clients.start():
                 self._push(req, req.arrival_ns)
