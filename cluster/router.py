@@ -26,8 +26,11 @@ they advance together, running every lock-stepped group step that starts before 
   are in flight, windows are at most max(Δ, 1 ms) long, so that delay is at most one window.
 - Closed-loop clients (`--max-concurrency`, cluster/workloads/clients.py) are released on the
   same path: when a request that ends a client's work finishes, the client's next request is
-  sent at max(its arrival, the finish) — its recorded arrival — and routed at the next window
-  start; windows stay short while clients wait, as for session turns.
+  sent at max(its arrival, the finish, the next window start). While clients wait, each window
+  ends 1 ns after the earliest clock of a busy instance (or the next arrival): that instance
+  runs exactly one step, no other starts one, so a step that finishes a request always ends at
+  or after the window end and the next request is sent at the finish exactly — and no instance
+  has simulated past it. One sync per step, with snapshots, for the closed-loop part of a run.
 - Warm-up: the first K requests routed are simulated but their records are dropped here.
 - Records of a window are ordered by (end time, instance, request id) before they are
   aggregated, so the output does not depend on how instances are spread over workers.
@@ -113,6 +116,9 @@ class Router:
         if self.done:
             return t, NEVER, False
         first = self.arrivals[0][0] if self.arrivals else NEVER
+        if self.clients is not None and not self.clients.exhausted:
+            busy = min((s.now for s in self.snapshots if s.waiting or s.running), default=NEVER)
+            return t, min(first, busy) + 1, False
         if self.policy.needs_load and self.sync_ns == 0:
             if self.holding and first > t + SESSION_WINDOW_NS:
                 return t, t + SESSION_WINDOW_NS, False
@@ -171,9 +177,9 @@ class Router:
                     nxt.arrival_ns = max(end + think, next_start)
                     self._push(nxt, nxt.arrival_ns)
                 elif self.clients is not None:
-                    nxt = self.clients.send_after(end)
+                    nxt = self.clients.send_after(max(end, next_start))
                     if nxt is not None:
-                        self._push(nxt, max(nxt.arrival_ns, next_start))
+                        self._push(nxt, nxt.arrival_ns)
         if self.warmup and len(batch):
             rids = batch.fixed[:, RID]
             warm = np.isin(rids, np.fromiter(self.warmup, dtype=np.int64, count=len(self.warmup)))

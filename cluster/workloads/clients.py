@@ -14,12 +14,12 @@
 - `--warmup-requests K`: the first K requests sent are simulated like any other but left out of
   requests.csv and summary.json (they are in timeseries.csv: the instances did that work).
 
-Timing in the fleet: the router learns of a finish at the end of the window in which it
-happened, so the freed request reaches its instance at that window end, at most
-max(Δ, 1 ms) after it was sent (windows are that short while clients wait, as for session
-turns). An instance that was idle since the finish serves it exactly as if it had come at
-once — so one instance with `--max-concurrency 1` is exact; a busy one had already run those
-steps without it, and the wait counts in the request's TTFT.
+Timing in the fleet (cluster/router.py): while clients wait, the router syncs once per engine
+step — each window ends 1 ns after the earliest clock of a busy instance — so a request is sent
+at the finish that frees its client exactly, on any number of instances, and reaches its
+instance before that instance has simulated past the send time. With one client on one
+instance the requests run back to back and their E2E times sum to the simulated span. The
+price is one sync (with snapshots) per step for that part of the run, and no fast-forward.
 
 Warm-up and ramp, against a cold start: a simulation starts at t = 0 with every cache empty
 and no request running; the first requests see an idle engine (short TTFT, small batches) and
