@@ -134,3 +134,19 @@ def test_closed_loop_is_byte_identical_on_ray(tmp_path):
     finally:
         if started:
             r.shutdown()
+
+
+def test_clip_to_model_from_the_command_line(tmp_path, capsys):
+    long = "synth:n=10,rate=50,prompt=uniform(300,700),output=100,seed=2"
+    code = main(["run", "--cluster", str(EXAMPLE_CLUSTER), "--workload", long, "--out", str(tmp_path / "e"),
+                 "--quiet", "--max-model-len", "512"])
+    err = capsys.readouterr().err
+    assert code == 2 and "exceed max_model_len 512" in err and len(err.splitlines()) == 1
+    out = run_cli(tmp_path / "c", "--max-model-len", "512", "--clip-to-model", cluster=EXAMPLE_CLUSTER,
+                  workload=long)
+    from fleetsim.cluster.workloads import load_workload
+    orig = {r.rid: (r.prompt_len, r.output_len) for r in load_workload(long)}
+    for r in rows(out):
+        p, o = orig[int(r["request id"])]
+        clipped = (min(p, 511), min(o, 512 - min(p, 511)))
+        assert (int(r["input"]), int(r["output"])) == clipped

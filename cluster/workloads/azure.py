@@ -10,6 +10,5 @@ from fleetsim.cluster.workloads.formats import register
 @register
 class AzureCSV(CSVTraceFormat):
     name = "azure"
-    summary = "Azure LLM inference trace CSV: TIMESTAMP, ContextTokens, GeneratedTokens"
     COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
     TIMESTAMPS = ZERO_OUTPUT = True

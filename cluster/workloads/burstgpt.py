@@ -10,6 +10,5 @@ from fleetsim.cluster.workloads.formats import register
 @register
 class BurstGPTCSV(CSVTraceFormat):
     name = "burstgpt"
-    summary = "BurstGPT CSV: Timestamp (s), Request tokens, Response tokens"
     COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
     ZERO_OUTPUT = True

@@ -2,7 +2,7 @@
 detection by content.
 
 Each format is a `TraceFormat` subclass in its own module, registered with `@register`: `name`,
-a one-line `summary`, `matches(first_line)` — whether a file whose first non-blank line (a UTF-8
+`matches(first_line)` — whether a file whose first non-blank line (a UTF-8
 byte-order mark removed) is `first_line` is in this format — and `read(path, builder, options)`,
 which streams the file through `cluster/textfile.py`'s readers into a `TableBuilder` and stops
 when the builder is full. `from_first` formats carry wall-clock or trace-relative stamps and are
@@ -18,7 +18,6 @@ FORMATS: dict[str, "TraceFormat"] = {}
 
 class TraceFormat:
     name = ""
-    summary = ""
     from_first = True            # arrivals made relative to the first one
     scalable = True              # --time-scale applies
 

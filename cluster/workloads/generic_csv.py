@@ -35,7 +35,6 @@ def parse_columns(text: str | None) -> dict:
 @register
 class ColumnsCSV(CSVTraceFormat):
     name = "csv"
-    summary = "any CSV, columns mapped with --columns arrival=COL,input=COL,output=COL[,unit=s]"
 
     def columns(self, options: dict) -> list[str]:
         spec = parse_columns(options.get("columns"))

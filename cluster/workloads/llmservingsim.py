@@ -52,7 +52,6 @@ def _lengths_and_ids(doc, where: str):
 @register
 class LLMServingSimJSONL(TraceFormat):
     name = "llmservingsim"
-    summary = "LLMServingSim / fleetsim JSONL: input_toks, output_toks, arrival_time_ns; sessions"
     from_first = False
     scalable = False
 

@@ -15,7 +15,6 @@ HASH_BLOCK = 512
 @register
 class MooncakeJSONL(TraceFormat):
     name = "mooncake"
-    summary = "Mooncake trace JSONL: timestamp (ms), input_length, output_length, hash_ids"
 
     @staticmethod
     def matches(first_line: str) -> bool:

@@ -6,10 +6,10 @@ rid). What only some rows have — token ids, Mooncake hash ids, a session's lat
 times — sits in `extras`, keyed by row. Iterating a `Workload` yields fresh `Request`s in that
 order (a session's first turn carries its later turns as `followup` chain), so a run holds only
 the requests in flight, and the same `Workload` can be simulated again. A million flat requests
-take 32 MB here, not the ~1 GB of a list of `Request` objects or dicts.
+take 32 MB here; as a list of `Request` objects they took ~600 MB (BENCHMARKS.md, issue 15).
 
 Request ids are the file order (a session's turns take consecutive ids). Transformations
-(`window`, `head`, `scaled`, `retimed`, `clipped`) return a new `Workload` and leave ids alone.
+(`window`, `head`, `scaled`, `with_arrivals`, `clipped`) return a new `Workload` and leave ids alone.
 `TableBuilder` is how loaders and generators fill one, row by row, in file order.
 """
 from __future__ import annotations

@@ -10,6 +10,5 @@ from fleetsim.cluster.workloads.formats import register
 @register
 class VidurCSV(CSVTraceFormat):
     name = "vidur"
-    summary = "Vidur trace CSV: arrived_at (s), num_prefill_tokens, num_decode_tokens"
     from_first = False
     COLUMNS = ("arrived_at", "num_prefill_tokens", "num_decode_tokens")
