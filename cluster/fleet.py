@@ -194,12 +194,13 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         bar.update(metrics.last_end, metrics.count)
         summary = metrics.summary()
         stats = dict(fleet.stats())
-        checker.end(router.routed, metrics.per_inst[:, 0].tolist(), stats)
+        warm = router.warmup_routed               # simulated, finished, not in the metrics
+        checker.end(router.routed, [f + w for f, w in zip(metrics.per_inst[:, 0].tolist(), warm)], stats)
         queries = sum(s["prefix_queries"] for s in stats.values())
         hits = sum(s["prefix_hits"] for s in stats.values())
         summary["prefix_hit_rate"] = hit_rate(hits, queries)
         summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
-        summary["instances"] = metrics.per_instance(stats, router.routed)
+        summary["instances"] = metrics.per_instance(stats, [r - w for r, w in zip(router.routed, warm)])
         if tracker is not None:
             summary["slo"] = tracker.summary(summary)
         series.close()

@@ -66,6 +66,7 @@ class Router:
         self.clients = None                       # ClosedLoop, with --max-concurrency
         self.warmup_left = warmup_requests
         self.warmup: set[int] = set()             # ids of warm-up requests not yet finished
+        self.warmup_routed = [0] * num_instances  # warm-up requests sent to each instance
         self.snapshots = [Snapshot(i) for i in range(num_instances)]
         self.routed = [0] * num_instances
 
@@ -146,7 +147,8 @@ class Router:
             req = heapq.heappop(arrivals)[2]
             if req is self.head:
                 self._pull()
-            if self.warmup_left:
+            warm = self.warmup_left > 0
+            if warm:
                 self.warmup_left -= 1
                 self.warmup.add(req.rid)
             idx = policy.choose(req, snaps, rng)
@@ -158,6 +160,8 @@ class Router:
                 snaps[idx].note_routed(req)
             policy.routed(req, idx)
             self.routed[idx] += 1
+            if warm:
+                self.warmup_routed[idx] += 1
             out.setdefault(idx, []).append(req)
         if exact:
             t_end = arrivals[0][0] if arrivals else NEVER

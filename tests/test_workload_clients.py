@@ -156,3 +156,12 @@ def test_clip_to_model_from_the_command_line(tmp_path, capsys):
         p, o = orig[int(r["request id"])]
         clipped = (min(p, 511), min(o, 512 - min(p, 511)))
         assert (int(r["input"]), int(r["output"])) == clipped
+
+
+def test_a_closed_loop_synthetic_run_reruns_byte_identically(tmp_path):
+    first = run_cli(tmp_path / "a", "--max-concurrency", "3", "--warmup-requests", "2", "--request-rate", "30",
+                    cluster=EXAMPLE_CLUSTER, workload=SYNTH)
+    run = json.loads((first / "summary.json").read_text())["run"]
+    assert run["workload"]["path"] == SYNTH and run["options"]["max_concurrency"] == 3
+    assert main(["rerun", str(first / "summary.json"), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert outputs(first) == outputs(tmp_path / "b")
