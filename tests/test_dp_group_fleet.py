@@ -6,7 +6,7 @@ import pytest
 
 from fleetsim.cluster.config import load_cluster_config
 from fleetsim.cluster.fleet import load_cost_model
-from fleetsim.cluster.workload import load_llmservingsim_jsonl
+from fleetsim.cluster.workloads import load_workload
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.instance.dp_group import DPGroup
 from fleetsim.instance.engine import Engine
@@ -38,7 +38,7 @@ def by_hand(tmp_path, cluster, workload):
     cms = [load_cost_model(s, perf, models) for s in cfg.instances]
     engines = [Engine(cm, s.engine, i) for i, (cm, s) in enumerate(zip(cms, cfg.instances))]
     group = DPGroup(engines, record_steps=True)
-    for i, req in enumerate(load_llmservingsim_jsonl(str(workload)).initial):
+    for i, req in enumerate(load_workload(str(workload), fmt="llmservingsim")):
         engines[i % 2].add_request(req)
     group.run_to_completion()
     done = {r.rid: (r.instance, r.last_token_ns, r.first_token_ns - r.arrival_ns)
