@@ -24,6 +24,10 @@ the all-reduces from the hardware spec):
                       totalling >= --rotate-mib (256 MiB on CUDA) and every captured graph holds at
                       least one call per copy, so weights come from HBM as in a real forward pass.
   rotary_emb(T)       neox rotate-half on q and k with cos/sin gathered by position.
+  qk_norm(T)          (architectures with per-head q/k norm: HF model_type in QK_NORM_MODEL_TYPES,
+                      Qwen3) F.rms_norm over q as [T, heads, head_dim] and over k as
+                      [T, kv_heads, head_dim] (head_dim weights): vLLM's q_norm and k_norm, two
+                      kernels, one op as in configs/architectures/qwen3.yaml.
   act_fn(T)           silu(gate) * up over [T, 2·intermediate].
   lm_head(S)          GEMM x[S, hidden] @ W[hidden, vocab/tp] (logits only at sampled positions).
   sampler(S)          over fp32 logits [S, vocab] (full vocab): cast to fp32, temperature, softmax,
@@ -41,13 +45,13 @@ the all-reduces from the hardware spec):
                       the decodes as one [n, H, 1, D] batch (no padding needed: the grid's decodes
                       share one length) — timed together as one op. K/V are rotated among copies
                       like the weights. KV-cache writes (reshape_and_cache) are not included.
-Elementwise ops (layernorm, final_layernorm, rotary_emb, act_fn) are measured eager and, with
+Elementwise ops (layernorm, final_layernorm, qk_norm, rotary_emb, act_fn) are measured eager and, with
 `--fuse compile` (default on CUDA when Triton imports), also as one torch.compile'd (Inductor /
 Triton) kernel each, closer to vLLM's fused custom kernels (`--compile-dynamic all`: every dim
 dynamic, one compile per op; `tokens`: only the token dim dynamic, static feature dims); the table keeps the faster of the two
 per point (as scripts/convert_gpu_profiles.py does with the shared H100 tables). The compiled pass
-runs last, so a run cut short still leaves complete eager tables. Qwen3's per-head q/k norm and
-MoE layers are not modeled (MoE configs are refused).
+runs last, so a run cut short still leaves complete eager tables. MoE layers are not modeled (MoE
+configs are refused).
 
 Timing: on CUDA every measurement captures n calls of the op into one CUDA graph (n chosen so a
 replay takes about --target-ms, 3..--max-n, and at least one call per rotated copy) and replays it
@@ -79,11 +83,13 @@ import statistics
 import sys
 import time
 
-DENSE_OPS = ("embedding", "layernorm", "qkv_proj", "rotary_emb", "o_proj", "gate_up_proj", "act_fn",
+DENSE_OPS = ("embedding", "layernorm", "qkv_proj", "qk_norm", "rotary_emb", "o_proj", "gate_up_proj", "act_fn",
              "down_proj", "final_layernorm")
 SEQ_OPS = ("lm_head", "sampler")
 ALL_OPS = DENSE_OPS + SEQ_OPS + ("attention",)
-ELEMENTWISE = ("layernorm", "final_layernorm", "rotary_emb", "act_fn")
+ELEMENTWISE = ("layernorm", "final_layernorm", "qk_norm", "rotary_emb", "act_fn")
+# HF model types whose architecture lists qk_norm (configs/architectures/*.yaml; this script reads no YAML)
+QK_NORM_MODEL_TYPES = ("qwen3", "qwen3_moe")
 GEMMS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 ATT_COLS = ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode")
 VARIANTS = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -119,6 +125,7 @@ class Arch:
         self.rope_theta = float(cfg.get("rope_theta") or 10000.0)
         self.rot_dim = int(self.head_dim * float(cfg.get("partial_rotary_factor") or 1.0)) // 2 * 2
         self.max_pos = int(cfg.get("max_position_embeddings") or 4096)
+        self.qk_norm = cfg.get("model_type") in QK_NORM_MODEL_TYPES
 
     def gemm(self, op: str) -> tuple[int, int]:
         h, d = self.hidden, self.head_dim
@@ -281,6 +288,7 @@ class Ops:
         self.compile_dynamic = "all"
         a = arch
         self.norm_w = torch.ones(a.hidden, device=device, dtype=dtype)
+        self.head_w = torch.ones(a.head_dim, device=device, dtype=dtype)
         inv = 1.0 / (a.rope_theta ** (torch.arange(0, a.rot_dim, 2, device=device, dtype=torch.float32) / a.rot_dim))
         freqs = torch.outer(torch.arange(a.max_pos, device=device, dtype=torch.float32), inv)
         self.cos_sin = torch.cat([freqs.cos(), freqs.sin()], dim=-1).to(dtype)
@@ -322,6 +330,11 @@ class Ops:
     def k_rms_norm(self, x, w):
         return self.rms_norm(x, w, self.a.eps)
 
+    def k_qk_norm(self, q, k, w):
+        a = self.a
+        return (self.rms_norm(q.view(q.shape[0], a.heads, a.head_dim), w, a.eps),
+                self.rms_norm(k.view(k.shape[0], a.kv_heads, a.head_dim), w, a.eps))
+
     def k_rotary(self, pos, q, k):
         a, torch = self.a, self.torch
         cos, sin = self.cos_sin.index_select(0, pos).chunk(2, dim=-1)
@@ -339,7 +352,7 @@ class Ops:
         return self.F.silu(x[..., :i]) * x[..., i:]
 
     def kernel(self, op: str, impl: str):
-        base = {"layernorm": self.k_add_rms_norm, "final_layernorm": self.k_rms_norm,
+        base = {"layernorm": self.k_add_rms_norm, "final_layernorm": self.k_rms_norm, "qk_norm": self.k_qk_norm,
                 "rotary_emb": self.k_rotary, "act_fn": self.k_act}[op]
         if impl == "eager":
             return base
@@ -350,7 +363,7 @@ class Ops:
 
                 def tokens_dynamic(*xs, _fn=fn):
                     for x in xs:
-                        if x.dim() and x.shape[0] > 1 and x is not self.norm_w:
+                        if x.dim() and x.shape[0] > 1 and x is not self.norm_w and x is not self.head_w:
                             mark(x, 0)
                     return _fn(*xs)
                 self.compiled[op] = tokens_dynamic
@@ -377,6 +390,9 @@ class Ops:
         if op == "final_layernorm":
             x = self.randn(T, a.hidden)
             return (lambda i: k(x, self.norm_w)), 1
+        if op == "qk_norm":
+            q, kk = self.randn(T, a.heads * a.head_dim), self.randn(T, a.kv_heads * a.head_dim)
+            return (lambda i: k(q, kk, self.head_w)), 1
         if op == "rotary_emb":
             pos = torch.randint(0, a.max_pos, (T,), device=self.dev, generator=self.gen)
             q, kk = self.randn(T, a.heads * a.head_dim), self.randn(T, a.kv_heads * a.head_dim)
@@ -639,6 +655,10 @@ def main(argv=None) -> int:
         unknown = subset - set(ALL_OPS)
         if unknown:
             raise SystemExit(f"--layers-subset: unknown op(s) {sorted(unknown)}; known: {','.join(ALL_OPS)}")
+    if not arch.qk_norm:
+        if args.layers_subset and "qk_norm" in subset:
+            raise SystemExit(f"--layers-subset: qk_norm: model_type {cfg.get('model_type')!r} has no per-head q/k norm")
+        subset.discard("qk_norm")
     fuse = args.fuse
     if fuse == "auto":
         fuse = "eager"
@@ -723,7 +743,8 @@ def main(argv=None) -> int:
                    if cuda else "Wall-clock loops, median of repeats / n. ")
                 + f"GEMM weights and attention K/V rotated among copies totalling >= {rotate // MiB} MiB.\n"
                 "dense.csv: embedding gather; layernorm = residual add + rms_norm; final_layernorm = rms_norm; "
-                "rotary_emb = neox rotate-half on q and k; act_fn = silu(gate)*up; elementwise ops take the "
+                + ("qk_norm = rms_norm per head over q and over k (two kernels); " if "qk_norm" in subset else "")
+                + "rotary_emb = neox rotate-half on q and k; act_fn = silu(gate)*up; elementwise ops take the "
                 "faster of eager PyTorch and torch.compile (when fuse=compile); GEMMs x[T,K] @ W[K,N].\n"
                 "per_sequence.csv: lm_head GEMM at S rows (vocab/tp); sampler = fp32 softmax + argmax over "
                 "the full vocab.\n"

@@ -85,3 +85,25 @@ def test_layers_subset_keeps_other_rows(bundle):
     assert (tp_dir / "attention.csv").read_text() == before
     with open(tp_dir / "dense.csv", newline="") as fh:
         assert len({r["layer"] for r in csv.DictReader(fh)}) == 9
+
+
+def test_qwen3_config_measures_qk_norm(tmp_path):
+    """A Qwen3 config (model_type qwen3) gets qk_norm rows, and the profile backend prices them."""
+    models, perf = tmp_path / "models", tmp_path / "perf"
+    (models / "test").mkdir(parents=True)
+    config = models / "test" / "tinyq.json"
+    config.write_text(json.dumps({**TINY, "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}))
+    cmd = [sys.executable, str(SCRIPT), "--config", str(config), "--hardware", HARDWARE, "--out", str(perf),
+           "--device", "cpu", "--grid", "tiny", "--dtype", "float32", "--threads", "1",
+           "--layers-subset", "qk_norm,final_layernorm"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(perf / HARDWARE / "test" / "tinyq" / "fp32" / "tp1" / "dense.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["layer"] == "qk_norm"]
+    assert len(rows) == 9 and all(float(r["time_us"]) > 0 for r in rows)
+    # a Llama config has no qk_norm to measure
+    (models / "test" / "tinyl.json").write_text(json.dumps(TINY))
+    llama = [sys.executable, str(SCRIPT), "--config", str(models / "test" / "tinyl.json"), "--hardware", HARDWARE,
+             "--layers-subset", "qk_norm", "--device", "cpu", "--out", str(perf)]
+    done = subprocess.run(llama, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode != 0 and "has no per-head q/k norm" in done.stderr
