@@ -1,11 +1,16 @@
 """`InputError`: bad user input (file, field, what is allowed); the CLI prints it and exits 2.
-Also the two type checks the input readers share."""
+`BackendFailure`: the backend could not finish the run (a Ray actor lost more often than it may
+be rebuilt); the CLI prints it and exits 4. Also the two type checks the input readers share."""
 from __future__ import annotations
 
 import math
 
 
 class InputError(ValueError):
+    pass
+
+
+class BackendFailure(RuntimeError):
     pass
 
 

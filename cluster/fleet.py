@@ -8,23 +8,19 @@ import time
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
-from fleetsim.cluster.experiments.slo import SloTracker
-from fleetsim.cluster.invariants import LEVELS, InvariantViolation, RunChecker
-from fleetsim.cluster.metrics import MetricsCollector, hit_rate
+from fleetsim.cluster.fleet_loop import FleetLoop
+from fleetsim.cluster.invariants import LEVELS
 from fleetsim.cluster.policies import make_policy, warn_if_blind
 from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
 from fleetsim.cluster.requests_csv import writes_file
-from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER, TimeSeriesWriter
+from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER
 from fleetsim.cluster.workloads import Workload
 from fleetsim.cluster.workloads.clients import ClientSpec
 from fleetsim.costmodel import CostModel, CostModelError
-from fleetsim.instance.engine import NEVER, Engine, RequestRejected
+from fleetsim.instance.engine import Engine, RequestRejected
 from fleetsim.instance.pipeline import make_engine as new_engine
-
-
-PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
 
 
 def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> CostModel:
@@ -132,111 +128,67 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
-    fleet = _make_backend(backend, specs, cost_models, groups, fast_forward, requests_detail,
-                          check_invariants == "full", backend_options)
-    out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
-    series = TimeSeriesWriter(out.stream("timeseries.csv", TIMESERIES_HEADER),
-                              out.stream("timeseries_fleet.csv", FLEET_HEADER), n)
-    metrics = MetricsCollector(n)
-    checker = RunChecker(n)
-    tracker = SloTracker(slo) if slo else None
-    bar = run_bar(len(workload) - clients.warmup_requests, progress)
+    router_info = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
+    backend_options = {"fast_forward": fast_forward, "requests_detail": requests_detail,
+                       "full_checks": check_invariants == "full", "groups": groups, **backend_options}
+    source = (workload, clients.max_concurrency)
+    run = _start(backend, router, source, specs, cost_models, write_requests, router_info, slo, backend_options)
     try:
-        router.set_snapshots(fleet.snapshots())
-        router.add_source(iter(workload), clients.max_concurrency)   # requests are made as routed
-        t = 0
-        in_flight: list = []         # (handle, window end) submitted, not yet collected
-        synced: list = []            # (batch, buckets, window end) synced, not yet recorded (FIFO)
-
-        def record_synced() -> None:
-            for batch, buckets, w_end in synced:
-                checker.records(batch.fixed, batch.itl)
-                metrics.add_batch(batch)
-                if tracker is not None:
-                    tracker.add(batch.fixed)
-                if write_requests:
-                    out.write_lines(batch.lines)
-                series.add(buckets, w_end)
-            synced.clear()
-
-        def sync_window(deliveries: dict, w_end: int, want_snapshots: bool) -> None:
-            # record the previous windows while the workers run this one
-            handle = fleet.submit(deliveries, w_end, want_snapshots)
-            record_synced()
-            synced.append(_sync(router, fleet.collect(handle), w_end))
-
-        while True:
-            start, end, exact = router.plan(t)
-            if start > t and policy.needs_load:
-                sync_window({}, start, True)
-                t = start
-            deliveries, end = router.route(end, exact)
-            if policy.needs_load or router.holding or end >= NEVER:
-                for handle, w_end in in_flight:
-                    synced.append(_sync(router, fleet.collect(handle), w_end))
-                in_flight = []
-                sync_window(deliveries, end, policy.needs_load or router.clients is not None)
-            else:
-                # load-blind routing with no session turn in flight: nothing the router does
-                # depends on results, so keep a few windows queued at the workers
-                in_flight.append((fleet.submit(deliveries, end, False), end))
-                if len(in_flight) > PIPELINE_DEPTH:
-                    handle, w_end = in_flight.pop(0)
-                    synced.append(_sync(router, fleet.collect(handle), w_end))
-                    record_synced()
-            t = end
-            bar.update(min(t, metrics.last_end), metrics.count)
-            if t >= NEVER:
-                if router.done:
-                    break
-                raise InvariantViolation("the router still holds requests after the final window")
-        record_synced()
-        bar.update(metrics.last_end, metrics.count)
-        summary = metrics.summary()
-        stats = dict(fleet.stats())
-        warm = router.warmup_routed               # simulated, finished, not in the metrics
-        checker.end(router.routed, [f + w for f, w in zip(metrics.per_inst[:, 0].tolist(), warm)], stats)
-        queries = sum(s["prefix_queries"] for s in stats.values())
-        hits = sum(s["prefix_hits"] for s in stats.values())
-        summary["prefix_hit_rate"] = hit_rate(hits, queries)
-        summary["router"] = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
-        summary["instances"] = metrics.per_instance(stats, [r - w for r, w in zip(router.routed, warm)])
-        if tracker is not None:
-            summary["slo"] = tracker.summary(summary)
-        series.close()
-        if provenance is not None:
-            summary["run"] = {**provenance, "files": sorted([*out.names, "summary.json"])}
-        out.add_json("summary.json", summary)
-        out.commit()
-        summary["wall_s"] = time.perf_counter() - wall0
-    except BaseException:
-        out.abort()
-        raise
+        out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
+        streams = (out.stream("timeseries.csv", TIMESERIES_HEADER), out.stream("timeseries_fleet.csv", FLEET_HEADER))
+        bar = run_bar(len(workload) - clients.warmup_requests, progress)
+        try:
+            summary = run.run(out.write_lines if write_requests else None, streams, bar.update)
+            if provenance is not None:
+                summary["run"] = {**provenance, "files": sorted([*out.names, "summary.json"])}
+            out.add_json("summary.json", summary)
+            out.commit()
+            summary.update(run.notes())
+            summary["wall_s"] = time.perf_counter() - wall0
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            bar.close()
     finally:
-        bar.close()
-        fleet.close()
+        run.close()
     return summary
 
 
-def _sync(router, result, next_start) -> tuple:
-    """Take a window's snapshots and finished turns into the router; its (ordered batch,
-    time-series buckets, window end) are recorded later, in window order."""
-    batch, snaps, buckets = result
-    batch = router.finished(batch, next_start)
-    if snaps:
-        router.set_snapshots(snaps)
-    return batch, buckets, next_start
-
-
-def _make_backend(name: str, specs, cost_models: dict, groups, fast_forward: bool, requests_detail: str,
-                  full_checks: bool, options: dict):
+def _start(name: str, router, source: tuple, specs, cost_models: dict, write_requests: bool, router_info: dict,
+           slo: dict | None, options: dict):
+    """The run on backend `name`, its instances started; `source` is (workload, max concurrency
+    of closed-loop clients or None), what the router routes (`FleetLoop`)."""
     if name == "local":
         from fleetsim.cluster.backends.local import LocalBackend
-        engines = {i: make_engine(cost_models[s], s, i, fast_forward) for i, s in enumerate(specs)}
-        return LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, requests_detail, full_checks,
-                            groups)
+        ff = options.pop("fast_forward")
+        engines = {i: make_engine(cost_models[s], s, i, ff) for i, s in enumerate(specs)}
+        return LocalRun(router, LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, **options),
+                        source, router_info, slo)
     if name == "ray":
-        from fleetsim.cluster.backends.ray_backend import RayBackend
-        return RayBackend(specs, cost_models, fast_forward=fast_forward, requests_detail=requests_detail,
-                          full_checks=full_checks, groups=groups, **options)
+        from fleetsim.cluster.backends.ray_router import RayRun
+        return RayRun(router, source, specs, cost_models, write_requests, router_info, slo, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")
+
+
+class LocalRun:
+    """A run in this process: the `FleetLoop` writes straight into the output streams."""
+
+    def __init__(self, router, fleet, source: tuple, router_info: dict, slo: dict | None):
+        self.fleet = fleet
+        self.args = (router, fleet, source)
+        self.router_info, self.slo = router_info, slo
+
+    def run(self, write_requests, series_streams: tuple, progress) -> dict:
+        loop = FleetLoop(*self.args, write_requests, series_streams, self.router_info, self.slo)
+        self.args = None
+        while not loop.advance():
+            progress(*loop.progress)
+        progress(*loop.progress)
+        return loop.summary()
+
+    def notes(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        self.fleet.close()

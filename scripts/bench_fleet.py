@@ -38,19 +38,20 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
     cfg = dataclasses.replace(cfg, seed=seed)
     wl = synthetic_workload(requests, 0.7 * RTX_CAPACITY * n, 512, 128, seed=seed, length_spread=0.5)
     options = {"actors": actors} if backend == "ray" else {}
-    actor_rss = []
+    actor_rss = []      # the router actor's, then each instance actor's
     if backend == "ray":
-        import fleetsim.cluster.backends.ray_backend as rb
-        orig_close = rb.RayBackend.close
+        import fleetsim.cluster.backends.ray_router as rr
+        orig_close = rr.RayRun.close
 
         def close(self):
-            actor_rss.extend(self.actor_peak_rss_kb())
+            actor_rss.extend(self.call("peak_rss_kb"))
             orig_close(self)
-        rb.RayBackend.close = close
+        rr.RayRun.close = close
     t0 = time.perf_counter()
     if backend == "ray":
-        from fleetsim.cluster.backends.ray_backend import start_ray, warm_actors
-        warm_actors(start_ray()[0], actors)     # Ray and its worker processes, up and answering
+        from fleetsim.cluster.backends.ray_backend import start_ray
+        from fleetsim.cluster.backends.ray_router import warm_router
+        warm_router(start_ray()[0], actors)     # Ray and its worker processes, up and answering
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         summary = run_fleet(cfg, wl, out, backend, **options)
@@ -60,7 +61,9 @@ def one(n: int, backend: str, policy: str, requests: int, actors: int, seed: int
             "requests": requests, "wall_s": round(wall, 2), "ray_start_s": round(ray_start, 2),
             "run_wall_s": round(sim_wall, 2), "sim_requests_per_wall_s": round(requests / sim_wall),
             "simulated_s": round(summary["simulated_s"], 2), "ttft_p50_ms": round(summary["ttft_ms"]["p50"], 1),
-            "driver_peak_rss_mb": round(peak_rss_kb() / 1024), "actor_peak_rss_mb": [round(k / 1024) for k in actor_rss]}
+            "driver_peak_rss_mb": round(peak_rss_kb() / 1024),
+            "router_peak_rss_mb": round(actor_rss[0] / 1024) if actor_rss else None,
+            "actor_peak_rss_mb": [round(k / 1024) for k in actor_rss[1:]]}
 
 
 def main() -> None:

@@ -100,3 +100,15 @@ def shared_data() -> Path:
     if not (PERF_ROOT.is_dir() and WORKLOAD_300.is_file() and CLUSTER_JSON.is_file()):
         pytest.skip("shared LLMServingSim data (../shared/data/llmservingsim) not present")
     return LSS
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole pytest session, on loopback, quiet (RAY-NOTES.md rule 8); a
+    private one even if `RAY_ADDRESS` or a `ray start` cluster is there."""
+    pytest.importorskip("ray")
+    from fleetsim.cluster.backends.ray_backend import start_ray
+    r, started = start_ray("local", num_cpus=2, object_store_mb=256)
+    yield r
+    if started:
+        r.shutdown()

@@ -97,14 +97,6 @@ def test_cli_errors_are_one_line_exit_2(setup, tmp_path, capsys, extra, needle):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    from fleetsim.cluster.backends.ray_backend import start_ray
-    r, started = start_ray(num_cpus=2, object_store_mb=256)
-    yield r
-    if started:
-        ray.shutdown()
 
 
 @pytest.mark.ray

@@ -12,14 +12,6 @@ POLICIES = ["round_robin", "random", "least_loaded", "least_outstanding_tokens",
             "prefix_aware", "session_affinity", "weighted"]
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the whole pytest session, on loopback, quiet (RAY-NOTES.md rule 8)."""
-    from fleetsim.cluster.backends.ray_backend import start_ray
-    r, started = start_ray("local", num_cpus=2, object_store_mb=256)
-    yield r
-    if started:
-        r.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +46,7 @@ def test_ray_matches_local_for_every_requests_detail(ray_session, tmp_path, deta
 
 
 def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
-    from fleetsim.cluster.backends.ray_backend import RayBackend
+    from fleetsim.cluster.backends.ray_backend import RayBackend, share_cost_models
     from fleetsim.cluster.config import load_cluster_config
     from fleetsim.cluster.fleet import load_cost_model
     from fleetsim.costmodel.files import READS
@@ -63,9 +55,9 @@ def test_actors_share_one_parsed_copy_and_open_no_files(ray_session, tmp_path):
     cfg = load_cluster_config(str(FLEET_CLUSTER))
     spec = cfg.instances[0]
     cm = load_cost_model(spec)
-    backend = RayBackend(cfg.instances[:6], {spec: cm}, actors=3)
+    backend = RayBackend(cfg.instances[:6], share_cost_models(ray, cfg.instances[:6], {spec: cm}), actors=3)
     try:
-        pids = ray.get([a.pid.remote() for a in backend.actors])
+        pids = backend.actor_pids()
         assert len(set(pids)) == 3 and os.getpid() not in pids
         assert len(backend.snapshots()) == 6
         opened = backend.files_opened()
@@ -133,12 +125,12 @@ def test_ray_keeps_dp_groups_in_one_actor_and_matches_local(ray_session, tmp_pat
     assert code == 0 and outputs(local_async)[0] != outputs(local)[0]
     code, out = run(tmp_path, "ray-async", doc, workload, *lagged, "--backend", "ray", "--actors", "2")
     assert code == 0 and outputs(out) == outputs(local_async)
-    from fleetsim.cluster.backends.ray_backend import RayBackend
+    from fleetsim.cluster.backends.ray_backend import RayBackend, share_cost_models
     from fleetsim.cluster.config import load_cluster_config
     from fleetsim.cluster.fleet import load_cost_model
     cfg = load_cluster_config(str(tmp_path / "local.json"))
     cms = {s: load_cost_model(s, str(tmp_path / "perf"), str(tmp_path / "models")) for s in cfg.instances}
-    backend = RayBackend(cfg.instances, cms, actors=3, groups=((0, 2), (1, 3)))
+    backend = RayBackend(cfg.instances, share_cost_models(ray, cfg.instances, cms), actors=3, groups=((0, 2), (1, 3)))
     try:
         assert backend.owner[0] == backend.owner[2] != backend.owner[1] == backend.owner[3] != backend.owner[4]
     finally:

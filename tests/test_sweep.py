@@ -190,14 +190,6 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
     assert not list((killed / "points").glob("*.tmp"))
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    from fleetsim.cluster.backends.ray_backend import start_ray
-    r, started = start_ray(num_cpus=2, object_store_mb=256)
-    yield r
-    if started:
-        ray.shutdown()
 
 
 @pytest.mark.ray

@@ -119,21 +119,9 @@ def test_client_flag_errors_are_one_line(tmp_path, capsys, flags, message):
     assert not (tmp_path / "o" / "requests.csv").exists()
 
 
-@pytest.fixture(scope="session")
-def ray_running():
-    """A local Ray for the rest of the pytest session (shared with test_ray_backend's: whoever
-    starts it stops it at the end; Ray's actor pool outlives a run)."""
-    ray = pytest.importorskip("ray")
-    from fleetsim.cluster.backends.ray_backend import start_ray
-    r, started = start_ray(num_cpus=2, object_store_mb=256)
-    yield ray
-    if started:
-        r.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.parametrize("router", ["least_loaded", "round_robin"])
-def test_closed_loop_is_byte_identical_on_ray(ray_running, tmp_path, router):
+def test_closed_loop_is_byte_identical_on_ray(ray_session, tmp_path, router):
     common = ("--max-concurrency", "6", "--warmup-requests", "4", "--request-rate", "50", "--burstiness", "0.7",
               "--instances", "3", "--router", router)
     local = outputs(run_cli(tmp_path / "l", *common, cluster=EXAMPLE_CLUSTER, workload=SYNTH))

@@ -1,102 +1,38 @@
 """`ray`: instances packed into Ray actors, one batched call per actor per window.
 
 The driver parses every config and table once and puts the parsed state (`CostModelState`:
-arch, hardware, numpy tables) in the object store once; every actor gets the same reference
-and rebuilds its lookup structures from it without opening a file. By default there are as
-many actors as Ray has CPUs, instances spread over them in contiguous blocks
-(`instances_per_actor` or `actors` change that). A DP group (lock-stepped members) is one unit
-of packing: its members always share an actor, which advances them as one `DPGroup`. Ray stays on 127.0.0.1, with no dashboard
-and no usage stats, unless `ray_address` joins an existing cluster.
+arch, hardware, numpy tables) in the object store once (`share_cost_models`); every actor gets
+the same reference and rebuilds its lookup structures from it without opening a file. By
+default there are as many actors as Ray has CPUs, instances spread over them in contiguous
+blocks (`instances_per_actor` or `actors` change that). A DP group (lock-stepped members) is one
+unit of packing: its members always share an actor, which advances them as one `DPGroup`. Which
+Ray: `ray_start.start_ray`. With `--backend ray` the `RayBackend` lives in the router actor
+(cluster/backends/ray_router.py).
+
+Lost actors are rebuilt by deterministic replay: `RayBackend` keeps every window call it sent
+to each actor (the requests, pickled once, the window end, whether snapshots were wanted). When
+a call finds its actor dead (killed process, node lost: a `RayActorError`), a new actor is
+started, loaded with the same instances, sent that actor's earlier windows again (their results
+dropped: an instance's state after a window depends only on the calls it received), then the
+lost window and every later one not yet collected; the run goes on with byte-identical output.
+An actor lost more than `MAX_REBUILDS` times ends the run with one line naming the actor, its
+instances and the cause (`BackendFailure`, exit code 4). The log costs the memory of the routed
+requests (about 40 bytes per plain request), kept until the run ends.
 """
 from __future__ import annotations
 
 import os
-import socket
+import pickle
 import sys
 
 import numpy as np
 
-from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.backends.ray_start import start_ray
+from fleetsim.cluster.errors import BackendFailure, InputError
 from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.cluster.records import RecordBatch
 
-QUIET_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
-             "RAY_DEDUP_LOGS": "0"}
-
-
-def start_ray(address: str | None = None, num_cpus: int | None = None, object_store_mb: int = 512):
-    """Join or start Ray quietly on loopback; returns the ray module and whether we started it.
-
-    The cluster joined, as plain `ray.init()` would: `address` (`--ray-address`; `auto` as Ray
-    reads it), else `RAY_ADDRESS`, else the cluster a `ray start` on this machine recorded (in
-    Ray's temp folder), if it answers. Joining passes no start-up arguments (Ray refuses them
-    then). `local`, or nothing to join, starts a private Ray on 127.0.0.1 with `num_cpus` and
-    an object store of `object_store_mb`, watched by `ray_reaper` so that it does not outlive
-    this process even when this process is killed with SIGKILL."""
-    for k, v in QUIET_ENV.items():
-        os.environ.setdefault(k, v)
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--backend ray needs Ray: pip install 'fleetsim[ray]'") from None
-    if address and address != "local":
-        _check_reachable(address, "--ray-address")
-    if ray.is_initialized():
-        return ray, False
-    join, source = _cluster_to_join(address)
-    if join is not None:
-        try:
-            ray.init(address=join, log_to_driver=False, logging_level="ERROR")
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{source} {join}: {str(exc).splitlines()[0]}") from None
-        return ray, True
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR", object_store_memory=object_store_mb * 2**20, _node_ip_address="127.0.0.1")
-    from fleetsim.cluster.backends.ray_reaper import watch
-    watch(ray)
-    return ray, True
-
-
-def _cluster_to_join(address: str | None) -> tuple:
-    """(address to join or None to start one, where it came from: a flag or variable name)."""
-    if address == "local":
-        return None, None
-    if address:
-        return address, "--ray-address"
-    env = os.environ.get("RAY_ADDRESS", "")
-    if env and env != "local":
-        _check_reachable(env, "RAY_ADDRESS")
-        return env, "RAY_ADDRESS"
-    if env == "local":
-        return None, None
-    from ray._private.utils import read_ray_address      # what `ray start` wrote, if anything
-    recorded = read_ray_address()
-    if recorded and _answers(recorded):
-        return recorded, "the cluster `ray start` recorded at"
-    return None, None
-
-
-def _answers(address: str) -> bool:
-    return _connect_error(address) is None
-
-
-def _check_reachable(address: str, source: str) -> None:
-    """Fail fast (Ray itself retries for minutes) when a `host:port` address does not answer."""
-    error = _connect_error(address)
-    if error is not None:
-        raise InputError(f"{source} {address}: no Ray cluster answers there ({error})")
-
-
-def _connect_error(address: str, timeout_s: float = 3.0) -> str | None:
-    """Why nothing answers at a `host:port` address; None if something does or it is no such address."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or address.startswith(("ray://", "auto")):
-        return None
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        return str(exc.strerror or exc)
-    return None
+MAX_REBUILDS = 3      # per actor and run
 
 
 def pack_requests(deliveries: dict) -> tuple:
@@ -133,6 +69,24 @@ def peak_rss_kb() -> int:
         return 0
 
 
+def check_packing(actors: int | None, instances_per_actor: int | None) -> None:
+    """`--actors` and `--instances-per-actor`, if given, are at least 1."""
+    for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+
+
+def share_cost_models(ray, specs, cost_models: dict):
+    """Put the parsed state of each distinct spec's cost model in the object store once; the
+    reference `RayBackend` takes."""
+    keys = _spec_keys(specs)
+    return ray.put({keys[s]: cost_models[s].state for s in keys})
+
+
+def _spec_keys(specs) -> dict:
+    return {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
+
+
 class HostActorImpl:
     """What each actor runs: an `InstanceHost` built from the shared state.
 
@@ -165,8 +119,8 @@ class HostActorImpl:
         if event == "open" and args and isinstance(args[0], str):
             self.opened.append(args[0])
 
-    def window(self, packed, t_end, want_snapshots):
-        return self.host.window(unpack_requests(packed), t_end, want_snapshots)
+    def window(self, packed: bytes, t_end, want_snapshots):
+        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots)
 
     def snapshots(self):
         return self.host.snapshots()
@@ -185,14 +139,15 @@ class HostActorImpl:
 
 
 class RayBackend:
+    """Instances packed into host actors; a lost actor is rebuilt by replay (module docstring)."""
     name = "ray"
 
-    def __init__(self, specs, cost_models: dict, actors: int | None = None, instances_per_actor: int | None = None,
+    def __init__(self, specs, shared, actors: int | None = None, instances_per_actor: int | None = None,
                  ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True,
-                 requests_detail: str = "full", full_checks: bool = False, groups=()):
-        for flag, value in (("--actors", actors), ("--instances-per-actor", instances_per_actor)):
-            if value is not None and value < 1:
-                raise InputError(f"{flag} must be >= 1, got {value}")
+                 requests_detail: str = "full", full_checks: bool = False, groups=(),
+                 max_rebuilds: int = MAX_REBUILDS):
+        """`shared`: what `share_cost_models` returned for these specs."""
+        check_packing(actors, instances_per_actor)
         self.ray, self.started = start_ray(ray_address, num_cpus)
         ray = self.ray
         units = packing_units(len(specs), groups)
@@ -202,32 +157,43 @@ class RayBackend:
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
         actors = min(actors, n)
-        keys = {spec: k for k, spec in enumerate(dict.fromkeys(specs))}
-        shared_ref = ray.put({keys[s]: cost_models[s].state for s in keys})
+        keys = _spec_keys(specs)
         blocks = [units[a * n // actors:(a + 1) * n // actors] for a in range(actors)]
         self.actors = _pooled_actors(ray, actors)
         self.owner = {}
-        loads = []
+        self.loads = []                  # per actor: the arguments of its `load` (kept for a rebuild)
+        self.members = []                # per actor: its instances, ascending
         for a, block in enumerate(blocks):
             members = sorted(i for unit in block for i in unit)
             for idx in members:
                 self.owner[idx] = a
-            loads.append(self.actors[a].load.remote(shared_ref, [(i, keys[specs[i]], specs[i]) for i in members],
-                                                    fast_forward, requests_detail, full_checks,
-                                                    [u for u in block if len(u) > 1]))
-        ray.get(loads)
+            self.members.append(members)
+            self.loads.append((shared, [(i, keys[specs[i]], specs[i]) for i in members], fast_forward,
+                               requests_detail, full_checks, [u for u in block if len(u) > 1]))
+        self.sent: list[list] = [[] for _ in blocks]     # per actor: every window call, in order
+        self.pending: dict[int, list] = {}                # window number -> [ref per actor], not collected
+        self.rebuilds = [0] * actors
+        self.max_rebuilds = max_rebuilds
+        self._gather([a.load.remote(*args) for a, args in zip(self.actors, self.loads)],
+                     lambda a: self.actors[a].pid.remote(), replay_upto=lambda a: 0)   # a rebuild loads
 
-    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> list:
-        """Queue a window at every actor (actors run their calls in order); returns the refs."""
+    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> int:
+        """Queue a window at every actor (actors run their calls in order); returns its number."""
         per_actor = [{} for _ in self.actors]
         for idx, reqs in deliveries.items():
             per_actor[self.owner[idx]][idx] = reqs
-        return [a.window.remote(pack_requests(d), t_end, want_snapshots) for a, d in zip(self.actors, per_actor)]
+        w = len(self.sent[0])
+        calls = [(pickle.dumps(pack_requests(d), protocol=5), t_end, want_snapshots) for d in per_actor]
+        for log, call in zip(self.sent, calls):
+            log.append(call)
+        self.pending[w] = [a.window.remote(*call) for a, call in zip(self.actors, calls)]
+        return w
 
-    def collect(self, refs: list):
-        """The merged result of a submitted window, gathered in actor order."""
+    def collect(self, w: int):
+        """The merged result of submitted window `w`, gathered in actor order."""
+        refs = self.pending.pop(w)
         try:
-            results = self.ray.get(refs)
+            results = self._gather(refs, lambda a: self._resend(a, w), replay_upto=lambda a: w)
         except self.ray.exceptions.RayTaskError as exc:
             if isinstance(exc.cause, InvariantViolation):    # raised by an actor's host: one line
                 raise exc.cause from None
@@ -239,16 +205,19 @@ class RayBackend:
         return RecordBatch.concat([r for r, _, _ in results]), snaps, series
 
     def snapshots(self) -> list:
-        return [s for part in self.ray.get([a.snapshots.remote() for a in self.actors]) for s in part]
+        return [s for part in self._everyone("snapshots") for s in part]
 
     def stats(self) -> list:
-        return [s for part in self.ray.get([a.stats.remote() for a in self.actors]) for s in part]
+        return [s for part in self._everyone("stats") for s in part]
 
     def actor_peak_rss_kb(self) -> list[int]:
-        return self.ray.get([a.peak_rss_kb.remote() for a in self.actors])
+        return self._everyone("peak_rss_kb")
 
     def files_opened(self) -> list[list[str]]:
-        return self.ray.get([a.files_opened.remote() for a in self.actors])
+        return self._everyone("files_opened")
+
+    def actor_pids(self) -> list[int]:
+        return self._everyone("pid")
 
     def close(self) -> None:
         self.actors = []
@@ -258,6 +227,55 @@ class RayBackend:
             from fleetsim.cluster.backends.ray_reaper import release
             release()
             self.started = False
+
+    def _everyone(self, method: str) -> list:
+        """Call `method` on every actor (after every window sent to it); results in actor order."""
+        call = lambda a: getattr(self.actors[a], method).remote()   # noqa: E731
+        return self._gather([call(a) for a in range(len(self.actors))], call,
+                            replay_upto=lambda a: len(self.sent[a]))
+
+    def _gather(self, refs: list, resend, replay_upto) -> list:
+        """`ray.get(refs)` (one per actor); an actor found dead is rebuilt (`_rebuild`, replaying
+        its first `replay_upto(a)` windows) and `resend(a)` gives the replacement ref."""
+        lost = self.ray.exceptions.RayActorError
+        try:
+            return self.ray.get(refs)
+        except lost:
+            pass
+        results = []
+        for a, ref in enumerate(refs):
+            while True:
+                try:
+                    results.append(self.ray.get(ref))
+                    break
+                except lost as exc:
+                    self._rebuild(a, exc, replay_upto(a))
+                    ref = resend(a)
+        return results
+
+    def _rebuild(self, a: int, cause, windows: int) -> None:
+        """Replace dead actor `a`: a new actor, loaded as before, sent its first `windows` windows
+        again (results dropped: the same calls give the same state), or one line if it was lost
+        more than `max_rebuilds` times."""
+        self.rebuilds[a] += 1
+        if self.rebuilds[a] > self.max_rebuilds:
+            block = self.members[a]
+            reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+            raise BackendFailure(f"ray actor {a} (instances {block[0]}-{block[-1]}) lost {self.rebuilds[a]} times "
+                                 f"(at most {self.max_rebuilds} rebuilds); last cause: {type(cause).__name__}: {reason}")
+        actor = _replace_pooled(self.ray, a)
+        self.actors[a] = actor
+        actor.load.remote(*self.loads[a])
+        for call in self.sent[a][:windows]:
+            actor.window.remote(*call)
+
+    def _resend(self, a: int, w: int):
+        """After a rebuild that replayed windows before `w`: send `w` and every later window not
+        yet collected again; returns the new ref of `w`."""
+        ref = self.actors[a].window.remote(*self.sent[a][w])
+        for later in sorted(k for k in self.pending if k > w):
+            self.pending[later][a] = self.actors[a].window.remote(*self.sent[a][later])
+        return ref
 
 
 def packing_units(n: int, groups=()) -> list[tuple[int, ...]]:
@@ -269,6 +287,7 @@ def packing_units(n: int, groups=()) -> list[tuple[int, ...]]:
 
 
 _POOL: list = []
+_POOL_JOB: list = []      # the Ray job (driver connection) the pooled actors belong to
 
 
 def warm_actors(ray, count: int) -> None:
@@ -276,14 +295,26 @@ def warm_actors(ray, count: int) -> None:
     ray.get([a.pid.remote() for a in _pooled_actors(ray, count)])
 
 
+def _actor_class(ray):
+    return ray.remote(num_cpus=0)(HostActorImpl)
+
+
 def _pooled_actors(ray, count: int) -> list:
-    """`count` host actors from this process's pool, started on first need."""
-    if _POOL and not ray.is_initialized():
+    """`count` host actors from this process's pool, started on first need (a pool of an
+    earlier Ray session of this process is dropped)."""
+    job = ray.get_runtime_context().get_job_id()
+    if _POOL_JOB != [job]:
         _POOL.clear()
-    actor_cls = ray.remote(num_cpus=0)(HostActorImpl)
+        _POOL_JOB[:] = [job]
     while len(_POOL) < count:
-        _POOL.append(actor_cls.remote())
+        _POOL.append(_actor_class(ray).remote())
     return _POOL[:count]
 
 
-__all__ = ["RayBackend", "start_ray"]
+def _replace_pooled(ray, a: int):
+    """A fresh actor in place of pooled actor `a` (which died)."""
+    _POOL[a] = _actor_class(ray).remote()
+    return _POOL[a]
+
+
+__all__ = ["RayBackend", "share_cost_models", "start_ray"]

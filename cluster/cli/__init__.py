@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.errors import BackendFailure, InputError
 from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.costmodel import CostModelError
 
@@ -53,6 +53,9 @@ def main(argv=None) -> int:
     except InvariantViolation as exc:  # the run broke its own invariants: no result
         print(f"fleetsim: invariant violated: {exc}", file=sys.stderr)
         return 3
+    except BackendFailure as exc:      # e.g. a Ray actor lost beyond its rebuilds: no result
+        print(f"fleetsim: backend failed: {exc}", file=sys.stderr)
+        return 4
     except OSError as exc:             # unwritable --out, disk full, ...: the file and the reason
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"fleetsim: error: {where}{exc.strerror or exc}", file=sys.stderr)

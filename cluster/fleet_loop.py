@@ -1,0 +1,126 @@
+"""`FleetLoop`: the window loop of one run — router, backend, metrics, invariants, streamed outputs.
+
+One `advance()` is one turn of the loop of DESIGN.md "The cluster": plan the next window, route
+its arrivals (cluster/router.py), have the backend advance every instance to its end, take the
+finished turns and snapshots back into the router, and record the windows in order: metrics,
+invariants (cluster/invariants.py), requests.csv lines through `write_requests` and the time
+series through `series_streams`. With load-blind routing and no session turn in flight, up to
+`PIPELINE_DEPTH` windows are kept queued at the workers (nothing the router does depends on
+their results). `summary()` ends the run: the summary dict (without the `run` block).
+
+The loop is the same wherever it runs: in the driver with the local backend (fleet.py writes
+straight into the output files), or inside the router actor with Ray
+(cluster/backends/ray_router.py: the streams are buffers the driver drains), so the output
+bytes are the same.
+"""
+from __future__ import annotations
+
+from fleetsim.cluster.experiments.slo import SloTracker
+from fleetsim.cluster.invariants import InvariantViolation, RunChecker
+from fleetsim.cluster.metrics import MetricsCollector, hit_rate
+from fleetsim.cluster.timeseries_writer import TimeSeriesWriter
+from fleetsim.instance.engine import NEVER
+
+PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
+
+
+class FleetLoop:
+    def __init__(self, router, fleet, source: tuple, write_requests, series_streams: tuple, router_info: dict,
+                 slo: dict | None = None):
+        """`router` (a fresh `Router`), `fleet` (a backend), `source` (the workload and the number of
+        closed-loop clients or None: the router takes requests from it as it routes them),
+        `write_requests(lines)` or None (no requests.csv), `series_streams` (timeseries.csv and
+        timeseries_fleet.csv, each with its header written), `router_info` (summary's `router`),
+        `slo` (an SLO set, experiments.slo: summary's `slo` block, after `instances`)."""
+        n = router.n
+        self.router, self.fleet, self.policy = router, fleet, router.policy
+        self.write_requests = write_requests
+        self.series = TimeSeriesWriter(*series_streams, n)
+        self.metrics = MetricsCollector(n)
+        self.checker = RunChecker(n)
+        self.tracker = SloTracker(slo) if slo else None
+        self.router_info = router_info
+        self.t = 0
+        self.in_flight: list = []     # (handle, window end) submitted, not yet collected
+        self.synced: list = []        # (batch, buckets, window end) synced, not yet recorded (FIFO)
+        self.done = False
+        router.set_snapshots(fleet.snapshots())
+        workload, max_concurrency = source
+        router.add_source(iter(workload), max_concurrency)     # requests are made as routed
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(simulated ns reached, finished requests recorded)."""
+        return min(self.t, self.metrics.last_end), self.metrics.count
+
+    def advance(self) -> bool:
+        """Run one window (a sync first, if the policy reads load and time jumps); True when the
+        last window is recorded."""
+        router, fleet, policy = self.router, self.fleet, self.policy
+        start, end, exact = router.plan(self.t)
+        if start > self.t and policy.needs_load:
+            self._sync_window({}, start, True)
+            self.t = start
+        deliveries, end = router.route(end, exact)
+        if policy.needs_load or router.holding or end >= NEVER:
+            for handle, w_end in self.in_flight:
+                self.synced.append(self._sync(fleet.collect(handle), w_end))
+            self.in_flight = []
+            self._sync_window(deliveries, end, policy.needs_load or router.clients is not None)
+        else:
+            # load-blind routing with no session turn in flight: nothing the router does
+            # depends on results, so keep a few windows queued at the workers
+            self.in_flight.append((fleet.submit(deliveries, end, False), end))
+            if len(self.in_flight) > PIPELINE_DEPTH:
+                handle, w_end = self.in_flight.pop(0)
+                self.synced.append(self._sync(fleet.collect(handle), w_end))
+                self._record_synced()
+        self.t = end
+        if end >= NEVER:
+            if not router.done:
+                raise InvariantViolation("the router still holds requests after the final window")
+            self._record_synced()
+            self.done = True
+        return self.done
+
+    def summary(self) -> dict:
+        """The run's summary (call once `advance` returned True); closes the time series."""
+        router, metrics = self.router, self.metrics
+        summary = metrics.summary()
+        stats = dict(self.fleet.stats())
+        warm = router.warmup_routed               # simulated, finished, not in the metrics
+        self.checker.end(router.routed, [f + w for f, w in zip(metrics.per_inst[:, 0].tolist(), warm)], stats)
+        queries = sum(s["prefix_queries"] for s in stats.values())
+        hits = sum(s["prefix_hits"] for s in stats.values())
+        summary["prefix_hit_rate"] = hit_rate(hits, queries)
+        summary["router"] = dict(self.router_info)
+        summary["instances"] = metrics.per_instance(stats, [r - w for r, w in zip(router.routed, warm)])
+        if self.tracker is not None:
+            summary["slo"] = self.tracker.summary(summary)
+        self.series.close()
+        return summary
+
+    def _sync_window(self, deliveries: dict, w_end: int, want_snapshots: bool) -> None:
+        handle = self.fleet.submit(deliveries, w_end, want_snapshots)
+        self._record_synced()                 # record the previous windows while the workers run this one
+        self.synced.append(self._sync(self.fleet.collect(handle), w_end))
+
+    def _record_synced(self) -> None:
+        for batch, buckets, w_end in self.synced:
+            self.checker.records(batch.fixed, batch.itl)
+            self.metrics.add_batch(batch)
+            if self.tracker is not None:
+                self.tracker.add(batch.fixed)
+            if self.write_requests is not None:
+                self.write_requests(batch.lines)
+            self.series.add(buckets, w_end)
+        self.synced.clear()
+
+    def _sync(self, result, next_start) -> tuple:
+        """Take a window's snapshots and finished turns into the router; its (ordered batch,
+        time-series buckets, window end) are recorded later, in window order."""
+        batch, snaps, buckets = result
+        batch = self.router.finished(batch, next_start)
+        if snaps:
+            self.router.set_snapshots(snaps)
+        return batch, buckets, next_start
