@@ -85,7 +85,7 @@ def clip_limit(probes: list[Engine]) -> int:
 def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput | None", backend: str = "local",
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               requests_detail: str = "full", check_invariants: str = "basic", provenance: dict | None = None,
-              slo: dict | None = None, clients: ClientSpec | None = None, clip_to_model: bool = False,
+              slo: dict | None = None, trace=None, clients: ClientSpec | None = None, clip_to_model: bool = False,
               **backend_options) -> dict:
     """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
     `out` (a folder, or a `RunOutput`; None keeps them in memory).
@@ -95,6 +95,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     warm-up; cluster/workloads/clients.py); `clip_to_model` cuts requests longer than the
     instances accept instead of rejecting the workload.
     `slo` (an SLO set, experiments.slo) adds summary.json's `slo` block, after `instances`.
+    `trace` (cluster/trace_json.py TraceSpec; local backend) adds trace.json, the traced
+    instances' steps in the trace window.
     `requests_detail` (full, no-itl, none) is how much of requests.csv is written
     (cluster/requests_csv.py); a `RunOutput` passed in is made with
     `requests_csv=writes_file(requests_detail)`. `check_invariants` is `basic` or `full`
@@ -132,13 +134,19 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     backend_options = {"fast_forward": fast_forward, "requests_detail": requests_detail,
                        "full_checks": check_invariants == "full", "groups": groups, **backend_options}
     source = (workload, clients.max_concurrency)
+    if trace is not None:
+        check_trace(trace, backend, specs, groups)
     run = _start(backend, router, source, specs, cost_models, write_requests, router_info, slo, backend_options)
+    tracers = attach_tracers(run.fleet, trace, n) if trace is not None else {}
     try:
         out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
         streams = (out.stream("timeseries.csv", TIMESERIES_HEADER), out.stream("timeseries_fleet.csv", FLEET_HEADER))
         bar = run_bar(len(workload) - clients.warmup_requests, progress)
         try:
             summary = run.run(out.write_lines if write_requests else None, streams, bar.update)
+            if tracers:
+                from fleetsim.cluster.trace_json import trace_text
+                out.stream("trace.json", trace_text(tracers))
             if provenance is not None:
                 summary["run"] = {**provenance, "files": sorted([*out.names, "summary.json"])}
             out.add_json("summary.json", summary)
@@ -153,6 +161,30 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     finally:
         run.close()
     return summary
+
+
+def check_trace(trace, backend: str, specs, groups) -> None:
+    """What `--trace` supports: the local backend, single-stage engines outside lock-step groups,
+    existing instances."""
+    if backend != "local":
+        raise InputError("--trace needs --backend local (the Ray backend does not trace yet)")
+    grouped = {i for g in groups for i in g}
+    for i in range(len(specs)) if trace.instances is None else trace.instances:
+        if i >= len(specs):
+            raise InputError(f"--trace-instances: instance {i} does not exist (the fleet has {len(specs)}: "
+                             f"0..{len(specs) - 1})")
+        if specs[i].pp > 1 or i in grouped:
+            raise InputError(f"--trace: instance {i} is pipeline-parallel or in a lock-step DP group, "
+                             f"which is not traced yet")
+
+
+def attach_tracers(fleet, trace, n: int) -> dict:
+    """{instance: StepTracer} attached to the local backend's engines (instance/trace.py)."""
+    from fleetsim.instance.trace import StepTracer
+    tracers = {}
+    for i in range(n) if trace.instances is None else trace.instances:
+        tracers[i] = fleet.host.engines[i].tracer = StepTracer(trace.start_ns, trace.end_ns)
+    return tracers
 
 
 def _start(name: str, router, source: tuple, specs, cost_models: dict, write_requests: bool, router_info: dict,

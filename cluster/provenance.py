@@ -33,7 +33,7 @@ EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", 
                      "check_invariants", "plots")
 # recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
 # SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
-IF_GIVEN_OPTIONS = ("slo", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",
+IF_GIVEN_OPTIONS = ("slo", "trace", "trace_instances", "trace_window", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",
                     "burstiness", "warmup_requests")
 
 

@@ -80,6 +80,9 @@ class RunOptions:
     async_scheduling: bool | None = None    # vLLM's async scheduling (docs/engine.md; None: on)
     slo: str | dict | None = None           # SLO set (experiments/slo.py); None = the config's `slo:`
     plots: bool = False                     # write PNG figures into `out` (experiments/plots.py)
+    trace: bool | None = None               # write trace.json (cluster/trace_json.py; local backend)
+    trace_instances: str | None = None      # e.g. "0,3" (None: all)
+    trace_window: str | None = None         # "S:E" simulated seconds (None: the whole run)
 
 
 def with_engine_options(config: ClusterConfig, options) -> ClusterConfig:
@@ -142,6 +145,12 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
         if out is None:
             raise InputError("--plots needs an out folder (the figures are written there)")
         need_matplotlib()               # before anything runs: a missing extra is one line
+    trace = None
+    if opts.trace or opts.trace_instances or opts.trace_window:
+        from fleetsim.cluster.trace_json import parse_trace_spec
+        if not opts.trace:
+            raise InputError("--trace-instances and --trace-window need --trace")
+        trace = parse_trace_spec(opts.trace_instances, opts.trace_window)
     clients = ClientSpec(opts.max_concurrency, opts.request_rate, 1.0 if opts.burstiness is None else opts.burstiness,
                          opts.warmup_requests or 0).validate()
     wl = resolve_workload(workload, opts)
@@ -153,7 +162,7 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
                   progress=opts.progress, fast_forward=opts.fast_forward, requests_detail=opts.requests_detail,
                   check_invariants=opts.check_invariants, provenance=provenance,
-                  slo=config.slo or None, clients=clients, clip_to_model=bool(opts.clip_to_model),
+                  slo=config.slo or None, trace=trace, clients=clients, clip_to_model=bool(opts.clip_to_model),
                   **backend_options)
     except BaseException:
         output.abort()

@@ -67,6 +67,7 @@ class Engine:
         self.fast_forward = fast_forward   # exact multi-step decode (instance/fast_forward.py)
         self.async_scheduling = config.async_scheduling is not False   # None: vLLM's default, on
         self.seen_ns = 0   # async: what the next step's scheduler knows is the state as of this time
+        self.tracer = None  # instance/trace.py StepTracer: records the steps in its window
 
     def check_request(self, req: Request) -> None:
         """Raise RequestRejected if `req` can never be served here (or is malformed: a request
@@ -121,8 +122,10 @@ class Engine:
                 return
             if self.now >= t_end:
                 return
-            if self.fast_forward:
-                k, followup = fast_forward(self, t_end)
+            tracer = self.tracer
+            if self.fast_forward and (tracer is None or not tracer.covers(self.now)):
+                k, followup = fast_forward(self, t_end if tracer is None or self.now >= tracer.start
+                                           else tracer.limit(t_end))
                 if k:
                     if followup:
                         return
@@ -150,7 +153,11 @@ class Engine:
         self.now = end
         self.steps += 1
         self.busy_ns += end - start
-        return self.complete_batch(scheduled, end, prompt_tokens)
+        followup = self.complete_batch(scheduled, end, prompt_tokens)
+        if self.tracer is not None and self.tracer.covers(start):
+            breakdown = getattr(getattr(cm, "backend", None), "breakdown", None)
+            self.tracer.step(start, end, batch, scheduled, self.kv_used, breakdown(batch) if breakdown else {})
+        return followup
 
     def _schedule_async(self, start: int) -> list:
         """The batch of the step starting at `start`, chosen as vLLM's async scheduler chose it
@@ -270,6 +277,8 @@ class Engine:
         follow-up turn."""
         followup = False
         if done:
+            if self.tracer is not None:
+                self.tracer.finished(done)
             sched = self.scheduler
             running, finishing, lag = sched.running, sched.finishing, self.async_scheduling
             for req in done:

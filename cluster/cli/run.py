@@ -30,6 +30,10 @@ def register(sub) -> None:
     run.add_argument("--plots", action="store_true",
                      help="also write PNG figures into --out: latency_cdf.png, timeseries.png, load_balance.png "
                           "(needs matplotlib: pip install 'fleetsim[plots]')")
+    run.add_argument("--trace", action="store_true", default=None,
+                     help="write trace.json: each traced instance's engine steps (Chrome/Perfetto format; local backend)")
+    run.add_argument("--trace-instances", help="with --trace: instance indices to trace, e.g. 0,3 (default: all)")
+    run.add_argument("--trace-window", help="with --trace: START:END in simulated seconds, e.g. 10:12 (default: all)")
     run.add_argument("--slo", help="SLOs reported in summary.json's slo block, e.g. ttft_p99_ms=2000,tpot_p99_ms=100,"
                                     "ttft_ms=1000 (overrides the config's slo:; see docs/experiments.md)")
     f = run.add_argument_group("fleet")
