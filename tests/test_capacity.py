@@ -54,7 +54,7 @@ def test_max_rate_matches_the_hand_computed_capacity(setup, tmp_path, capsys):
         if abs(interval - 0.95 * s_ns) > 1e-3 * s_ns:
             assert p["holds"] == (interval >= 0.95 * s_ns), p
     # the cost: one GPU at 2 $/h, over the goodput at the answer
-    row = next(csv.DictReader((out / "capacity.csv").open()))
+    row = next(csv.DictReader((out / "capacity.csv").read_text().splitlines()))
     assert row["gpus"] == "1" and float(row["price_per_hour"]) == 2.0
     assert float(row["cost_per_1k_requests"]) == pytest.approx(2.0 / (3600 * result["result"]["goodput_rps"]) * 1000)
     assert "max_rate" in capsys.readouterr().out
@@ -110,5 +110,5 @@ def test_clusters_in_parallel_on_ray_equal_local(ray_session, setup, tmp_path):
     assert main(base + ["--out", str(tmp_path / "r")]) == 0                # several clusters: Ray by default
     assert (tmp_path / "l" / "capacity.csv").read_bytes() == (tmp_path / "r" / "capacity.csv").read_bytes()
     assert (tmp_path / "l" / "capacity.json").read_bytes() == (tmp_path / "r" / "capacity.json").read_bytes()
-    rows = list(csv.DictReader((tmp_path / "r" / "capacity.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "r" / "capacity.csv").read_text().splitlines()))
     assert [r["label"] for r in rows] == ["seq1", "seq2"]

@@ -64,7 +64,7 @@ def test_compare_table_values_and_differences(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--labels", "rr,ll", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].split() == ["metric", "rr", "ll", "ll", "-", "rr", "ll", "vs", "rr", "%"]
-    rows = {r["metric"]: r for r in csv.DictReader((out / "compare.csv").open())}
+    rows = {r["metric"]: r for r in csv.DictReader((out / "compare.csv").read_text().splitlines())}
     sa, sb = (json.loads((p / "summary.json").read_text()) for p in (a, b))
     ttft = rows["TTFT p99 ms"]
     assert float(ttft["rr"]) == sa["ttft_ms"]["p99"] and float(ttft["ll"]) == sb["ttft_ms"]["p99"]
@@ -119,7 +119,7 @@ def _sweep(tmp_path):
 
 
 def _numbers(out) -> list[str]:
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 6
     return [f"{float(r[m]):.4g}" for r in rows for m in ("ttft_ms.p99", "throughput.requests_per_s", "e2e_ms.p50")]
 

@@ -123,7 +123,7 @@ def test_run_slo_block_agrees_with_requests_csv(tmp_path):
     block = summary["slo"]
     keys = list(summary)
     assert keys.index("slo") == keys.index("instances") + 1          # its own block, after the run's own
-    rows = list(csv.DictReader((out / "requests.csv").open()))
+    rows = list(csv.DictReader((out / "requests.csv").read_text().splitlines()))
     ttft_ok = [int(r["TTFT"]) <= 150 * MS for r in rows]
     tpot_ok = [int(r["output"]) <= 1 or int(r["TPOT"]) <= 25 * MS for r in rows]
     assert block["attainment"]["ttft_ms"] == sum(ttft_ok) / len(rows)

@@ -32,7 +32,7 @@ def test_trace_matches_requests_csv_and_changes_no_output(tmp_path):
     steps = [e for e in events if e["ph"] == "X"]
     assert {e["pid"] for e in events} == {0, 3}
     assert steps and all(2e9 <= _ns(e["ts"]) < 4e9 for e in steps)
-    rows = {int(r["request id"]): r for r in csv.DictReader((tmp_path / "t" / "requests.csv").open())}
+    rows = {int(r["request id"]): r for r in csv.DictReader((tmp_path / "t" / "requests.csv").read_text().splitlines())}
     begins = [e for e in events if e["ph"] == "b"]
     assert begins
     ends = {e["id"]: e for e in events if e["ph"] == "e"}

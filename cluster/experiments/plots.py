@@ -266,6 +266,9 @@ def fig_capacity(result: dict):
             ax.scatter(*zip(*ok), color="tab:green", label="probe meets the SLOs, stable")
         if bad:
             ax.scatter(*zip(*bad), facecolors="none", edgecolors="tab:red", label="probe fails")
+        if not ok and not bad:
+            ax.text(0.5, 0.5, f"no {metric.upper()} values (e.g. one-token outputs)", transform=ax.transAxes,
+                    ha="center", va="center", color="gray")
         for k, v in targets.items():
             if k.startswith(metric + "_") and k.endswith("_ms") and k != f"{metric}_ms":
                 ax.axhline(v, color="tab:orange", ls="--", label=f"SLO {k} = {v:g}")
@@ -275,6 +278,9 @@ def fig_capacity(result: dict):
         if best:
             label = f"capacity {best['offered_rps']:.3g} req/s" if by_rate else f"{best['instances']} instances"
             ax.axvline(best[xkey], color="black", lw=1, label=label)
+        if not by_rate:
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("offered rate (req/s)" if by_rate else f"instances (at {result.get('target_rps', 0):.3g} req/s)")
         ax.set_ylabel(f"{metric.upper()} p99 (ms)")
         ax.grid(alpha=0.3)
