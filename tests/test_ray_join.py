@@ -64,14 +64,14 @@ DRIVER = textwrap.dedent("""
 
 def test_ray_started_by_fleetsim_dies_with_a_sigkilled_driver():
     """Only this driver's session is looked at (other Ray sessions on the machine are left alone)."""
-    from fleetsim.cluster.backends.ray_reaper import _processes, session_processes
+    from fleetsim.cluster.backends.ray_reaper import _cmdline, _processes, session_processes
     driver = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         session = driver.stdout.readline().strip()
         assert session.startswith("session_")
         time.sleep(1.5)                          # the reaper has scanned the started processes
         ray_procs = session_processes(driver.pid, session, _processes())
-        names = [open(f"/proc/{p}/cmdline", "rb").read() for p in ray_procs]
+        names = [_cmdline(p) for p in ray_procs]
         assert any(b"raylet" in n for n in names) and any(b"gcs_server" in n for n in names)
         assert sum(n.startswith(b"ray::HostActorImpl") for n in names) == 2
     finally:

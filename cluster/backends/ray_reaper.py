@@ -25,15 +25,19 @@ _WATCHING: dict = {}      # session name -> the reaper's Popen (one per session 
 
 
 def watch(ray) -> None:
-    """Start the reaper for the Ray session this process just started."""
+    """Start the reaper for the Ray session this process just started; returns once it has
+    recorded the session's processes running now."""
     if not os.path.isdir("/proc/self"):
         return
     session = ray._private.worker.global_worker.node.session_name
     if session in _WATCHING:
         return
-    _WATCHING[session] = subprocess.Popen(
-        [sys.executable, "-m", "fleetsim.cluster.backends.ray_reaper", str(os.getpid()), session],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), str(os.getpid()), session],    # stdlib only: starts fast
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc.stdout.readline()          # its first scan is done: Ray's processes started so far are recorded
+    proc.stdout.close()
+    _WATCHING[session] = proc
 
 
 def release() -> None:
@@ -99,7 +103,9 @@ def _reap(recorded: dict[int, int]) -> None:
 def main(argv: list[str]) -> int:
     driver, session = int(argv[0]), argv[1]
     signal.signal(signal.SIGINT, signal.SIG_IGN)      # a Ctrl-C of the driver is the driver's business
-    recorded: dict[int, int] = {}
+    recorded = session_processes(driver, session, _processes())
+    sys.stdout.write("scanned\n")
+    sys.stdout.close()
     while True:
         readable, _, _ = select.select([sys.stdin.buffer], [], [], SCAN_S)
         if readable:
