@@ -20,6 +20,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     memory_gib: 96                     # override the hardware's memory
     decode_skew: true                  # bundle's decode-length skew correction
     overhead: {step_us: 0, per_seq_us: 0}   # host CPU time added to every step
+    frontend: {request_us: 0, per_prompt_token_us: 0}   # API server: client send -> engine (docs/engine.md)
     engine:                            # vLLM names (instance.config.EngineConfig)
       max_num_seqs: 128
       max_num_batched_tokens: 2048
@@ -53,10 +54,11 @@ from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.costmodel.costmodel import ATTENTION_PRICING
 from fleetsim.instance.config import EngineConfig
+from fleetsim.instance.frontend import NO_FRONTEND, FrontEnd
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
-                 "overhead", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
+                 "overhead", "frontend", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
                  "attention_pricing", "dp_group"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo"}
 
@@ -78,6 +80,7 @@ class InstanceSpec:
     decode_skew: bool = True
     overhead_ns: int = 0
     overhead_per_seq_ns: int = 0
+    frontend: FrontEnd = NO_FRONTEND
     engine: EngineConfig = field(default_factory=EngineConfig)
     link_gbps: float | None = None          # fleetsim YAML: override the hardware's interconnect
     link_latency_us: float | None = None
@@ -207,12 +210,8 @@ def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = Fa
         if value is not None and (not is_finite_number(value) or value < 0 or (key == "link_gbps" and value == 0)):
             raise InputError(f"{where}: field {key!r} must be a {'positive' if key == 'link_gbps' else 'non-negative'} "
                              f"number, got {value!r}")
-    overhead = merged.get("overhead") or {}
-    if not isinstance(overhead, dict) or set(overhead) - {"step_us", "per_seq_us"}:
-        raise InputError(f"{where}: 'overhead' must be a mapping with step_us and/or per_seq_us")
-    for key, value in overhead.items():
-        if not is_finite_number(value) or value < 0:
-            raise InputError(f"{where}: overhead.{key} must be a number >= 0, got {value!r}")
+    overhead = _times_us(merged, "overhead", ("step_us", "per_seq_us"), where)
+    frontend = _times_us(merged, "frontend", ("request_us", "per_prompt_token_us"), where)
     for key in ("cost_model", "variant"):
         if key in merged and not isinstance(merged[key], str):
             raise InputError(f"{where}: field {key!r} must be a name, got {merged[key]!r}")
@@ -235,8 +234,20 @@ def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = Fa
         decode_skew=bool(merged.get("decode_skew", True)),
         overhead_ns=round(float(overhead.get("step_us", 0)) * 1000),
         overhead_per_seq_ns=round(float(overhead.get("per_seq_us", 0)) * 1000),
+        frontend=FrontEnd.from_us(float(frontend.get("request_us", 0)), float(frontend.get("per_prompt_token_us", 0))),
         engine=engine, dp_group=None if group is None else str(group),
         **{k: float(v) for k, v in link.items() if v is not None})
+
+
+def _times_us(merged: dict, name: str, keys: tuple, where: str) -> dict:
+    """The mapping `name` of µs values >= 0 under `keys` (missing: empty)."""
+    doc = merged.get(name) or {}
+    if not isinstance(doc, dict) or set(doc) - set(keys):
+        raise InputError(f"{where}: {name!r} must be a mapping with {' and/or '.join(keys)}")
+    for key, value in doc.items():
+        if not is_finite_number(value) or value < 0:
+            raise InputError(f"{where}: {name}.{key} must be a number >= 0, got {value!r}")
+    return doc
 
 
 def _router(doc, where: str) -> RouterSpec:

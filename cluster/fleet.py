@@ -35,7 +35,7 @@ def load_cost_model(spec: InstanceSpec, perf_root=None, models_root=None) -> Cos
 
 def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: bool = True) -> Engine:
     try:
-        return new_engine(cm, spec.engine, index, fast_forward)
+        return new_engine(cm, spec.engine, index, fast_forward, spec.frontend)
     except ValueError as exc:
         raise InputError(f"instance {index}: {exc}") from None
 

@@ -17,7 +17,8 @@ METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
 
 
 def request_row(req) -> tuple:
-    """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits)."""
+    """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits,
+    queued)."""
     arrival = req.arrival_ns
     end = req.last_token_ns
     ttft = req.first_token_ns - arrival
@@ -26,7 +27,7 @@ def request_row(req) -> tuple:
     tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0     # 0: none (int64 column)
     itl = req.itl
     return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
-            ttft, tpot, itl, req.preemptions, req.hit_tokens)
+            ttft, tpot, itl, req.preemptions, req.hit_tokens, req.queued_ns)
 
 
 def stats_ms(values) -> dict:
@@ -60,7 +61,7 @@ def hit_rate(hits: int, queries: int):
 
 
 # columns of the fixed part of a record (see records.RecordBatch)
-INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS = range(12)
+INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS, QUEUED = range(13)
 
 
 def _drain(chunks: list) -> np.ndarray:

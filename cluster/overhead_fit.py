@@ -1,30 +1,60 @@
-"""Fit the per-step host overhead (constant + per sequence) to a real vLLM run.
+"""Fit the per-step host overhead and the API server's front end to a real vLLM run.
 
 Profiles are measured kernel by kernel; a real engine also spends host time every step
-(scheduling, input preparation, sampling bookkeeping). `fit_overhead` re-simulates the
-workload with overhead `step_us + per_seq_us·S` added to every step and picks the values that
-minimise the sum of squared diff% over the validate table (TTFT, TPOT, Latency × Mean, Median,
-P90, P95, P99). The loss is not smooth (scheduling is discrete), so each parameter is searched
-on a coarse grid first and then refined by golden-section search around the best grid point:
-step_us over [0, max_step_us] with per_seq_us = 0, then per_seq_us over [0, max_per_seq_us] at
-that step_us. Deterministic; each evaluation is a full simulation (≈ 0.4 s for the
-300-request replay, so a fit takes about half a minute).
+(scheduling, input preparation, sampling bookkeeping), and a real client also waits for the API
+server (HTTP, tokenisation, IPC: instance/frontend.py). `fit_overhead` re-simulates the workload
+with `HostCosts` — overhead `step_us + per_seq_us·S` on every step, front end `request_us +
+per_prompt_token_us·prompt` before the engine — and picks the values that minimise the sum of
+squared diff% over the validate table (TTFT, TPOT, Latency × Mean, Median, P90, P95, P99),
+measured from the real run's anchor (cluster/validate.py). The loss is not smooth (scheduling is
+discrete), so the parameters are searched one after the other, each on a coarse grid and then
+by golden-section search around the best grid point, the others held at their best so far:
+(client-anchored runs only) request_us and per_prompt_token_us, then step_us and per_seq_us. A
+value is kept only if it lowers the loss. With the front end the four are searched again, up
+to `passes` times, until a pass changes nothing (the step overhead and the front end both
+lengthen TTFT, so one pass leaves part of one in the other). An engine-anchored run (the shared vLLM 0.19 run:
+`queued_ts`) cannot see the front end, which only delays arrivals at the engine, so it is not
+fitted there and stays as the cluster config has it. Deterministic; each evaluation is a full
+simulation (≈ 0.4 s for the 300-request replay).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import tempfile
+from dataclasses import dataclass
 
 from fleetsim.cluster.config import ClusterConfig
 from fleetsim.cluster.fleet import run_fleet
 from fleetsim.cluster.validate import STATS, compare, load_sim
+from fleetsim.instance.frontend import FrontEnd
 
 PHI = (math.sqrt(5) - 1) / 2
 
 
-def with_overhead(config: ClusterConfig, step_us: float, per_seq_us: float) -> ClusterConfig:
-    specs = tuple(dataclasses.replace(s, overhead_ns=round(step_us * 1000), overhead_per_seq_ns=round(per_seq_us * 1000))
+@dataclass(frozen=True)
+class HostCosts:
+    step_us: float = 0.0
+    per_seq_us: float = 0.0
+    request_us: float = 0.0
+    per_prompt_token_us: float = 0.0
+
+    def key(self) -> tuple:
+        return (round(self.step_us, 1), round(self.per_seq_us, 2), round(self.request_us, 1),
+                round(self.per_prompt_token_us, 3))
+
+
+# (parameter, upper end of its search range, grid points), in search order
+SEARCH = (("request_us", 20000.0, 40), ("per_prompt_token_us", 20.0, 10), ("step_us", 2000.0, 40),
+          ("per_seq_us", 20.0, 10))
+FRONTEND = ("request_us", "per_prompt_token_us")
+
+
+def with_costs(config: ClusterConfig, costs: HostCosts) -> ClusterConfig:
+    """`config` with every instance's overhead and front end set to `costs`."""
+    frontend = FrontEnd.from_us(costs.request_us, costs.per_prompt_token_us)
+    specs = tuple(dataclasses.replace(s, overhead_ns=round(costs.step_us * 1000),
+                                      overhead_per_seq_ns=round(costs.per_seq_us * 1000), frontend=frontend)
                   for s in config.instances)
     return dataclasses.replace(config, instances=specs)
 
@@ -33,10 +63,10 @@ def _loss(result: dict) -> float:
     return sum(result[m][k]["diff_pct"] ** 2 for m in result for k in STATS)
 
 
-def evaluate(config, load_workload, real, step_us, per_seq_us, perf_root=None, models_root=None) -> dict:
+def evaluate(config, load_workload, real, costs: HostCosts, perf_root=None, models_root=None) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        run_fleet(with_overhead(config, step_us, per_seq_us), load_workload(), out, "local", perf_root, models_root)
-        return compare(real, load_sim(out))
+        run_fleet(with_costs(config, costs), load_workload(), out, "local", perf_root, models_root)
+        return compare(real, load_sim(out, real["anchor"]))
 
 
 def _golden(f, lo: float, hi: float, iters: int) -> float:
@@ -64,24 +94,37 @@ def _grid_then_golden(f, hi: float, points: int, iters: int) -> float:
 
 
 def fit_overhead(config: ClusterConfig, load_workload, real: dict, perf_root=None, models_root=None,
-                 max_step_us: float = 2000.0, max_per_seq_us: float = 20.0, iters: int = 8):
-    """Returns (step_us, per_seq_us, validate result at the fit, result with no overhead).
+                 iters: int = 8, search=SEARCH, passes: int = 4):
+    """Returns (fitted `HostCosts`, validate result at the fit, result with none, whether the
+    front end was fitted). The front end is fitted when `real` is client-anchored; otherwise
+    it is kept at the first instance's.
 
     `load_workload()` must return a fresh `Workload` (requests carry simulation state)."""
+    fit_frontend = real["anchor"] == "client"
+    fe = config.instances[0].frontend
+    start = HostCosts() if fit_frontend else HostCosts(request_us=fe.request_ns / 1000,
+                                                       per_prompt_token_us=fe.per_prompt_token_ns / 1000)
     cache: dict = {}
 
-    def loss(step_us, per_seq_us):
-        key = (round(step_us, 1), round(per_seq_us, 2))
+    def result(costs: HostCosts) -> dict:
+        key = costs.key()
         if key not in cache:
-            cache[key] = evaluate(config, load_workload, real, key[0], key[1], perf_root, models_root)
-        return _loss(cache[key])
+            cache[key] = evaluate(config, load_workload, real, HostCosts(*key), perf_root, models_root)
+        return cache[key]
 
-    step = _grid_then_golden(lambda x: loss(x, 0.0), max_step_us, 40, iters)
-    per_seq = _grid_then_golden(lambda y: loss(step, y), max_per_seq_us, 10, iters)
-    candidates = [(loss(0.0, 0.0), 0.0, 0.0), (loss(step, 0.0), step, 0.0), (loss(step, per_seq), step, per_seq)]
-    _, best_step, best_seq = min(candidates, key=lambda c: (c[0], c[1], c[2]))
-    key = (round(best_step, 1), round(best_seq, 2))
-    return key[0], key[1], cache[key], cache[(0.0, 0.0)]
+    best = start
+    names = [p for p in search if fit_frontend or p[0] not in FRONTEND]
+    for _ in range(passes if len(names) > 2 else 1):
+        before = best
+        for name, hi, points in names:
+            value = _grid_then_golden(lambda v: _loss(result(dataclasses.replace(best, **{name: v}))), hi, points, iters)
+            candidate = HostCosts(*dataclasses.replace(best, **{name: value}).key())
+            if _loss(result(candidate)) < _loss(result(best)):
+                best = candidate
+        if best == before:
+            break
+    best = HostCosts(*best.key())
+    return best, result(best), result(start), fit_frontend
 
 
-__all__ = ["evaluate", "fit_overhead", "with_overhead"]
+__all__ = ["HostCosts", "evaluate", "fit_overhead", "with_costs"]

@@ -1,7 +1,7 @@
 """`RecordBatch`: finished requests of one window, compact for transport and aggregation.
 
 `fixed` is an int64 matrix, one row per request: instance, request id, input, output, arrival,
-end, e2e, queueing, ttft, tpot, preemptions, prefix hit tokens; `itl` concatenates every
+end, e2e, queueing, ttft, tpot, preemptions, prefix hit tokens, queued; `itl` concatenates every
 request's inter-token gaps; `lines` are the requests.csv lines (cluster/requests_csv.py),
 formatted where the requests finished (in the Ray actors, in parallel), or none at all with
 `--requests-detail none`.
@@ -34,7 +34,7 @@ class RecordBatch:
 
     @classmethod
     def empty(cls) -> "RecordBatch":
-        return cls(np.empty((0, 12), dtype=np.int64), np.empty(0, dtype=np.int64), [])
+        return cls(np.empty((0, 13), dtype=np.int64), np.empty(0, dtype=np.int64), [])
 
     @classmethod
     def concat(cls, batches: list) -> "RecordBatch":

@@ -3,7 +3,10 @@
 Columns (ns): `instance id,request id,model,input,output,arrival,end_time,latency,
 queuing_delay,TTFT,TPOT,ITL` — LLMServingSim's, in its order and number format, so its readers
 and fleetsim's own (`cluster/validate.py`) take the file as is — then fleetsim's
-`preemptions,prefix_hit_tokens`. TPOT is left empty for a request with one output token: it has
+`preemptions,prefix_hit_tokens,queued`. `arrival` and the times measured from it are the
+client's (the send time, before the API server's front end); `queued` is when the engine took
+the request from its input queue (vLLM's `queued_ts`: the arrival plus the front end's delay,
+at the next step boundary when the engine was busy), the anchor of engine-side times. TPOT is left empty for a request with one output token: it has
 no time per output token (pandas reads the cell as NaN, so `df.TPOT.mean()` is the mean over
 the requests that have one). ITL is the quoted list of the request's inter-token gaps.
 
@@ -23,21 +26,22 @@ from __future__ import annotations
 from fleetsim.cluster.errors import InputError
 
 CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latency,queuing_delay,"
-              "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens")
+              "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens,queued")
 DETAILS = ("full", "no-itl", "none")
 
 
 def format_row(row: tuple, model: str) -> str:
     """The line of a `metrics.request_row` tuple, its ITL list included."""
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
+    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits, queued = row
     return (f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},'
-            f'"{itl}",{pre},{hits}\n')
+            f'"{itl}",{pre},{hits},{queued}\n')
 
 
 def format_row_no_itl(row: tuple, model: str) -> str:
     """The line with an empty ITL cell."""
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, _, pre, hits = row
-    return f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},,{pre},{hits}\n'
+    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, _, pre, hits, queued = row
+    return (f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},,{pre},{hits},'
+            f'{queued}\n')
 
 
 FORMATTERS = {"full": format_row, "no-itl": format_row_no_itl, "none": None}

@@ -2,14 +2,27 @@
 
 Real run layout: `requests.jsonl` (request_id, input_toks, output_toks, arrival_time [epoch s],
 queued_ts, scheduled_ts, first_token_ts, last_token_ts [engine monotonic s]) + `meta.json`.
-`queued_ts` is the arrival anchor (arrival_time is on another clock). TTFT = first − anchor;
-TPOT = (last − first)/(output − 1) for output > 1; Latency = last − anchor. Distributions are
-compared (Mean, Median, P90, P95, P99; linear-interpolated percentiles) and
-diff% = (sim − real)/real·100.
+TTFT = first − anchor; TPOT = (last − first)/(output − 1) for output > 1; Latency = last −
+anchor. Distributions are compared (Mean, Median, P90, P95, P99; linear-interpolated
+percentiles) and diff% = (sim − real)/real·100.
+
+The anchor (`real_anchor`) is like with like on both sides:
+- `engine`: the real run's `queued_ts`, when the engine core took the request from its input
+  queue, used when `arrival_time` is on another clock than the token times (the shared vLLM 0.19
+  run: epoch against monotonic). The simulated side is measured from requests.csv's `queued`,
+  the same moment in the simulation (after the front end, at the step boundary).
+- `client`: the real run's `arrival_time`, when it is on the token times' clock (a client-side
+  run: every first_token_ts − arrival_time within [0, 1 day]); the simulated side is measured
+  from the client's send time, requests.csv's `arrival` (the front end included).
+`meta.json` may say `"anchor": "engine"` or `"client"` to override the detection.
+`validate --sim-from-arrival` measures the simulated side from the client send time whatever
+the real anchor: LLMServingSim's own comparison (its simulated arrival against the real
+`queued_ts`), which leaves out the wait for the engine's next step boundary.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -29,9 +42,14 @@ def _stats(ms: np.ndarray) -> dict:
     return {"Mean": float(ms.mean()), "Median": float(p[0]), "P90": float(p[1]), "P95": float(p[2]), "P99": float(p[3])}
 
 
-def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
-    """TTFT / TPOT / Latency in ms from a real vLLM run directory (its first `limit` requests,
-    in file order = workload order, when given: `validate --num-requests`)."""
+ANCHORS = {"engine": ("engine queued_ts", "requests.csv queued"),
+           "client": ("client arrival_time", "requests.csv arrival (client send)")}
+SAME_CLOCK_S = 86_400.0
+
+
+def _real_rows(run_dir: str, limit: int | None):
+    """(where, record) of the real run's requests (the first `limit`, in file order = workload
+    order), and the path of its meta.json."""
     if limit is not None and limit < 1:
         raise InputError(f"--num-requests must be >= 1, got {limit}")
     path = os.path.join(run_dir, "requests.jsonl")
@@ -40,37 +58,72 @@ def load_real(run_dir: str, limit: int | None = None) -> dict[str, np.ndarray]:
     meta = os.path.join(run_dir, "meta.json")
     if not os.path.isfile(meta):
         raise InputError(f"{meta}: not found (expected a real vLLM run directory)")
-    ttft, tpot, lat = [], [], []
+    rows = []
     for where, r in json_lines(path, "real run requests"):
-        if limit is not None and len(ttft) >= limit:
+        if limit is not None and len(rows) >= limit:
             break
+        rows.append((where, r))
+    if not rows:
+        raise InputError(f"{path}: no requests")
+    return rows, meta
+
+
+def _anchor(rows: list, meta: str) -> str:
+    """`engine` or `client` (module docstring): meta.json's `anchor`, else whether arrival_time
+    is on the token times' clock."""
+    text = "".join(line for _, line in text_lines(meta, "real run meta.json"))
+    try:
+        doc = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{meta}: malformed JSON ({exc.msg})") from None
+    given = doc.get("anchor") if isinstance(doc, dict) else None
+    if given is not None:
+        if given not in ANCHORS:
+            raise InputError(f"{meta}: anchor {given!r}: choose engine or client")
+        return given
+    try:
+        gaps = [float(r["first_token_ts"]) - float(r["arrival_time"]) for _, r in rows]
+    except (KeyError, TypeError, ValueError):
+        return "engine"
+    return "client" if all(0 <= g <= SAME_CLOCK_S for g in gaps) else "engine"
+
+
+def load_real(run_dir: str, limit: int | None = None) -> dict:
+    """TTFT / TPOT / Latency in ms from a real vLLM run directory, and under "anchor" the
+    anchor they are measured from (module docstring)."""
+    rows, meta = _real_rows(run_dir, limit)
+    anchor = _anchor(rows, meta)
+    field = "queued_ts" if anchor == "engine" else "arrival_time"
+    ttft, tpot, lat = [], [], []
+    for where, r in rows:
         try:
-            anchor, first, last = float(r["queued_ts"]), float(r["first_token_ts"]), float(r["last_token_ts"])
+            start, first, last = float(r[field]), float(r["first_token_ts"]), float(r["last_token_ts"])
             out = int(r["output_toks"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: missing or bad field {exc}") from None
-        ttft.append((first - anchor) * 1e3)
-        lat.append((last - anchor) * 1e3)
+        ttft.append((first - start) * 1e3)
+        lat.append((last - start) * 1e3)
         if out > 1:
             tpot.append((last - first) / (out - 1) * 1e3)
-    if not ttft:
-        raise InputError(f"{path}: no requests")
-    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat)}
+    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat), "anchor": anchor}
 
 
-def load_sim(out_dir: str) -> dict[str, np.ndarray]:
-    """TTFT / TPOT / Latency in ms from a fleetsim output directory (requests.csv)."""
+def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
+    """TTFT / TPOT / Latency in ms from a fleetsim output directory (requests.csv), from the
+    client's send time or (`engine`) from the `queued` column."""
     path = os.path.join(out_dir, "requests.csv")
     if not os.path.isfile(path):
         raise InputError(f"{path}: not found (expected a fleetsim run's --out directory, "
                          "run with --requests-detail full or no-itl)")
     csv.field_size_limit(1 << 30)
     ttft, tpot, lat = [], [], []
+    engine = anchor == "engine"
     reader = csv.DictReader(line for _, line in text_lines(path, "fleetsim requests.csv"))
     for lineno, r in enumerate(reader, 2):
         try:
-            ttft.append(int(r["TTFT"]) / 1e6)
-            lat.append(int(r["latency"]) / 1e6)
+            shift = int(r["queued"]) - int(r["arrival"]) if engine else 0
+            ttft.append((int(r["TTFT"]) - shift) / 1e6)
+            lat.append((int(r["latency"]) - shift) / 1e6)
             if int(r["output"]) > 1:
                 tpot.append(int(r["TPOT"]) / 1e6)
         except (KeyError, TypeError, ValueError) as exc:
@@ -78,6 +131,11 @@ def load_sim(out_dir: str) -> dict[str, np.ndarray]:
     if not ttft:
         raise InputError(f"{path}: no requests")
     return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat)}
+
+
+def anchor_line(real_anchor: str, sim_anchor: str) -> str:
+    """The line `validate` prints above its table."""
+    return f"anchor: real {ANCHORS[real_anchor][0]}, sim {ANCHORS[sim_anchor][1]}\n"
 
 
 def compare(real: dict, sim: dict) -> dict:

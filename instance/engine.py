@@ -20,6 +20,11 @@ runs (a batch queue of depth 2) and learns step n's outputs one step late. Here 
 - when that choice is empty, vLLM waits for step n's outputs and schedules afresh: the
   finishing requests are released, arrivals up to now are taken, and the scheduler runs again.
 Token times and finishes are reported at the end of their step, as without the lag.
+
+Requests come through the API server's `frontend` (instance/frontend.py): one sent at
+`arrival_ns` reaches the engine `frontend.delay_ns(prompt_len)` later. The engine takes it into
+its waiting queue at the first step boundary after that (at once when idle): its `queued_ns`,
+vLLM's `queued_ts` (the engine core reads its input queue between steps).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from fleetsim.costmodel.batch import BatchShape
 from fleetsim.instance.block_manager import BlockManager
 from fleetsim.instance.config import EngineConfig
 from fleetsim.instance.fast_forward import fast_forward
+from fleetsim.instance.frontend import NO_FRONTEND, FrontEnd
 from fleetsim.instance.request import Request
 from fleetsim.instance.scheduler import Scheduler
 from fleetsim.instance.timeseries import TimeSeries
@@ -41,7 +47,8 @@ class RequestRejected(ValueError):
 
 
 class Engine:
-    def __init__(self, cost_model, config: EngineConfig, instance_id: int = 0, fast_forward: bool = True):
+    def __init__(self, cost_model, config: EngineConfig, instance_id: int = 0, fast_forward: bool = True,
+                 frontend: FrontEnd = NO_FRONTEND):
         config.validate()
         self.cost_model = cost_model
         self.config = config
@@ -57,7 +64,8 @@ class Engine:
         self.max_model_len = min(config.max_model_len or cost_model.arch.max_position_embeddings or NEVER,
                                  num_blocks * config.block_size)
         self.now = 0
-        self.pending: list = []           # heap of (arrival_ns, rid, request)
+        self.frontend = frontend
+        self.pending: list = []           # heap of (time it reaches the engine, rid, request)
         self.finished: list[Request] = []
         self.steps = 0
         self.busy_ns = 0
@@ -89,7 +97,7 @@ class Engine:
     def add_request(self, req: Request) -> None:
         self.check_request(req)
         req.instance = self.instance_id
-        heapq.heappush(self.pending, (req.arrival_ns, req.rid, req))
+        heapq.heappush(self.pending, (req.arrival_ns + self.frontend.delay_ns(req.prompt_len), req.rid, req))
 
     @property
     def has_work(self) -> bool:
@@ -112,9 +120,7 @@ class Engine:
         sched, pending, waiting = self.scheduler, self.pending, self.scheduler.waiting
         lag = self.async_scheduling
         while True:
-            seen = self.seen_ns if lag else self.now
-            while pending and pending[0][0] <= seen:
-                waiting.append(heapq.heappop(pending)[2])
+            self.take_arrivals(self.seen_ns if lag else self.now)
             if not sched.running and not waiting:
                 if pending and pending[0][0] < t_end:
                     self.now = self.seen_ns = pending[0][0]
@@ -132,6 +138,15 @@ class Engine:
                     continue
             if self._step():
                 return
+
+    def take_arrivals(self, upto: int) -> None:
+        """Move the requests that reached the engine by `upto` into the waiting queue, queued at
+        `upto` (the engine reads its input queue there: a step boundary, or the arrival itself)."""
+        pending, waiting = self.pending, self.scheduler.waiting
+        while pending and pending[0][0] <= upto:
+            req = heapq.heappop(pending)[2]
+            req.queued_ns = upto
+            waiting.append(req)
 
     def run_to_completion(self) -> None:
         while self.has_work:
@@ -167,11 +182,9 @@ class Engine:
         scheduled = sched.schedule(self.seen_ns)
         sched.release_finishing()
         if not scheduled:
-            pending, waiting = self.pending, sched.waiting
-            while pending and pending[0][0] <= start:
-                waiting.append(heapq.heappop(pending)[2])
+            self.take_arrivals(start)
             scheduled = sched.schedule(start)
-            if not scheduled and (sched.running or waiting):
+            if not scheduled and (sched.running or sched.waiting):
                 raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
         self.seen_ns = start
         return scheduled

@@ -153,14 +153,13 @@ class _Run:
 
     def go(self, t_end: int) -> tuple[int, bool]:
         engine, sched = self.engine, self.sched
-        running, waiting, pending = sched.running, sched.waiting, engine.pending
+        running, pending = sched.running, engine.pending
         followup = False
         starting = [r for r in running if r.num_output == 0]    # last prompt token: first output at step 0
         first_prompt = len(starting)
         while running and self.t < t_end:
             seen = self.seen if self.lag else self.t
-            while pending and pending[0][0] <= seen:
-                waiting.append(heappop(pending)[2])
+            engine.take_arrivals(seen)
             prompt_tokens = 0 if self.ends else first_prompt
             if _admits(engine):
                 go_on, followup = self.admission_step(prompt_tokens, seen)

@@ -15,18 +15,18 @@ null` means off here and `true` is rejected.
 """
 from __future__ import annotations
 
-import heapq
 from collections import deque
 
 from fleetsim.instance.engine import NEVER, Engine
+from fleetsim.instance.frontend import NO_FRONTEND
 
 
 class PipelineEngine(Engine):
-    def __init__(self, cost_model, config, instance_id: int = 0, fast_forward: bool = True):
+    def __init__(self, cost_model, config, instance_id: int = 0, fast_forward: bool = True, frontend=NO_FRONTEND):
         if config.async_scheduling:
             raise ValueError(f"async_scheduling with pp {cost_model.pp}: not supported (vLLM 0.14-0.19 runs "
                              f"pipeline parallelism without it); leave async_scheduling unset or set it to false")
-        super().__init__(cost_model, config, instance_id, fast_forward=False)
+        super().__init__(cost_model, config, instance_id, fast_forward=False, frontend=frontend)
         self.async_scheduling = False
         self.pp = cost_model.pp
         self.stage_free = [0] * self.pp
@@ -51,11 +51,10 @@ class PipelineEngine(Engine):
 
     def advance_until(self, t_end: int) -> None:
         """Launch every batch that can start before `t_end`; complete those that end by then."""
-        sched, pending, waiting = self.scheduler, self.pending, self.scheduler.waiting
-        in_flight = self.in_flight
+        sched, pending, in_flight = self.scheduler, self.pending, self.in_flight
         while True:
-            while pending and pending[0][0] <= self.now:
-                waiting.append(heapq.heappop(pending)[2])
+            if pending and pending[0][0] <= self.now:
+                self.take_arrivals(self.now)
                 self.blocked = False
             followup = False
             while in_flight and in_flight[0][0] <= self.now:
@@ -107,7 +106,9 @@ class PipelineEngine(Engine):
         return True
 
 
-def make_engine(cost_model, config, instance_id: int = 0, fast_forward: bool = True) -> Engine:
-    """`PipelineEngine` when the cost model has pp > 1 stages, else `Engine`."""
+def make_engine(cost_model, config, instance_id: int = 0, fast_forward: bool = True,
+                frontend=NO_FRONTEND) -> Engine:
+    """`PipelineEngine` when the cost model has pp > 1 stages, else `Engine`; requests come
+    through `frontend` (instance/frontend.py)."""
     cls = PipelineEngine if getattr(cost_model, "pp", 1) > 1 else Engine
-    return cls(cost_model, config, instance_id, fast_forward)
+    return cls(cost_model, config, instance_id, fast_forward, frontend)

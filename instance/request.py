@@ -18,7 +18,7 @@ class Request:
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
-                 "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
+                 "queued_ns", "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
                  "run_from", "run_need", "run_order")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
@@ -44,6 +44,7 @@ class Request:
         self.blocks: list[int] = []
         self.num_cached_blocks = 0
         self.hashes: list[int] = []
+        self.queued_ns = -1                 # when the engine took it from its input queue (vLLM's queued_ts)
         self.first_scheduled_ns = -1
         self.first_token_ns = -1            # end of the step that produced the first output token
         self.last_token_ns = -1             # ... and the latest one

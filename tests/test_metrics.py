@@ -17,8 +17,9 @@ def test_one_request_row():
     (r,) = run_all(e, [req(7, 300, 50, 4)])
     assert r.token_times == [2_800, 3_810, 4_820, 5_830]
     row = request_row(r)
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits = row
+    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits, queued = row
     assert (inst, rid, inp, out, arr, end) == (0, 7, 50, 4, 300, 5_830)
+    assert queued == 300                       # the idle engine takes it at once
     assert ttft == 2_500
     assert e2e == 5_530
     assert itl == [1_010, 1_010, 1_010]
@@ -41,9 +42,10 @@ def test_two_request_rows():
     assert row0[6:11] == (4_340, 0, 1_200, 1_047, [1_010, 1_110, 1_020])
     # r1: TTFT 3320 − 1500 = 1820, E2E 2840, ITL [1020], TPOT 1020, queueing 2210 − 1500 = 710
     assert row1[6:11] == (2_840, 710, 1_820, 1_020, [1_020])
-    assert format_row(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,"[1010, 1110, 1020]",0,0\n'
-    assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0\n'
-    assert format_row_no_itl(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,,0,0\n'
+    # queued: r0 at once (idle engine), r1 at the end of step 2 (the step running at 1500)
+    assert format_row(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,"[1010, 1110, 1020]",0,0,0\n'
+    assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0,2210\n'
+    assert format_row_no_itl(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,,0,0,0\n'
 
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row0, row1], {0: "m"}))
@@ -62,6 +64,7 @@ def _fake_req(arrival, times, first_sched=None):
     r = Request(0, arrival, 5, len(times))
     r.token_times = list(times)
     r.first_scheduled_ns = arrival if first_sched is None else first_sched
+    r.queued_ns = arrival
     return r
 
 
@@ -80,8 +83,8 @@ def test_tpot_rounds_to_nearest_ns(arrival, times, expected_tpot):
 def test_single_output_request_has_no_tpot_and_no_itl():
     row = request_row(_fake_req(1_000, [4_000], first_sched=1_500))
     assert row[6:11] == (3_000, 500, 3_000, 0, [])
-    assert format_row(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,"[]",0,0\n'       # TPOT empty
-    assert format_row_no_itl(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,,0,0\n'
+    assert format_row(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,"[]",0,0,1000\n'       # TPOT empty
+    assert format_row_no_itl(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,,0,0,1000\n'
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row], {row[0]: "m"}))
     s = mc.summary()
@@ -119,7 +122,7 @@ def test_ordered_batch_moves_each_rows_itl_gaps_with_it():
     rows = []
     for rid, (end, out) in enumerate([(900, 3), (100, 1), (500, 4), (100, 2)]):
         gaps = [rid * 100 + k for k in range(out - 1)]
-        rows.append((0, rid, 5, out, 0, end, end, 0, 10, 1, gaps, 0, 0))
+        rows.append((0, rid, 5, out, 0, end, end, 0, 10, 1, gaps, 0, 0, 0))
     batch = RecordBatch.from_rows(rows, {0: "m"}).ordered()
     assert batch.fixed[:, 1].tolist() == [1, 3, 2, 0]               # by end, then request id
     assert batch.itl.tolist() == [300, 200, 201, 202, 0, 1]          # rid 1 has none, then 3, 2, 0

@@ -161,7 +161,7 @@ def test_tpot_is_empty_for_one_token_outputs(tmp_path):
     assert text.splitlines()[0].split(",")[:12] == LSS_COLUMNS
     df = pd.read_csv(out / "requests.csv")
     for col in ["instance id", "request id", "input", "output", "arrival", "end_time", "latency",
-                "queuing_delay", "TTFT", "preemptions", "prefix_hit_tokens"]:
+                "queuing_delay", "TTFT", "preemptions", "prefix_hit_tokens", "queued"]:
         assert df[col].dtype == np.int64, col
     assert df.TPOT.dtype == np.float64
     assert (df.TPOT.isna() == (df.output == 1)).all()

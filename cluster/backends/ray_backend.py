@@ -110,7 +110,7 @@ class HostActorImpl:
             if key not in built:
                 built[key] = CostModel.from_state(shared[key])
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
-            engines[idx] = make_engine(cm, spec.engine, idx, fast_forward)
+            engines[idx] = make_engine(cm, spec.engine, idx, fast_forward, spec.frontend)
             models[idx] = spec.model
         self.host = InstanceHost(engines, models, requests_detail, full_checks, groups)
         self.opened = []

@@ -13,9 +13,13 @@ def register(sub) -> None:
     val.add_argument("--sim", required=True, help="fleetsim --out directory (with --fit-overhead: where the "
                                                    "best-fitting run is written)")
     val.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    fit = val.add_argument_group("fitting the per-step host overhead (re-simulates the workload)")
+    val.add_argument("--sim-from-arrival", action="store_true",
+                     help="measure the simulated times from the client send time whatever the real run's anchor "
+                          "(LLMServingSim's own comparison; default: like with like, cluster/validate.py)")
+    fit = val.add_argument_group("fitting the per-step host overhead and the front end (re-simulates the workload)")
     fit.add_argument("--fit-overhead", action="store_true",
-                     help="fit overhead {step_us, per_seq_us} to the real run; needs --cluster and --workload")
+                     help="fit overhead {step_us, per_seq_us} and, for a client-anchored real run, frontend "
+                          "{request_us, per_prompt_token_us} to the real run; needs --cluster and --workload")
     fit.add_argument("--cluster", help="cluster config of the simulated run")
     fit.add_argument("--workload", help="workload of the simulated run")
     fit.add_argument("--perf-root")
@@ -26,37 +30,49 @@ def register(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from fleetsim.cluster.validate import compare, format_table, load_real, load_sim
+    from fleetsim.cluster.validate import anchor_line, compare, format_table, load_real, load_sim
     if args.fit_overhead:
         return cmd_fit_overhead(args)
-    result = compare(load_real(args.real), load_sim(args.sim))
+    real = load_real(args.real)
+    sim_anchor = "client" if args.sim_from_arrival else real["anchor"]
+    result = compare(real, load_sim(args.sim, sim_anchor))
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps({**result, "anchor": real["anchor"], "sim_anchor": sim_anchor}, indent=2))
     else:
-        print(format_table(result), end="")
+        print(anchor_line(real["anchor"], sim_anchor) + format_table(result), end="")
     return 0
 
 
 def cmd_fit_overhead(args) -> int:
     from fleetsim.cluster.fleet import run_fleet
-    from fleetsim.cluster.overhead_fit import fit_overhead, with_overhead
-    from fleetsim.cluster.validate import format_table, load_real
+    from fleetsim.cluster.overhead_fit import fit_overhead, with_costs
+    from fleetsim.cluster.validate import anchor_line, format_table, load_real
 
     if not args.cluster or not args.workload:
         raise InputError("--fit-overhead needs --cluster and --workload (the simulated run to fit)")
     config = config_from_args(args)
     real = load_real(args.real, args.num_requests)
     load = lambda: load_workload_from_args(args)  # noqa: E731
-    step_us, per_seq_us, result, base = fit_overhead(config, load, real, args.perf_root, args.models_root)
-    run_fleet(with_overhead(config, step_us, per_seq_us), load(), args.sim, "local", args.perf_root, args.models_root)
+    costs, result, base, fitted_frontend = fit_overhead(config, load, real, args.perf_root, args.models_root)
+    run_fleet(with_costs(config, costs), load(), args.sim, "local", args.perf_root, args.models_root)
+    overhead = {"step_us": costs.step_us, "per_seq_us": costs.per_seq_us}
+    frontend = {"request_us": costs.request_us, "per_prompt_token_us": costs.per_prompt_token_us}
     if args.json:
-        print(json.dumps({"overhead": {"step_us": step_us, "per_seq_us": per_seq_us}, "fitted": result,
-                          "no_overhead": base}, indent=2))
+        print(json.dumps({"anchor": real["anchor"], "overhead": overhead, "frontend": frontend,
+                          "frontend_fitted": fitted_frontend, "fitted": result, "no_overhead": base}, indent=2))
     else:
-        print(f"fitted overhead: step_us {step_us}, per_seq_us {per_seq_us} "
-              f"(add `overhead: {{step_us: {step_us}, per_seq_us: {per_seq_us}}}` to the cluster config)")
-        print("without overhead:")
+        print(anchor_line(real["anchor"], real["anchor"]), end="")
+        print(f"fitted overhead: step_us {costs.step_us}, per_seq_us {costs.per_seq_us} "
+              f"(add `overhead: {{step_us: {costs.step_us}, per_seq_us: {costs.per_seq_us}}}` to the cluster config)")
+        if fitted_frontend:
+            print(f"fitted frontend: request_us {costs.request_us}, per_prompt_token_us {costs.per_prompt_token_us} "
+                  f"(add `frontend: {{request_us: {costs.request_us}, per_prompt_token_us: "
+                  f"{costs.per_prompt_token_us}}}` to the cluster config)")
+        else:
+            print("frontend: not fitted (an engine-anchored real run does not see it), kept at "
+                  f"request_us {costs.request_us}, per_prompt_token_us {costs.per_prompt_token_us}")
+        print("before the fit (no overhead; front end as above when not fitted, else none):")
         print(format_table(base), end="")
-        print("with the fitted overhead:")
+        print("with the fitted values:")
         print(format_table(result), end="")
     return 0
