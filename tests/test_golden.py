@@ -18,8 +18,9 @@ scheduling (`--no-async-scheduling`, LLMServingSim's arithmetic): the flag repro
 of the code before async scheduling existed. The *_ASYNC hashes are of the default, vLLM's async
 scheduling (docs/engine.md), pinned when it became the default.
 
-requests.csv is hashed without its last column, `queued` (the engine-side anchor, added with the
-API server's front end; the columns before it kept their bytes).
+requests.csv is hashed in two parts: without its last column, `queued` (the engine-side anchor,
+added with the API server's front end; the columns before it kept their bytes), and that column
+alone (GOLDEN_QUEUED*, pinned when it was added).
 """
 import hashlib
 import json
@@ -109,14 +110,34 @@ GOLDEN_FLEET_TIMESERIES_ASYNC = {
 }
 
 
-MODES = {"synchronous": (("--no-async-scheduling",), GOLDEN, GOLDEN_SUMMARY, GOLDEN_TIMESERIES, GOLDEN_FLEET_TIMESERIES),
-         "async": ((), GOLDEN_ASYNC, GOLDEN_SUMMARY_ASYNC, GOLDEN_TIMESERIES_ASYNC, GOLDEN_FLEET_TIMESERIES_ASYNC)}
+GOLDEN_QUEUED = {
+    "example": "3e1d4c827273cd5815d8e0bac50be5c5fb859a8d3d215db2363a482faa6e7b3c",
+    "fleet-least-loaded": "5a433bb0e82eba14a78f062ab45af1ecc45fef57a67295519ebb09826551177c",
+    "kv-pressure": "3095122e5f041f45145cf8b3a42b48204ac27b29519c5fa627f24dbdd1b4934a",
+    "sessions": "23c7df8508b9cd0c0db09c2acaa3c400546cc0cfb80dcba6ba20e40ad7c22371",
+    "fleet-round-robin": "e7fe9ecfc06feb4a9f6ae9dfcf073f09899e4be8e345b543b369990eaa5fd75b",
+    "sessions-load-blind": "4fd2b3827e5477843494fdbf4b0c04e2cb48012f8dd24cdab467b795f743ec00",
+}
+
+GOLDEN_QUEUED_ASYNC = {
+    "example": "a6ba8f1ea6aeeaf4e430850729c04e8ec639d9ca2afa343861b03f7dd0427151",
+    "fleet-least-loaded": "edffa90031db25ec770ec8afb80057802df39a99021147e5a207ad5881dd9eaf",
+    "kv-pressure": "d165bb6cb1f4e136c57822858a5920c5b35db4a03fe1c2b628fa22fdcdd1955f",
+    "sessions": "7e4077cd317b3640ead01ba74963f14902efe079a78a7e7a92cb74db2e6264cf",
+    "fleet-round-robin": "2a2e91681305afe8a3f7beb3e0af85e5a8a211471d54605842971ae99f2295db",
+    "sessions-load-blind": "273880b979577225256b40a8e5d4bc1bda1930ce8e71829758ade77e71188b7d",
+}
+
+MODES = {"synchronous": (("--no-async-scheduling",), GOLDEN, GOLDEN_QUEUED, GOLDEN_SUMMARY, GOLDEN_TIMESERIES,
+                         GOLDEN_FLEET_TIMESERIES),
+         "async": ((), GOLDEN_ASYNC, GOLDEN_QUEUED_ASYNC, GOLDEN_SUMMARY_ASYNC, GOLDEN_TIMESERIES_ASYNC,
+                   GOLDEN_FLEET_TIMESERIES_ASYNC)}
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_outputs_match_golden_hashes(tmp_path, case, mode):
-    flags, csv_hashes, summary_hashes, series_hashes, fleet_hashes = MODES[mode]
+    flags, csv_hashes, queued_hashes, summary_hashes, series_hashes, fleet_hashes = MODES[mode]
     kwargs = {"cluster": EXAMPLE_CLUSTER}
     if case.startswith("sessions"):
         kwargs["workload"] = write_session_workload(tmp_path / "s.jsonl")
@@ -125,6 +146,8 @@ def test_outputs_match_golden_hashes(tmp_path, case, mode):
     assert lines[0].endswith(b",queued\n")
     before_queued = b"".join(line[:line.rindex(b",")] + b"\n" for line in lines)
     assert hashlib.sha256(before_queued).hexdigest() == csv_hashes[case]
+    queued = b"".join(line[line.rindex(b",") + 1:] for line in lines)
+    assert hashlib.sha256(queued).hexdigest() == queued_hashes[case]
     summary = json.loads((out / "summary.json").read_text())
     assert "wall_s" not in summary
     assert summary.pop("run")["options"]["seed"] is None     # provenance (paths vary): pinned apart
