@@ -171,8 +171,8 @@ def test_cli_bad_slo_is_one_line_exit_2(tmp_path, capsys, where, needle):
 def test_tracker_takes_the_columns_of_record_batches():
     """SloTracker reads the same fixed columns MetricsCollector aggregates."""
     from fleetsim.cluster.experiments.slo import SloTracker
-    rows = [(0, 0, 20, 4, 0, 4340, 4340, 0, 1200, 1047, [1010, 1110, 1020], 0, 0),
-            (0, 1, 10, 2, 1500, 4340, 2840, 710, 1820, 1020, [1020], 0, 0)]
+    rows = [(0, 0, 20, 4, 0, 4340, 4340, 0, 1200, 1047, [1010, 1110, 1020], 0, 0, 0),
+            (0, 1, 10, 2, 1500, 4340, 2840, 710, 1820, 1020, [1020], 0, 0, 2210)]
     batch = RecordBatch.from_rows(rows, {0: "m"})
     t = SloTracker(parse_slo("ttft_ms=0.0015"))
     t.add(batch.fixed)
