@@ -29,7 +29,6 @@ its breakdown from the members' `BatchShape`s with `CostModel.group_breakdown`).
 """
 from __future__ import annotations
 
-import heapq
 from typing import NamedTuple
 
 from fleetsim.costmodel.batch import BatchShape
@@ -88,11 +87,8 @@ class DPGroup:
             now = self.now
             busy = False
             for e in members:
-                pending, waiting = e.pending, e.scheduler.waiting
-                seen = e.seen_ns if e.async_scheduling else now
-                while pending and pending[0][0] <= seen:
-                    waiting.append(heapq.heappop(pending)[2])
-                busy = busy or bool(e.scheduler.running or waiting)
+                e.take_arrivals(e.seen_ns if e.async_scheduling else now)
+                busy = busy or bool(e.scheduler.running or e.scheduler.waiting)
             if not busy:
                 nxt = self.next_event_ns()
                 if nxt < t_end:
