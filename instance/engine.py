@@ -309,7 +309,7 @@ class Engine:
         return out
 
     def load_tuple(self) -> tuple:
-        """(waiting, running, kv_used, kv_total, prefill_outstanding, decode_outstanding, now).
+        """(waiting, running, kv_used, kv_total, prefill_outstanding, decode_outstanding, clock).
 
         Waiting counts requests queued or not yet arrived; outstanding prefill is tokens still to
         compute before the next token can be sampled (prompt, or prompt + outputs when
@@ -326,5 +326,9 @@ class Engine:
         for _, _, req in self.pending:
             prefill += req.prompt_len
             decode += req.output_len
+        # the clock; when the engine holds only requests still in the front end, the time the
+        # first reaches it (nothing happens here before then)
+        now = self.pending[0][0] if self.pending and not (s.running or s.waiting) and self.pending[0][0] > self.now \
+            else self.now
         return (len(s.waiting) + len(self.pending), self.num_running, self.kv_used, self.blocks.num_blocks,
-                prefill, decode, self.now)
+                prefill, decode, now)

@@ -119,3 +119,23 @@ def test_sim_from_arrival_is_llmservingsims_comparison(tmp_path, capsys):
     assert shift_ms >= 3.0
     ttft = doc["TTFT"]["Mean"]
     assert ttft["sim"] - ttft["real"] == pytest.approx(shift_ms)
+
+
+def test_closed_loop_client_times_include_the_front_end(tmp_path):
+    """One client (--max-concurrency 1): each request is sent when the previous answer ends and
+    reaches the idle engine 2 ms + 1 µs·300 later; its client-side E2E includes that delay, and
+    the E2E times still sum to the span."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(EXAMPLE_CLUSTER.read_text() + "frontend: {request_us: 2000, per_prompt_token_us: 1}\n")
+    synth = "synth:n=12,rate=200,prompt=300,output=8,seed=3"
+    plain = list(csv.DictReader(open(run_cli(tmp_path / "p", "--max-concurrency", "1", cluster=EXAMPLE_CLUSTER,
+                                             workload=synth) / "requests.csv", newline="")))
+    rows = list(csv.DictReader(open(run_cli(tmp_path / "f", "--max-concurrency", "1", cluster=cfg,
+                                            workload=synth) / "requests.csv", newline="")))
+    rows.sort(key=lambda r: int(r["arrival"]))
+    delay = 2_000_000 + 1_000 * 300
+    for r in rows:
+        assert int(r["queued"]) - int(r["arrival"]) == delay      # an idle engine takes it at once
+    assert [int(b["arrival"]) for b in rows[1:]] == [int(a["end_time"]) for a in rows[:-1]]
+    assert sum(int(r["latency"]) for r in rows) == int(rows[-1]["end_time"]) - int(rows[0]["arrival"])
+    assert {int(r["latency"]) for r in rows} == {int(r["latency"]) + delay for r in plain}

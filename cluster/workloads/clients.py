@@ -30,9 +30,10 @@ its clock, and its N clients start together (a burst of N prompts at once, the r
 metrics; choose K of a few times N to measure the steady state. The simulator has no graph
 compilation or first-request overheads, so there is nothing else to warm.
 
-The client-observed times do not yet include an API-server front-end stage: when the cluster
-config's front end (issue 11, `frontend: {request_us, per_prompt_token_us}`) lands, its delay
-is to be added to each request here, between sending and the engine's arrival.
+Client-observed times include the API server's front end (`frontend: {request_us,
+per_prompt_token_us}`, instance/frontend.py): a request sent at its arrival reaches the engine
+`FrontEnd.delay_ns(prompt_len)` later, which the engine applies; arrival, TTFT and E2E stay the
+client's, and requests.csv's `queued` is the engine's own anchor.
 """
 from __future__ import annotations
 
