@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
+from fleetsim.cluster.memory_limit import check_instance_count
 from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import yaml_document
 from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
@@ -61,6 +62,8 @@ INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew"
                  "overhead", "frontend", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
                  "attention_pricing", "dp_group"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo"}
+MAX_OVERHEAD_US = 1e6          # a host overhead of a second per step (or per sequence) is already absurd
+VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)   # vLLM's CacheConfig BlockSize (>= 0.11)
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class ClusterConfig:
             return self
         for key, value in given.items():
             try:      # each field is checked on its own (EngineConfig.validate has no cross-field rule)
-                dataclasses.replace(EngineConfig(), **{key: value}).validate(engine_flag(key))
+                check_engine(dataclasses.replace(EngineConfig(), **{key: value}), engine_flag(key))
             except ValueError as exc:
                 raise InputError(str(exc)) from None
         inst = tuple(dataclasses.replace(s, engine=dataclasses.replace(s.engine, **given)) for s in self.instances)
@@ -142,6 +145,7 @@ class ClusterConfig:
         if instances is not None:
             if not is_int(instances) or instances < 1:
                 raise InputError(f"--instances must be >= 1, got {instances!r}")
+            check_instance_count(instances, "--instances")
             if len(set(cfg.instances)) != 1:
                 raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
             cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
@@ -181,10 +185,19 @@ def engine_config(doc, base: EngineConfig, where: str) -> EngineConfig:
         raise InputError(f"{where}: engine: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ENGINE_KEYS))}")
     cfg = dataclasses.replace(base, **doc)
     try:
-        cfg.validate(f"{where}: engine")
+        check_engine(cfg, f"{where}: engine")
     except ValueError as exc:
         raise InputError(str(exc)) from None
     return cfg
+
+
+def check_engine(cfg: EngineConfig, source: str) -> None:
+    """`cfg.validate(source)`, and the block size one of vLLM's (a user's engine settings; the
+    engine itself takes any size, which its unit tests use)."""
+    cfg.validate(source)
+    if cfg.block_size not in VLLM_BLOCK_SIZES:
+        raise ValueError(f"{source}: block_size must be one of vLLM's {', '.join(map(str, VLLM_BLOCK_SIZES))}, "
+                         f"got {cfg.block_size!r}")
 
 
 def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = False) -> InstanceSpec:
@@ -220,7 +233,7 @@ def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = Fa
         raise InputError(f"{where}: field 'dp_group' must be a group name, got {group!r}")
     for key, allowed in (("dtype", WEIGHT_DTYPES), ("kv_cache_dtype", KV_CACHE_DTYPES),
                          ("attention_pricing", ATTENTION_PRICING)):
-        if key in merged and merged[key] not in allowed:
+        if key in merged and (isinstance(merged[key], (list, dict)) or merged[key] not in allowed):
             raise InputError(f"{where}: field {key!r} must be one of {', '.join(allowed)}, got {merged[key]!r}")
     if not isinstance(merged.get("decode_skew", True), bool):
         raise InputError(f"{where}: field 'decode_skew' must be true or false, got {merged['decode_skew']!r}")
@@ -240,13 +253,13 @@ def instance_spec(doc: dict, base: dict, where: str, model_default_ep: bool = Fa
 
 
 def _times_us(merged: dict, name: str, keys: tuple, where: str) -> dict:
-    """The mapping `name` of µs values >= 0 under `keys` (missing: empty)."""
+    """The mapping `name` of µs values in [0, MAX_OVERHEAD_US] under `keys` (missing: empty)."""
     doc = merged.get(name) or {}
     if not isinstance(doc, dict) or set(doc) - set(keys):
         raise InputError(f"{where}: {name!r} must be a mapping with {' and/or '.join(keys)}")
     for key, value in doc.items():
-        if not is_finite_number(value) or value < 0:
-            raise InputError(f"{where}: {name}.{key} must be a number >= 0, got {value!r}")
+        if not is_finite_number(value) or not 0 <= value <= MAX_OVERHEAD_US:
+            raise InputError(f"{where}: {name}.{key} must be a number of µs in [0, {MAX_OVERHEAD_US:g}], got {value!r}")
     return doc
 
 
@@ -279,6 +292,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     if is_int(inst_doc):
         if inst_doc < 1:
             raise InputError(f"{where}: 'instances' must be >= 1, got {inst_doc}")
+        check_instance_count(inst_doc, f"{where}: instances")
         specs = [instance_spec({}, base, where)] * inst_doc
     elif isinstance(inst_doc, list) and inst_doc:
         for i, item in enumerate(inst_doc):
@@ -291,6 +305,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
             count = item.get("count", 1)
             if not is_int(count) or count < 1:
                 raise InputError(f"{item_where}: 'count' must be a positive integer")
+            check_instance_count(len(specs) + count, f"{item_where}: count")
             specs.extend([instance_spec(item, base, item_where)] * count)
     else:
         raise InputError(f"{where}: 'instances' must be a positive count or a non-empty list")

@@ -10,6 +10,7 @@ from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.fleet_loop import FleetLoop
 from fleetsim.cluster.invariants import LEVELS
+from fleetsim.cluster.memory_limit import check_memory
 from fleetsim.cluster.policies import make_policy, warn_if_blind
 from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.report import RunOutput
@@ -40,21 +41,26 @@ def make_engine(cm: CostModel, spec: InstanceSpec, index: int, fast_forward: boo
         raise InputError(f"instance {index}: {exc}") from None
 
 
-def instance_models(config: ClusterConfig, perf_root=None, models_root=None) -> tuple[dict, dict]:
-    """(cost model, probe engine) of every distinct instance spec. An error (an InputError) names
+def instance_models(config: ClusterConfig, perf_root=None, models_root=None, num_requests: int = 0,
+                    memory_limit=None) -> tuple[dict, dict]:
+    """(cost model, probe engine) of every distinct instance spec, once the run's memory estimate
+    for `num_requests` requests is within `memory_limit` (GiB; None: the memory available,
+    cluster/memory_limit.py) — checked before any engine is built. An error (an InputError) names
     the cluster config that chose the model, hardware, bundle or engine (`config.source`), unless
     it starts with a data file of its own (a bundle CSV, a model's config.json: that file is the
     source); an engine that cannot be built (the model does not fit) also lists the engine flags
     applied."""
     cost_models, probes = {}, {}
     for spec in dict.fromkeys(config.instances):
-        index = config.instances.index(spec)
         try:
             cost_models[spec] = load_cost_model(spec, perf_root, models_root)
         except CostModelError as exc:
             head = re.sub(r":\d+$", "", str(exc).split(": ", 1)[0])
             raise InputError(str(exc) if os.path.isfile(head) or not config.source
                              else f"{config.source}: {exc}") from None
+    check_memory(config, cost_models, num_requests, memory_limit)
+    for spec in cost_models:
+        index = config.instances.index(spec)
         try:
             probes[spec] = make_engine(cost_models[spec], spec, index)
         except InputError as exc:
@@ -86,6 +92,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
               perf_root=None, models_root=None, progress: bool = False, fast_forward: bool = True,
               requests_detail: str = "full", check_invariants: str = "basic", provenance: dict | None = None,
               slo: dict | None = None, trace=None, clients: ClientSpec | None = None, clip_to_model: bool = False,
+              memory_limit=None,
               **backend_options) -> dict:
     """Simulate; write requests.csv, summary.json, timeseries.csv and timeseries_fleet.csv to
     `out` (a folder, or a `RunOutput`; None keeps them in memory).
@@ -100,7 +107,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     `requests_detail` (full, no-itl, none) is how much of requests.csv is written
     (cluster/requests_csv.py); a `RunOutput` passed in is made with
     `requests_csv=writes_file(requests_detail)`. `check_invariants` is `basic` or `full`
-    (cluster/invariants.py); `provenance`, if given, is summary.json's `run` block (what
+    (cluster/invariants.py); `memory_limit` (GiB, None: the memory available) bounds the run's
+    estimated memory (cluster/memory_limit.py); `provenance`, if given, is summary.json's `run` block (what
     produced the run; its `files` are filled in here).
     Returns the summary plus `wall_s`, the run's wall time, which is kept out of the files so
     that they are byte-identical across runs, backends and machines."""
@@ -111,7 +119,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     for flag, path in (("--perf-root", perf_root), ("--models-root", models_root)):
         if path is not None and not os.path.isdir(path):
             raise InputError(f"{flag} {path!r}: no such directory")
-    cost_models, probes = instance_models(config, perf_root or config.perf_root, models_root or config.models_root)
+    cost_models, probes = instance_models(config, perf_root or config.perf_root, models_root or config.models_root,
+                                          len(workload), memory_limit)
     if clip_to_model:
         workload = workload.clipped(clip_limit(list(probes.values())))
     check_workload(workload, list(probes.values()), config.overrides_note())

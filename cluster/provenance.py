@@ -10,7 +10,7 @@
       files: [requests.csv, summary.json, timeseries.csv]
 
 Options in IF_GIVEN_OPTIONS (`slo`) appear only when given. Options that only choose where and how the run executes (backend, actors, instances per actor,
-Ray address, progress, fast-forward, invariant level) are left out: they do not change a byte of
+Ray address, progress, fast-forward, invariant level, memory limit) are left out: they do not change a byte of
 the outputs (tested), so summary.json stays byte-identical across backends and packings.
 Paths are recorded as given (a relative path is relative to the directory the run started in),
 so the block is the same on every machine.
@@ -30,7 +30,7 @@ from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.version import __version__
 
 EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", "progress", "fast_forward",
-                     "check_invariants", "plots")
+                     "check_invariants", "plots", "memory_limit")
 # recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
 # SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
 IF_GIVEN_OPTIONS = ("slo", "trace", "trace_instances", "trace_window", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",

@@ -65,6 +65,7 @@ class RunOptions:
     progress: bool = False
     requests_detail: str = "full"           # requests.csv: full, no-itl (ITL cells empty) or none (no file)
     check_invariants: str = "basic"         # or full (cluster/invariants.py)
+    memory_limit: float | None = None       # GiB the run's estimated memory may take (None: what is available)
     actors: int | None = None
     instances_per_actor: int | None = None
     ray_address: str | None = None
@@ -161,7 +162,7 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,
                   progress=opts.progress, fast_forward=opts.fast_forward, requests_detail=opts.requests_detail,
-                  check_invariants=opts.check_invariants, provenance=provenance,
+                  check_invariants=opts.check_invariants, provenance=provenance, memory_limit=opts.memory_limit,
                   slo=config.slo or None, trace=trace, clients=clients, clip_to_model=bool(opts.clip_to_model),
                   **backend_options)
     except BaseException:

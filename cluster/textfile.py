@@ -78,8 +78,9 @@ def text_lines(path: str, what: str):
 
 
 def json_lines(path: str, what: str):
-    """(`file:line`, object) for every non-blank line of a JSONL file; a malformed line or one
-    that is not a JSON object raises InputError naming it."""
+    """(`file:line`, object) for every non-blank line of a JSONL file; a malformed line (too
+    deeply nested or with an integer too long to convert included) or one that is not a JSON
+    object raises InputError naming it."""
     for lineno, line in text_lines(path, what):
         if not line.strip():
             continue
@@ -88,17 +89,19 @@ def json_lines(path: str, what: str):
             doc = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError(f"{where}: malformed JSON (nested too deeply)") from None
+        except ValueError as exc:      # an integer of more than 4,300 digits
+            raise InputError(f"{where}: malformed JSON ({exc})") from None
         if not isinstance(doc, dict):
             raise InputError(f"{where}: expected a JSON object")
         yield where, doc
 
 
 def yaml_document(path: str, what: str, kind: str = "YAML"):
-    """(parsed document, text) of a YAML (or JSON, a subset) file; malformed → InputError
-    naming the file and the parser's first line of complaint."""
-    import yaml
+    """(parsed document, text) of a YAML (or JSON, a subset) file; malformed, too large with its
+    aliases expanded or too deeply nested (cluster/yaml_document.py) → InputError naming the
+    file and the parser's first line of complaint."""
+    from fleetsim.cluster.yaml_document import load_document
     text = "".join(line for _, line in text_lines(path, what))
-    try:
-        return yaml.safe_load(text), text
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: malformed {kind}: {str(exc).splitlines()[0]}") from None
+    return load_document(text, path, kind), text

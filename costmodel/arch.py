@@ -88,6 +88,21 @@ class ModelArch:
             return self
         return dataclasses.replace(self, linear_dtype_bytes=linear, kv_dtype_bytes=kv)
 
+    def check_parallelism(self, tp: int, pp: int, moe_skew: float = 0.0) -> None:
+        """Refuse a split vLLM would refuse (CostModelError naming the model): tp must divide the
+        attention heads and divide or be a multiple of the KV heads (a KV head is then replicated
+        over tp / kv ranks); pp at most the layers; moe_skew needs experts (ep is checked
+        against them by `expert_parallel.ExpertParallel`)."""
+        if self.num_heads % tp:
+            raise CostModelError(f"tp {tp} must divide the {self.num_heads} attention heads of {self.name}")
+        if self.num_kv_heads % tp and tp % self.num_kv_heads:
+            raise CostModelError(f"tp {tp} must divide the {self.num_kv_heads} KV heads of {self.name} "
+                                 f"or be a multiple of them")
+        if pp > self.num_layers:
+            raise CostModelError(f"pp {pp} exceeds the {self.num_layers} layers of {self.name}")
+        if moe_skew and not self.is_moe:
+            raise CostModelError(f"moe_skew {moe_skew}: {self.name} is a dense model (no experts)")
+
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0

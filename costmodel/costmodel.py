@@ -10,6 +10,7 @@ from fleetsim.costmodel.batch import BatchShape
 from fleetsim.costmodel.catalogue import resolve_hardware_doc
 from fleetsim.costmodel.collectives import Network, network_from_hardware
 from fleetsim.costmodel.errors import CostModelError
+from fleetsim.costmodel.expert_parallel import check_expert_parallel
 from fleetsim.costmodel.files import load_json
 from fleetsim.costmodel.hardware import Hardware
 from fleetsim.costmodel.paths import bundle_dir, hardware_path, model_config_path
@@ -163,6 +164,9 @@ class CostModel:
             arch = load_arch(model, models_roots).with_precision(dtype, kv_cache_dtype)
             if ep is None:
                 ep = tp if arch.is_moe else 1
+            arch.check_parallelism(tp, 1, moe_skew)    # before any bundle or table is read
+            if ep > 1:
+                check_expert_parallel(arch, ep)
             hw = load_hardware(hardware)
             hw, net = _interconnect(hw, resolve_hardware_doc(hardware), network, link_gbps, link_latency_us)
             pricing = attention_pricing or "aggregate"
@@ -179,8 +183,7 @@ class CostModel:
             with _LOCK:
                 _LOADED.setdefault(key, shared)
         state, engine = shared
-        if pp > state.arch.num_layers:
-            raise CostModelError(f"pp {pp} exceeds the {state.arch.num_layers} layers of {model}")
+        state.arch.check_parallelism(tp, pp, moe_skew)
         return cls._assemble(state, engine, overhead_ns, overhead_per_seq_ns, memory_gib, pp)
 
     @classmethod

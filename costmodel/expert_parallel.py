@@ -25,14 +25,20 @@ from __future__ import annotations
 from fleetsim.costmodel.errors import CostModelError
 
 
+def check_expert_parallel(arch, ep: int) -> None:
+    """Refuse an `ep` the model cannot be split by: a dense model has no experts to split, and
+    `ep` must divide the experts (each rank holds E/ep whole experts)."""
+    if not arch.is_moe:
+        raise CostModelError(f"ep={ep}: model {arch.name} has no experts")
+    if arch.num_experts % ep:
+        raise CostModelError(f"ep={ep} must divide the {arch.num_experts} experts of {arch.name}")
+
+
 class ExpertParallel:
     """Routing and collectives of one MoE model's layers split over `ep` ranks."""
 
     def __init__(self, arch, ep: int, network):
-        if not arch.is_moe:
-            raise CostModelError(f"ep={ep}: model {arch.name} has no experts")
-        if arch.num_experts % ep:
-            raise CostModelError(f"ep={ep} must divide the {arch.num_experts} experts of {arch.name}")
+        check_expert_parallel(arch, ep)
         self.ep = ep
         self.k = max(1, arch.experts_per_token)
         self.experts = arch.num_experts

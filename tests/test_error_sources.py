@@ -70,7 +70,7 @@ def test_a_bad_flag_is_named(setup, tmp_path, capsys, extra, flags, expected):
     ("seed: -1", "'seed' must be an integer >= 0"),
     ("model: nobody/NoSuchModel", "model 'nobody/NoSuchModel': no config.json found as <org>/<name>.json under "),
     ("hardware: NoSuchGPU", "hardware 'NoSuchGPU': unknown; shipped: "),
-    ("tp: 3", "profile bundle RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp3: not found under "),
+    ("tp: 4", "profile bundle RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp4: not found under "),
     ("cost_model: magic", "cost model backend 'magic': unknown; choose one of profile, roofline"),
     ("instances: [{count: 1}, {count: 1, hardware: NoSuchGPU}]", "hardware 'NoSuchGPU': unknown; shipped: "),
     ("memory_gib: 1", "instance 0: model meta-llama/Llama-3.1-8B does not fit: weights need 15.0 GiB per GPU, "

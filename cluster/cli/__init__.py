@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from fleetsim.cluster.errors import BackendFailure, InputError
@@ -19,8 +20,17 @@ from fleetsim.costmodel import CostModelError
 SUBCOMMANDS = ("run", "rerun", "validate", "sweep", "capacity", "compare", "report", "workload")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one stderr line, as every other bad input's
+    (`fleetsim: error: argument --instances: invalid int value: 'x' (fleetsim run --help)`),
+    exit code 2; the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"fleetsim: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fleetsim", description="Simulate LLM serving fleets in simulated time.")
+    p = OneLineParser(prog="fleetsim", description="Simulate LLM serving fleets in simulated time.")
     sub = p.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"fleetsim.cluster.cli.{name}").register(sub)
@@ -53,6 +63,9 @@ def main(argv=None) -> int:
     except InvariantViolation as exc:  # the run broke its own invariants: no result
         print(f"fleetsim: invariant violated: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:            # `fleetsim validate --json | head`: the reader left; end quietly
+        quiet_stdout()
+        return 141                     # as a command ended by SIGPIPE (128 + 13)
     except BackendFailure as exc:      # e.g. a Ray actor lost beyond its rebuilds: no result
         print(f"fleetsim: backend failed: {exc}", file=sys.stderr)
         return 4
@@ -63,3 +76,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("fleetsim: interrupted", file=sys.stderr)
         return 130
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered for a closed pipe raises nothing (the recipe of Python's `signal` docs)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -21,6 +21,9 @@ def register(sub) -> None:
     run.add_argument("--check-invariants", choices=("basic", "full"), default="basic",
                      help="basic: cheap checks on every run (default); full: also the KV block manager after "
                           "every window (a violation exits 3)")
+    run.add_argument("--memory-limit", type=float, metavar="GIB",
+                     help="refuse a run whose estimated memory (engines, KV block arrays, request records) "
+                          "exceeds GIB (default: the memory available on this machine)")
     run.add_argument("--perf-root", help="folder of perf bundles <hardware>/<org>/<name>/<variant>/tp<N>/")
     run.add_argument("--models-root", help="folder of HF configs <org>/<name>.json, searched first")
     run.add_argument("--seed", type=int, help="run seed (overrides the config's)")

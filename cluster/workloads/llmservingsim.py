@@ -15,7 +15,7 @@ from __future__ import annotations
 from fleetsim.cluster.errors import InputError, is_int
 from fleetsim.cluster.textfile import json_lines
 from fleetsim.cluster.workloads.formats import TraceFormat, register
-from fleetsim.cluster.workloads.table import Extra, Turn
+from fleetsim.cluster.workloads.table import INPUT_TIME_LIMIT_NS, Extra, Turn
 
 
 def nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive: bool = False) -> int:
@@ -25,6 +25,17 @@ def nonneg_int(doc: dict, key: str, where: str, required: bool = True, positive:
     if not is_int(value) or value < (1 if positive else 0):
         what = "a positive integer" if positive else "an integer >= 0"
         raise InputError(f"{where}: field {key!r} must be {what}, got {value!r}")
+    return value
+
+
+def time_ns(doc: dict, key: str, where: str, required: bool = True, spent: int | None = None) -> int:
+    """A time field in ns: an integer >= 0 that with the `spent` time before it (a session's
+    arrival and earlier tool durations) stays within INPUT_TIME_LIMIT_NS (10^17 ns)."""
+    value = nonneg_int(doc, key, where, required)
+    if (spent or 0) + value > INPUT_TIME_LIMIT_NS:
+        what = "" if spent is None else " with the session's arrival and earlier tool durations"
+        raise InputError(f"{where}: field {key!r}{what} must be at most 10^17 ns (a tenth of the simulation's "
+                         f"time bound), got {value}")
     return value
 
 
@@ -63,7 +74,7 @@ class LLMServingSimJSONL(TraceFormat):
         for where, doc in json_lines(path, "workload"):
             if builder.full:
                 break
-            arrival = nonneg_int(doc, "arrival_time_ns", where)
+            arrival = time_ns(doc, "arrival_time_ns", where)
             subs = doc.get("sub_requests")
             if subs is None:
                 inp, out, ids = _lengths_and_ids(doc, where)
@@ -76,11 +87,13 @@ class LLMServingSimJSONL(TraceFormat):
                 continue
             if not isinstance(subs, list) or not subs:
                 raise InputError(f"{where}: field 'sub_requests' must be a non-empty list")
-            turns = []
+            turns, spent = [], arrival
             for k, sub in enumerate(subs):
                 sub_where = f"{where}: sub_requests[{k}]"
                 inp, out, ids = _lengths_and_ids(sub, sub_where)
-                turns.append(Turn(inp, out, nonneg_int(sub, "tool_duration_ns", sub_where, required=False), ids))
+                think = time_ns(sub, "tool_duration_ns", sub_where, required=False, spent=spent)
+                spent += think
+                turns.append(Turn(inp, out, think, ids))
             first = turns[0]
             builder.add(arrival, first.prompt, first.output,
                         Extra(token_ids=first.token_ids, session=doc.get("session_id", builder.count),

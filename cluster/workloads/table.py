@@ -21,7 +21,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.invariants import TIME_LIMIT_NS
 from fleetsim.instance.request import Request
+
+# The latest a request may arrive (after the trace's first, for traces with wall-clock stamps): a
+# tenth of the simulation's time bound, 10^17 ns (~3.2 years), leaving the rest for serving it,
+# so that no workload can run a simulation past the bound.
+INPUT_TIME_LIMIT_NS = TIME_LIMIT_NS // 10
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,10 @@ class Workload:
         """Arrivals multiplied by `factor` (rounded to the ns)."""
         if factor == 1.0:
             return self
+        span = float(self.arrival.max() - self.arrival.min()) * factor if len(self.arrival) else 0.0
+        if span > INPUT_TIME_LIMIT_NS:
+            raise InputError(f"--time-scale {factor}: the workload would span {span:.3g} ns, more than 10^17 ns (a "
+                             f"tenth of the simulation's time bound)")
         return replace(self, arrival=np.round(self.arrival * factor).astype(np.int64))
 
     def with_arrivals(self, arrival: np.ndarray) -> "Workload":
@@ -209,6 +219,9 @@ class TableBuilder:
             if self.limit is not None and len(extra.turns) > self.limit - self.count - 1:
                 extra = replace(extra, turns=extra.turns[:self.limit - self.count - 1])
             self.extras[len(self.rid)] = extra
+        for what, value in (("arrival time", arrival), ("prompt length", prompt), ("output length", output)):
+            if not -2 ** 63 <= value < 2 ** 63:
+                raise InputError(f"{self.source}: request {self.count}'s {what} {value} does not fit in 64 bits")
         self.arrival.append(arrival)
         self.prompt.append(prompt)
         self.output.append(output)
@@ -224,6 +237,11 @@ class TableBuilder:
         arrival, prompt, output, rid = cols
         if from_first:
             arrival = arrival - arrival.min()
+        late = np.flatnonzero(arrival > INPUT_TIME_LIMIT_NS)
+        if len(late):
+            after = " after the first" if from_first else ""
+            raise InputError(f"{self.source}: request {rid[late[0]]} arrives {arrival[late[0]]} ns{after}, more than "
+                             f"10^17 ns (a tenth of the simulation's time bound)")
         extras = self.extras
         if np.any(arrival[1:] < arrival[:-1]):
             order = np.lexsort((rid, arrival))
