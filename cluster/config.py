@@ -259,7 +259,8 @@ def _times_us(merged: dict, name: str, keys: tuple, where: str) -> dict:
         raise InputError(f"{where}: {name!r} must be a mapping with {' and/or '.join(keys)}")
     for key, value in doc.items():
         if not is_finite_number(value) or not 0 <= value <= MAX_OVERHEAD_US:
-            raise InputError(f"{where}: {name}.{key} must be a number of µs in [0, {MAX_OVERHEAD_US:g}], got {value!r}")
+            raise InputError(f"{where}: {name}.{key} must be a number >= 0 and at most {MAX_OVERHEAD_US:g} µs, "
+                             f"got {value!r}")
     return doc
 
 
