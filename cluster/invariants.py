@@ -5,7 +5,8 @@
   (0 <= queueing <= TTFT <= E2E), and its ITL gaps add up to E2E − TTFT;
 - per instance, completion times never go back (windows are recorded in time order);
 - on the instance side, each finished request produced exactly its output tokens, and each
-  instance's clock never goes back (`instance_checks`);
+  instance's clock never goes back nor passes `TIME_LIMIT_NS` (`instance_checks`, after every
+  window, before the window's records and time-series buckets reach any output);
 - at the end, per instance: requests routed by the router = received by the instance = finished
   (+ rejected: no policy rejects yet); every KV block free; simulated time within `TIME_LIMIT_NS`.
 `full` (`--check-invariants full`) adds, after every window on the instance side, the block
@@ -30,6 +31,12 @@ class InvariantViolation(RuntimeError):
     """The simulation broke one of its own invariants (a bug, or input it cannot represent)."""
 
 
+def past_time_limit(idx: int, now: int) -> InvariantViolation:
+    return InvariantViolation(
+        f"instance {idx}: simulated time reached {now:.3g} ns, past the bound of {TIME_LIMIT_NS:.0e} ns (~31.7 "
+        f"years): a step costs more than a run can represent (check the overhead and the cost model)")
+
+
 def _at(ns: int) -> str:
     return f"at simulated time {ns} ns ({ns / 1e9:.6f} s)"
 
@@ -40,6 +47,8 @@ def instance_checks(engine, last_now: int, finished: list, full: bool) -> None:
     idx = engine.instance_id
     if engine.now < last_now:
         raise InvariantViolation(f"instance {idx}: clock went back from {last_now} to {engine.now} ns")
+    if engine.now > TIME_LIMIT_NS:     # before any output sees the window (a time series of 10^9 s)
+        raise past_time_limit(idx, engine.now)
     for req in finished:
         if req.num_output != req.output_len or len(req.itl) != req.output_len - 1:
             raise InvariantViolation(
@@ -101,10 +110,7 @@ class RunChecker:
         for i, sent in enumerate(routed):
             s = stats[i]
             if s["now"] > TIME_LIMIT_NS:
-                raise InvariantViolation(
-                    f"instance {i}: simulated time reached {s['now']:.3g} ns, past the bound of {TIME_LIMIT_NS:.0e} "
-                    f"ns (~31.7 years): a step costs more than a run can represent (check the overhead and the "
-                    f"cost model)")
+                raise past_time_limit(i, s["now"])
             if sent != s["received"]:
                 raise InvariantViolation(f"instance {i}: the router sent {sent} requests, the instance received "
                                          f"{s['received']} {_at(s['now'])}")

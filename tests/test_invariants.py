@@ -79,6 +79,8 @@ def test_instance_side_checks():
         instance_checks(_Engine(), 5, [_Req(1, 3, 2, [1])], full=False)
     with pytest.raises(InvariantViolation, match="instance 2: clock went back from 20 to 10"):
         instance_checks(_Engine(), 20, [], full=False)
+    with pytest.raises(InvariantViolation, match="instance 2: simulated time reached .* past the bound"):
+        instance_checks(_Engine(now=TIME_LIMIT_NS + 1), 5, [], full=False)
     broken = BlockManager(8, 16)
     broken.ref_cnt[7] = 1                  # referenced but never handed out: the free queue disagrees
     with pytest.raises(InvariantViolation, match="instance 2: KV block manager"):
