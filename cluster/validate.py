@@ -15,6 +15,11 @@ The anchor (`real_anchor`) is like with like on both sides:
   run: every first_token_ts − arrival_time within [0, 1 day]); the simulated side is measured
   from the client's send time, requests.csv's `arrival` (the front end included).
 `meta.json` may say `"anchor": "engine"` or `"client"` to override the detection.
+
+Both runs must be of the same workload (`same_workload`): the simulation's request ids are
+0..N−1 (workload order) and request i has the input and output lengths of the real run's i-th
+request. `--match all` (default) needs the same N; `--match prefix` compares a simulation of the
+first N requests (e.g. `--num-requests N`) with the real run's first N.
 `validate --sim-from-arrival` measures the simulated side from the client send time whatever
 the real anchor: LLMServingSim's own comparison (its simulated arrival against the real
 `queued_ts`), which leaves out the wait for the engine's next step boundary.
@@ -94,7 +99,7 @@ def load_real(run_dir: str, limit: int | None = None) -> dict:
     rows, meta = _real_rows(run_dir, limit)
     anchor = _anchor(rows, meta)
     field = "queued_ts" if anchor == "engine" else "arrival_time"
-    ttft, tpot, lat = [], [], []
+    ttft, tpot, lat, lengths = [], [], [], []
     for where, r in rows:
         try:
             start, first, last = float(r[field]), float(r["first_token_ts"]), float(r["last_token_ts"])
@@ -103,9 +108,11 @@ def load_real(run_dir: str, limit: int | None = None) -> dict:
             raise InputError(f"{where}: missing or bad field {exc}") from None
         ttft.append((first - start) * 1e3)
         lat.append((last - start) * 1e3)
+        lengths.append((r.get("input_toks"), out))
         if out > 1:
             tpot.append((last - first) / (out - 1) * 1e3)
-    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat), "anchor": anchor}
+    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat), "anchor": anchor,
+            "lengths": lengths, "where": os.path.join(run_dir, "requests.jsonl")}
 
 
 def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
@@ -116,12 +123,13 @@ def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
         raise InputError(f"{path}: not found (expected a fleetsim run's --out directory, "
                          "run with --requests-detail full or no-itl)")
     csv.field_size_limit(1 << 30)
-    ttft, tpot, lat = [], [], []
+    ttft, tpot, lat, lengths = [], [], [], {}
     engine = anchor == "engine"
     reader = csv.DictReader(line for _, line in text_lines(path, "fleetsim requests.csv"))
     for lineno, r in enumerate(reader, 2):
         try:
             shift = int(r["queued"]) - int(r["arrival"]) if engine else 0
+            lengths[int(r["request id"])] = (int(r["input"]), int(r["output"]))
             ttft.append((int(r["TTFT"]) - shift) / 1e6)
             lat.append((int(r["latency"]) - shift) / 1e6)
             if int(r["output"]) > 1:
@@ -130,7 +138,32 @@ def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
             raise InputError(f"{path}:{lineno}: missing or bad field {exc}") from None
     if not ttft:
         raise InputError(f"{path}: no requests")
-    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat)}
+    return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat), "lengths": lengths,
+            "where": path}
+
+
+MATCHES = ("all", "prefix")
+
+
+def same_workload(real: dict, sim: dict, match: str = "all") -> int:
+    """Check that `sim` simulated the real run's workload (module docstring); returns the number
+    of requests to compare (with `prefix`, reload the real run with that limit)."""
+    if match not in MATCHES:
+        raise InputError(f"--match {match!r}: choose one of {', '.join(MATCHES)}")
+    lengths, n_real = sim["lengths"], len(real["lengths"])
+    n = len(lengths)
+    if sorted(lengths) != list(range(n)):
+        raise InputError(f"{sim['where']}: request ids are not 0..{n - 1} (a run with warm-up requests or a "
+                         "subset of another workload cannot be compared request for request)")
+    if n != n_real and not (match == "prefix" and n < n_real):
+        hint = "; pass --match prefix to compare with the real run's first requests" if n < n_real else ""
+        raise InputError(f"{sim['where']}: {n} requests, the real run {real['where']} has {n_real}{hint}")
+    for i in range(n):
+        if tuple(real["lengths"][i]) != lengths[i]:
+            raise InputError(f"{sim['where']}: request {i} has {lengths[i][0]} input / {lengths[i][1]} output "
+                             f"tokens, the real run's has {real['lengths'][i][0]} / {real['lengths'][i][1]}: not the "
+                             "same workload")
+    return n
 
 
 def anchor_line(real_anchor: str, sim_anchor: str) -> str:

@@ -13,6 +13,8 @@ def register(sub) -> None:
     val.add_argument("--sim", required=True, help="fleetsim --out directory (with --fit-overhead: where the "
                                                    "best-fitting run is written)")
     val.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    val.add_argument("--match", choices=("all", "prefix"), default="all",
+                     help="all: the simulation holds every request of the real run (default); prefix: its first N")
     val.add_argument("--sim-from-arrival", action="store_true",
                      help="measure the simulated times from the client send time whatever the real run's anchor "
                           "(LLMServingSim's own comparison; default: like with like, cluster/validate.py)")
@@ -30,12 +32,16 @@ def register(sub) -> None:
 
 
 def cmd_validate(args) -> int:
-    from fleetsim.cluster.validate import anchor_line, compare, format_table, load_real, load_sim
+    from fleetsim.cluster.validate import anchor_line, compare, format_table, load_real, load_sim, same_workload
     if args.fit_overhead:
         return cmd_fit_overhead(args)
     real = load_real(args.real)
     sim_anchor = "client" if args.sim_from_arrival else real["anchor"]
-    result = compare(real, load_sim(args.sim, sim_anchor))
+    sim = load_sim(args.sim, sim_anchor)
+    n = same_workload(real, sim, args.match)
+    if n < len(real["lengths"]):
+        real = load_real(args.real, n)
+    result = compare(real, sim)
     if args.json:
         print(json.dumps({**result, "anchor": real["anchor"], "sim_anchor": sim_anchor}, indent=2))
     else:
