@@ -17,8 +17,9 @@ The anchor (`real_anchor`) is like with like on both sides:
 `meta.json` may say `"anchor": "engine"` or `"client"` to override the detection.
 
 Both runs must be of the same workload (`same_workload`): the simulation's request ids are
-0..N−1 (workload order) and request i has the input and output lengths of the real run's i-th
-request. `--match all` (default) needs the same N; `--match prefix` compares a simulation of the
+0..N−1 (workload order) and request i has the input and output lengths of the real run's
+request i (the one whose request_id ends in i, as vLLM's benchmark names them "bench-i", else
+the i-th line). `--match all` (default) needs the same N; `--match prefix` compares a simulation of the
 first N requests (e.g. `--num-requests N`) with the real run's first N.
 `validate --sim-from-arrival` measures the simulated side from the client send time whatever
 the real anchor: LLMServingSim's own comparison (its simulated arrival against the real
@@ -29,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import numpy as np
 
@@ -108,11 +110,21 @@ def load_real(run_dir: str, limit: int | None = None) -> dict:
             raise InputError(f"{where}: missing or bad field {exc}") from None
         ttft.append((first - start) * 1e3)
         lat.append((last - start) * 1e3)
-        lengths.append((r.get("input_toks"), out))
+        lengths.append((r.get("request_id"), r.get("input_toks"), out))
         if out > 1:
             tpot.append((last - first) / (out - 1) * 1e3)
     return {"TTFT": np.array(ttft), "TPOT": np.array(tpot), "Latency": np.array(lat), "anchor": anchor,
-            "lengths": lengths, "where": os.path.join(run_dir, "requests.jsonl")}
+            "lengths": _in_workload_order(lengths), "where": os.path.join(run_dir, "requests.jsonl")}
+
+
+def _in_workload_order(rows: list) -> list:
+    """(input, output) of the real requests in workload order: by the number that ends each
+    request_id ("bench-17" is request 17) when those are 0..N−1, else in file order."""
+    nums = [re.search(r"(\d+)$", str(rid)) for rid, _, _ in rows]
+    if all(nums) and sorted(int(m.group(1)) for m in nums) == list(range(len(rows))):
+        order = sorted(range(len(rows)), key=lambda i: int(nums[i].group(1)))
+        rows = [rows[i] for i in order]
+    return [(inp, out) for _, inp, out in rows]
 
 
 def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
