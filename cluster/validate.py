@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 
@@ -108,6 +109,9 @@ def load_real(run_dir: str, limit: int | None = None) -> dict:
             out = int(r["output_toks"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: missing or bad field {exc}") from None
+        if not all(math.isfinite(v) for v in (start, first, last)):
+            raise InputError(f"{where}: {field}, first_token_ts and last_token_ts must be finite numbers, got "
+                             f"{start}, {first}, {last}")
         ttft.append((first - start) * 1e3)
         lat.append((last - start) * 1e3)
         lengths.append((r.get("request_id"), r.get("input_toks"), out))

@@ -30,3 +30,16 @@ def test_counts_lengths_and_prefix(shared_data, tmp_path, capsys):
     warm = run_cli(tmp_path / "warm", "--warmup-requests", "5", cluster=EXAMPLE_CLUSTER)
     code, _, err = _validate(capsys, warm)
     assert code == 2 and len(err) == 1 and "request ids are not 0.." in err[0]
+
+
+def test_non_finite_real_timestamps(tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "meta.json").write_text("{}\n")
+    (real / "requests.jsonl").write_text('{"request_id": "bench-0", "input_toks": 5, "output_toks": 2, '
+                                         '"arrival_time": 1.0, "queued_ts": 1.5, "first_token_ts": NaN, '
+                                         '"last_token_ts": 3.0}\n')
+    sim = run_cli(tmp_path / "sim", "--num-requests", "1", cluster=EXAMPLE_CLUSTER)
+    code = main(["validate", "--real", str(real), "--sim", str(sim)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "must be finite numbers" in err[0], err
