@@ -12,6 +12,7 @@ import io
 import os
 
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.experiments.html_report import fmt
 from fleetsim.cluster.experiments.spec import metric_value
 
 HEADLINE = (("requests", "num_requests"), ("TTFT p50 ms", "ttft_ms.p50"), ("TTFT p99 ms", "ttft_ms.p99"),
@@ -57,18 +58,8 @@ def compare_rows(runs: list) -> tuple[list, list]:
     return header, rows
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 def format_table(header: list, rows: list) -> str:
-    cells = [header] + [[_fmt(v) for v in row] for row in rows]
+    cells = [header] + [[fmt(v) for v in row] for row in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                      for row in cells)

@@ -39,6 +39,7 @@ import numpy as np
 
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.experiments.spec import Point, SweepSpec, metric_value
+from fleetsim.cluster.provenance import file_sha256
 from fleetsim.costmodel import CostModelError, files
 
 POINTS_DIR = "points"
@@ -72,14 +73,6 @@ def write_atomic(path: str, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _sha_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def scale_arrivals(workload, rate_scale: float):
@@ -120,8 +113,8 @@ def prepare(spec: SweepSpec) -> Prepared:
                 load_cost_model(s, config.perf_root, config.models_root)
         except (InputError, CostModelError) as exc:
             early[p.index] = str(exc)
-    tables = {path: _sha_file(path) for path in sorted(files.READS)}
-    common = {"workload_sha256": _sha_file(spec.workload), "workload_options": wopts, "options": spec.options,
+    tables = {path: file_sha256(path) for path in sorted(files.READS)}
+    common = {"workload_sha256": file_sha256(spec.workload), "workload_options": wopts, "options": spec.options,
               "tables": tables, "fleetsim": __version__, "cluster_dir": spec.cluster_dir}
     hashes = []
     for p in points:
