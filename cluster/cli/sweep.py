@@ -11,7 +11,7 @@ def register(sub) -> None:
     p.add_argument("dir", nargs="?", help="with status: the sweep folder")
     p.add_argument("--out", help="sweep folder (points/, results.csv, summary.md); re-running resumes it")
     p.add_argument("--backend", choices=("ray", "local"), default="ray",
-                   help="ray: points as Ray tasks, one CPU each (default; a local loopback Ray unless "
+                   help="ray: points in Ray tasks, one CPU each (default; a local loopback Ray unless "
                         "--ray-address); local: in this process, one after another")
     p.add_argument("--ray-address", help="join an existing Ray cluster (e.g. auto, or host:port)")
     p.add_argument("--force", action="store_true",

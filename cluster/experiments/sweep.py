@@ -7,8 +7,12 @@ cache, warmed by loading each distinct instance's cost model). On Ray that parse
 the object store once (`ray.put`) and every point task receives the same references: a worker
 installs the parsed files into its own cache and opens no config, table or workload file (each
 point's record lists the input files its worker opened, `inputs_opened`, which is empty). Points
-are Ray tasks of one CPU each, running the local backend inside (one point = one process-local
+run in Ray tasks of one CPU each, running the local backend inside (one point = one process-local
 simulation; Ray's parallelism is across points, so `--backend ray` inside a point is not offered).
+A task takes a chunk of points, guided self-scheduling: each new task takes the pending points
+divided by twice the CPU count (at least one), so a sweep of many small points pays Ray's
+per-task cost (resolving the shared state, scheduling, returning) once per chunk, while the
+last tasks, of one point each, keep both CPUs busy to the end.
 
 Resumable by construction. DIR/points/NNNNNN.json holds one finished point (written to a
 temporary name and renamed, so it is whole or absent): its axis values, its fully resolved
@@ -145,8 +149,8 @@ def compute_point(point: Point, shared: dict) -> dict:
     return record
 
 
-def _ray_point(point: Point, shared: dict) -> dict:
-    return compute_point(point, shared)
+def _ray_points(points: list, shared: dict) -> list:
+    return [compute_point(p, shared) for p in points]
 
 
 def _finish_record(record: dict, prep: Prepared) -> str:
@@ -239,14 +243,19 @@ def _execute(pending: list, prep: Prepared, shared: dict, backend: str, ray_addr
         return
     from fleetsim.cluster.backends.ray_backend import start_ray
     ray, _ = start_ray(ray_address)
-    task = ray.remote(num_cpus=1)(_ray_point)
+    task = ray.remote(num_cpus=1)(_ray_points)
     # the shared state is put once; every task gets the same reference (Ray resolves a
     # top-level reference argument from the object store, numpy tables zero-copy)
     ref = ray.put(shared)
-    futures = [task.remote(p, ref) for p in runnable]
-    while futures:
+    slots = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    futures, start = [], 0
+    while futures or start < len(runnable):
+        while start < len(runnable) and len(futures) < slots:
+            size = max(1, (len(runnable) - start) // slots)
+            futures.append(task.remote(runnable[start:start + size], ref))
+            start += size
         ready, futures = ray.wait(futures, num_returns=1)
-        yield ray.get(ready[0])
+        yield from ray.get(ready[0])
 
 
 def _bar(total: int, progress: bool):
