@@ -7,7 +7,8 @@ when pandas is installed, else numpy structured arrays; each column is int64 whe
 a number or empty (empty = NaN), else text; the ITL column holds each request's list of gaps (ns).
 `Result.table(name)` reads any other CSV of the run the same way. The tables are parsed from the
 run's own files (in memory, or in the folder the run wrote), so they always agree with them;
-`Result.save(folder)` writes those exact bytes.
+`Result.save(folder)` writes those exact bytes; `Result.plot()` draws the figures of
+`fleetsim run --plots` (matplotlib).
 """
 from __future__ import annotations
 
@@ -104,6 +105,19 @@ class Result:
     @property
     def timeseries_fleet(self):
         return self.table("timeseries_fleet.csv")
+
+    def plot(self, folder: str | None = None, label: str = "run") -> dict:
+        """The run's figures (`fleetsim run --plots`: latency CDFs, per-instance and fleet time
+        series, load balance; needs matplotlib), as {file name: matplotlib Figure}; with
+        `folder`, written there as PNGs instead and {file name: path} returned."""
+        from fleetsim.cluster.experiments import plots
+        run = plots.RunData.from_texts(self.summary, lambda n: self.text(n) if n in self.names else None, label)
+        if folder is None:
+            return plots.run_figures(run, as_png=False)
+        os.makedirs(folder, exist_ok=True)
+        pngs = plots.run_figures(run)
+        plots.write_pngs(folder, pngs)
+        return {name: os.path.join(folder, name) for name in pngs}
 
     def save(self, folder: str, overwrite: bool = False) -> str:
         """Write the run's files into `folder` (all at once, as a run does; a folder holding an

@@ -44,6 +44,20 @@ def test_run_plots_are_pngs_and_deterministic(tmp_path):
     assert (a / "requests.csv").read_bytes() == (c / "requests.csv").read_bytes()
 
 
+def test_result_plot_draws_the_run_plots_figures(tmp_path):
+    """`Result.plot()` in memory: the same figures as `fleetsim run --plots` of the same run
+    (same label, same PNG bytes), or matplotlib Figures to show in a notebook."""
+    cli = _run(tmp_path / "run", "--plots")
+    result = simulate(str(FLEET_CLUSTER), str(EXAMPLE_WORKLOAD), instances=3, num_requests=60)
+    paths = result.plot(tmp_path / "figs", label="run")
+    assert sorted(paths) == ["latency_cdf.png", "load_balance.png", "timeseries.png"]
+    for name, path in paths.items():
+        assert open(path, "rb").read() == (cli / name).read_bytes()
+    figs = result.plot()
+    assert [ax.get_title() for ax in figs["latency_cdf.png"].axes] == ["TTFT CDF", "TPOT CDF", "E2E latency CDF"]
+    assert figs["timeseries.png"].texts[0].get_text() == "run: per-second time series (3 instances)"
+
+
 def test_plots_without_matplotlib_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)          # import matplotlib -> ImportError
     assert main(["run", "--cluster", str(FLEET_CLUSTER), "--workload", str(EXAMPLE_WORKLOAD), "--out",

@@ -50,30 +50,43 @@ def png_bytes(fig) -> bytes:
 
 
 class RunData:
-    """A run folder's summary.json and the columns of its CSVs the figures use."""
+    """A run's summary and the columns of its CSVs the figures use: from a run folder
+    (`RunData(folder)`) or from a `Result` in memory (`RunData.from_texts`)."""
 
     def __init__(self, folder: str, label: str | None = None):
-        from fleetsim.cluster.result import numpy_table
-        self.folder = folder
-        self.label = label or os.path.basename(os.path.normpath(folder))
         path = os.path.join(folder, "summary.json")
         try:
             with open(path, encoding="utf-8") as fh:
-                self.summary = json.load(fh)
+                summary = json.load(fh)
         except FileNotFoundError:
             raise InputError(f"{folder}: not a run folder (no summary.json)") from None
         except ValueError as exc:
             raise InputError(f"{path}: unreadable: {exc}") from None
 
-        def table(name):
+        def text(name):
             p = os.path.join(folder, name)
             if not os.path.isfile(p):
                 return None
             with open(p, encoding="utf-8", newline="") as fh:
-                return numpy_table(fh.read())
-        self.requests = table("requests.csv")
-        self.series = table("timeseries.csv")
-        self.fleet = table("timeseries_fleet.csv")
+                return fh.read()
+        self._fill(folder, label or os.path.basename(os.path.normpath(folder)), summary, text)
+
+    @classmethod
+    def from_texts(cls, summary: dict, text, label: str = "run") -> "RunData":
+        """From a summary dict and `text(name)`: an output file's text, or None if not written."""
+        run = cls.__new__(cls)
+        run._fill(None, label, summary, text)
+        return run
+
+    def _fill(self, folder, label: str, summary: dict, text) -> None:
+        from fleetsim.cluster.result import numpy_table
+        self.folder, self.label, self.summary = folder, label, summary
+        tables = {}
+        for name in ("requests.csv", "timeseries.csv", "timeseries_fleet.csv"):
+            t = text(name)
+            tables[name] = None if t is None else numpy_table(t)
+        self.requests, self.series, self.fleet = (tables["requests.csv"], tables["timeseries.csv"],
+                                                  tables["timeseries_fleet.csv"])
 
     def latency_ms(self, column: str) -> np.ndarray:
         if self.requests is None or len(self.requests) == 0:
@@ -170,10 +183,11 @@ def fig_load_balance(runs: list):
 RUN_FIGURES = ("latency_cdf.png", "timeseries.png", "load_balance.png")
 
 
-def run_figures(run: RunData) -> dict:
-    """{file name: PNG bytes} of one run's figures."""
-    return {"latency_cdf.png": png_bytes(fig_latency_cdfs([run])), "timeseries.png": png_bytes(fig_timeseries(run)),
-            "load_balance.png": png_bytes(fig_load_balance([run]))}
+def run_figures(run: RunData, as_png: bool = True) -> dict:
+    """{file name: PNG bytes} of one run's figures ({file name: Figure} unless `as_png`)."""
+    figs = {"latency_cdf.png": fig_latency_cdfs([run]), "timeseries.png": fig_timeseries(run),
+            "load_balance.png": fig_load_balance([run])}
+    return {name: png_bytes(fig) for name, fig in figs.items()} if as_png else figs
 
 
 def write_run_plots(folder: str) -> None:
