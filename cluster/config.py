@@ -28,6 +28,8 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     instances: 1                       # a count, or a list of per-instance overrides:
     #  - {count: 2, hardware: H100-SXM-80GB, tp: 2, engine: {max_num_seqs: 64}}
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}
+    #  router.admission: none | {policy: token_bucket, rate: 20, burst: 10} | a list of stages
+    #  (queue_cap, slo: cluster/admission.py)
     seed: 0
     slo: {ttft_p99_ms: 2000, tpot_ms: 100}   # SLOs reported in summary.json (experiments/slo.py)
 
@@ -46,6 +48,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from fleetsim.cluster.admission import parse_admission
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.memory_limit import check_instance_count
@@ -110,6 +113,8 @@ class ClusterConfig:
     document: object = field(default=None, compare=False, repr=False)   # the parsed file or dict
     sha256: str | None = field(default=None, compare=False, repr=False)  # of the file's bytes
     slo: dict = field(default_factory=dict)     # experiments.slo.parse_slo's {key: value}; {} = none
+    admission: tuple = ()     # router.admission: admission.StageSpec stages; () = none (kept out of RouterSpec,
+                              # so summary.json's resolved router of a run without it keeps its bytes)
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
         """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
@@ -269,7 +274,7 @@ def _router(doc, where: str) -> RouterSpec:
         return RouterSpec()
     if not isinstance(doc, dict):
         raise InputError(f"{where}: 'router' must be a mapping")
-    unknown = sorted(set(doc) - {"policy", "sync_interval_ms", "options"})
+    unknown = sorted(set(doc) - {"policy", "sync_interval_ms", "options", "admission"})
     if unknown:
         raise InputError(f"{where}: router: unknown key(s) {', '.join(unknown)}")
     sync = doc.get("sync_interval_ms", 50.0)
@@ -317,8 +322,10 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise InputError(f"{where}: {key!r} must be a directory path, got {doc[key]!r}")
     slo = parse_slo(doc["slo"], f"{where}: slo") if doc.get("slo") is not None else {}
-    return ClusterConfig(tuple(specs), _router(doc.get("router"), where), seed,
-                         doc.get("perf_root"), doc.get("models_root"), where, slo=slo)
+    router = _router(doc.get("router"), where)
+    admission = parse_admission((doc.get("router") or {}).get("admission"), f"{where}: router.admission")
+    return ClusterConfig(tuple(specs), router, seed,
+                         doc.get("perf_root"), doc.get("models_root"), where, slo=slo, admission=admission)
 
 
 def load_cluster_config(path: str) -> ClusterConfig:

@@ -5,6 +5,7 @@ import os
 import re
 import time
 
+from fleetsim.cluster.admission import Admission
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
@@ -12,7 +13,9 @@ from fleetsim.cluster.fleet_loop import FleetLoop
 from fleetsim.cluster.invariants import LEVELS
 from fleetsim.cluster.memory_limit import check_memory
 from fleetsim.cluster.policies import make_policy, warn_if_blind
+from fleetsim.cluster.instance_capacity import prefill_rates
 from fleetsim.cluster.progress import run_bar
+from fleetsim.cluster.rejections import Rejections
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
 from fleetsim.cluster.requests_csv import writes_file
@@ -136,7 +139,12 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         raise InputError(f"{config.source}: {exc}") from None
     if not workload.has_identity:
         warn_if_blind(policy, (), workload.source)
-    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests)
+    admission = rejections = None
+    if config.admission:
+        admission = Admission(config.admission, prefill_rates(specs, cost_models))
+        rejections = Rejections([s.name for s in config.admission], [s.model for s in specs])
+    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests,
+                    admission, rejections)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
     router_info = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
@@ -148,7 +156,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     run = _start(backend, router, source, specs, cost_models, write_requests, router_info, slo, backend_options)
     tracers = attach_tracers(run.fleet, trace, n) if trace is not None else {}
     try:
-        out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests)
+        out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests, bool(config.admission))
         streams = (out.stream("timeseries.csv", TIMESERIES_HEADER), out.stream("timeseries_fleet.csv", FLEET_HEADER))
         bar = run_bar(len(workload) - clients.warmup_requests, progress)
         try:

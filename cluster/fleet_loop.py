@@ -4,7 +4,8 @@ One `advance()` is one turn of the loop of DESIGN.md "The cluster": plan the nex
 its arrivals (cluster/router.py), have the backend advance every instance to its end, take the
 finished turns and snapshots back into the router, and record the windows in order: metrics,
 invariants (cluster/invariants.py), requests.csv lines through `write_requests` and the time
-series through `series_streams`. With load-blind routing and no session turn in flight, up to
+series through `series_streams` (with admission control, a window's rejected requests are recorded
+with it: cluster/rejections.py). With load-blind routing and no session turn in flight, up to
 `PIPELINE_DEPTH` windows are kept queued at the workers (nothing the router does depends on
 their results). `summary()` ends the run: the summary dict (without the `run` block).
 
@@ -33,7 +34,7 @@ class FleetLoop:
         timeseries_fleet.csv, each with its header written), `router_info` (summary's `router`),
         `slo` (an SLO set, experiments.slo: summary's `slo` block, after `instances`)."""
         n = router.n
-        self.router, self.fleet, self.policy = router, fleet, router.policy
+        self.router, self.fleet = router, fleet
         self.write_requests = write_requests
         self.series = TimeSeriesWriter(*series_streams, n)
         self.metrics = MetricsCollector(n)
@@ -54,26 +55,27 @@ class FleetLoop:
         return min(self.t, self.metrics.last_end), self.metrics.count
 
     def advance(self) -> bool:
-        """Run one window (a sync first, if the policy reads load and time jumps); True when the
+        """Run one window (a sync first, if routing reads load and time jumps); True when the
         last window is recorded."""
-        router, fleet, policy = self.router, self.fleet, self.policy
+        router, fleet = self.router, self.fleet
         start, end, exact = router.plan(self.t)
-        if start > self.t and policy.needs_load:
+        if start > self.t and router.needs_load:
             self._sync_window({}, start, True)
             self.t = start
         deliveries, end = router.route(end, exact)
-        if policy.needs_load or router.holding or end >= NEVER:
-            for handle, w_end in self.in_flight:
-                self.synced.append(self._sync(fleet.collect(handle), w_end))
+        rejected = router.rejections.take_window() if router.rejections is not None else ()
+        if router.needs_load or router.holding or end >= NEVER:
+            for handle, w_end, w_rejected in self.in_flight:
+                self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
             self.in_flight = []
-            self._sync_window(deliveries, end, policy.needs_load or router.clients is not None)
+            self._sync_window(deliveries, end, router.needs_load or router.clients is not None, rejected)
         else:
             # load-blind routing with no session turn in flight: nothing the router does
             # depends on results, so keep a few windows queued at the workers
-            self.in_flight.append((fleet.submit(deliveries, end, False), end))
+            self.in_flight.append((fleet.submit(deliveries, end, False), end, rejected))
             if len(self.in_flight) > PIPELINE_DEPTH:
-                handle, w_end = self.in_flight.pop(0)
-                self.synced.append(self._sync(fleet.collect(handle), w_end))
+                handle, w_end, w_rejected = self.in_flight.pop(0)
+                self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
                 self._record_synced()
         self.t = end
         if end >= NEVER:
@@ -89,38 +91,44 @@ class FleetLoop:
         summary = metrics.summary()
         stats = dict(self.fleet.stats())
         warm = router.warmup_routed               # simulated, finished, not in the metrics
+        rejections = router.rejections
         self.checker.end(router.routed, [f + w for f, w in zip(metrics.per_inst[:, 0].tolist(), warm)], stats)
+        self.checker.arrivals(router.arrived, sum(router.routed), rejections.total if rejections is not None else 0)
         queries = sum(s["prefix_queries"] for s in stats.values())
         hits = sum(s["prefix_hits"] for s in stats.values())
         summary["prefix_hit_rate"] = hit_rate(hits, queries)
         summary["router"] = dict(self.router_info)
-        summary["instances"] = metrics.per_instance(stats, [r - w for r, w in zip(router.routed, warm)])
+        admitted = [r - w for r, w in zip(router.routed, warm)]
+        if rejections is not None:
+            summary["admission"] = rejections.block(router.admission.info(), sum(admitted))
+        summary["instances"] = metrics.per_instance(stats, admitted)
         if self.tracker is not None:
-            summary["slo"] = self.tracker.summary(summary)
+            summary["slo"] = self.tracker.summary(summary, rejections.measured if rejections is not None else None)
         self.series.close()
         return summary
 
-    def _sync_window(self, deliveries: dict, w_end: int, want_snapshots: bool) -> None:
+    def _sync_window(self, deliveries: dict, w_end: int, want_snapshots: bool, rejected=()) -> None:
         handle = self.fleet.submit(deliveries, w_end, want_snapshots)
         self._record_synced()                 # record the previous windows while the workers run this one
-        self.synced.append(self._sync(self.fleet.collect(handle), w_end))
+        self.synced.append(self._sync(self.fleet.collect(handle), w_end, rejected))
 
     def _record_synced(self) -> None:
-        for batch, buckets, w_end in self.synced:
+        rejections = self.router.rejections
+        for batch, buckets, w_end, rejected in self.synced:
             self.checker.records(batch.fixed, batch.itl)
             self.metrics.add_batch(batch)
             if self.tracker is not None:
                 self.tracker.add(batch.fixed)
             if self.write_requests is not None:
-                self.write_requests(batch.lines)
+                self.write_requests(batch.lines if rejections is None else rejections.lines(batch, rejected))
             self.series.add(buckets, w_end)
         self.synced.clear()
 
-    def _sync(self, result, next_start) -> tuple:
+    def _sync(self, result, next_start, rejected) -> tuple:
         """Take a window's snapshots and finished turns into the router; its (ordered batch,
-        time-series buckets, window end) are recorded later, in window order."""
+        time-series buckets, window end, rejected rows) are recorded later, in window order."""
         batch, snaps, buckets = result
         batch = self.router.finished(batch, next_start)
         if snaps:
             self.router.set_snapshots(snaps)
-        return batch, buckets, next_start
+        return batch, buckets, next_start, rejected

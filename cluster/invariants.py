@@ -8,7 +8,9 @@
   instance's clock never goes back nor passes `TIME_LIMIT_NS` (`instance_checks`, after every
   window, before the window's records and time-series buckets reach any output);
 - at the end, per instance: requests routed by the router = received by the instance = finished
-  (+ rejected: no policy rejects yet); every KV block free; simulated time within `TIME_LIMIT_NS`.
+  (admission control rejects at the router, before any instance: cluster/admission.py); every KV
+  block free; simulated time within `TIME_LIMIT_NS`; for the fleet, requests arrived at the router
+  = routed + rejected (warm-up requests included).
 `full` (`--check-invariants full`) adds, after every window on the instance side, the block
 manager's own consistency check (each block free xor referenced, no block queued twice, the
 prefix-cache map in sync) and used + free = total.
@@ -115,8 +117,14 @@ class RunChecker:
                 raise InvariantViolation(f"instance {i}: the router sent {sent} requests, the instance received "
                                          f"{s['received']} {_at(s['now'])}")
             if finished[i] != sent:
-                raise InvariantViolation(f"instance {i}: {sent} requests routed, {finished[i]} finished, 0 rejected "
+                raise InvariantViolation(f"instance {i}: {sent} requests routed, {finished[i]} finished "
                                          f"{_at(s['now'])}")
             if s["kv_used"]:
                 raise InvariantViolation(f"instance {i}: {s['kv_used']} KV blocks still in use after the last "
                                          f"request finished {_at(s['now'])}")
+
+    @staticmethod
+    def arrivals(arrived: int, routed: int, rejected: int) -> None:
+        """At the end of the run: every request that reached the router was routed or rejected."""
+        if arrived != routed + rejected:
+            raise InvariantViolation(f"the router took {arrived} arrivals but routed {routed} and rejected {rejected}")

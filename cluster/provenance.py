@@ -9,7 +9,7 @@
       seed: 0
       files: [requests.csv, summary.json, timeseries.csv]
 
-Options in IF_GIVEN_OPTIONS (`slo`) appear only when given. Options that only choose where and how the run executes (backend, actors, instances per actor,
+Options in IF_GIVEN_OPTIONS (`slo`, `admission`, ...) appear only when given. Options that only choose where and how the run executes (backend, actors, instances per actor,
 Ray address, progress, fast-forward, invariant level, memory limit) are left out: they do not change a byte of
 the outputs (tested), so summary.json stays byte-identical across backends and packings.
 Paths are recorded as given (a relative path is relative to the directory the run started in),
@@ -33,7 +33,7 @@ EXECUTION_OPTIONS = ("backend", "actors", "instances_per_actor", "ray_address", 
                      "check_invariants", "plots", "memory_limit")
 # recorded only when given: unset, they add nothing to any output (the `slo` block comes only with
 # SLOs; a YAML `slo:` is in the recorded document), so runs without them keep their bytes
-IF_GIVEN_OPTIONS = ("slo", "trace", "trace_instances", "trace_window", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",
+IF_GIVEN_OPTIONS = ("slo", "admission", "trace", "trace_instances", "trace_window", "columns", "start", "duration", "clip_to_model", "max_concurrency", "request_rate",
                     "burstiness", "warmup_requests")
 
 

@@ -20,6 +20,9 @@ every request and every ITL gap):
 
 Lines are formatted where the requests finish (in the Ray actors, in parallel), one f-string
 per request: this is the hottest formatting in a run.
+
+With admission control (cluster/admission.py) the file has one more column, `rejected`, last:
+empty for a finished request, the reason for a rejected one (cluster/rejections.py has the rows).
 """
 from __future__ import annotations
 
@@ -28,6 +31,11 @@ from fleetsim.cluster.errors import InputError
 CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latency,queuing_delay,"
               "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens,queued")
 DETAILS = ("full", "no-itl", "none")
+
+
+def csv_header(rejected_column: bool = False) -> str:
+    """The header line (without its newline), with the `rejected` column or not."""
+    return CSV_HEADER + ",rejected" if rejected_column else CSV_HEADER
 
 
 def format_row(row: tuple, model: str) -> str:

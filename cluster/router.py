@@ -32,6 +32,12 @@ they advance together, running every lock-stepped group step that starts before 
   or after the window end and the next request is sent at the finish exactly — and no instance
   has simulated past it. One sync per step, with snapshots, for the closed-loop part of a run.
 - Warm-up: the first K requests routed are simulated but their records are dropped here.
+- Admission control (cluster/admission.py, optional): each arrival is admitted or rejected as
+  it is routed, from the same view (snapshots + what was routed since); stages that read the
+  queues make the router sync like a load-aware policy. A rejected request is not sent: it is
+  kept for the outputs (cluster/rejections.py) with the window it was rejected in; a closed-loop
+  client sends its next request at the rejected one's arrival, and a session whose turn was
+  rejected ends there (its later turns are not sent).
 - Records of a window are ordered by (end time, instance, request id) before they are
   aggregated, so the output does not depend on how instances are spread over workers.
 """
@@ -54,8 +60,14 @@ SESSION_WINDOW_NS = 1_000_000
 
 
 class Router:
-    def __init__(self, policy, num_instances: int, sync_interval_ns: int, seed: int, warmup_requests: int = 0):
+    def __init__(self, policy, num_instances: int, sync_interval_ns: int, seed: int, warmup_requests: int = 0,
+                 admission=None, rejections=None):
+        """`admission` (an `admission.Admission`, None: every request admitted) records what it
+        rejects in `rejections` (a `rejections.Rejections`)."""
         self.policy = policy
+        self.admission, self.rejections = admission, rejections
+        self.needs_load = policy.needs_load or (admission is not None and admission.needs_load)
+        self.arrived = 0                          # requests taken from the heap (routed or rejected)
         self.n = num_instances
         self.sync_ns = int(sync_interval_ns)
         self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stable_hash("router")])))
@@ -103,6 +115,8 @@ class Router:
         sync = getattr(self.policy, "sync", None)      # optional for user policies
         if sync is not None:
             sync(self.snapshots)
+        if self.admission is not None:
+            self.admission.sync(self.snapshots)
 
     @property
     def done(self) -> bool:
@@ -120,15 +134,15 @@ class Router:
         if self.clients is not None and not self.clients.exhausted:
             busy = min((s.now for s in self.snapshots if s.waiting or s.running), default=NEVER)
             return t, min(first, busy) + 1, False
-        if self.policy.needs_load and self.sync_ns == 0:
+        if self.needs_load and self.sync_ns == 0:
             if self.holding and first > t + SESSION_WINDOW_NS:
                 return t, t + SESSION_WINDOW_NS, False
             return max(t, first), NEVER, True
-        step = LOAD_BLIND_WINDOW_NS if not self.policy.needs_load else self.sync_ns
+        step = LOAD_BLIND_WINDOW_NS if not self.needs_load else self.sync_ns
         if self.holding:
             step = min(step, max(self.sync_ns, SESSION_WINDOW_NS))
             return t, (t // step + 1) * step, False
-        if self.n == 1 and not self.policy.needs_load:
+        if self.n == 1 and not self.needs_load:
             step = SINGLE_INSTANCE_WINDOW_NS
         start = max(t, (first // step) * step)
         return start, (start // step + 1) * step, False
@@ -138,8 +152,8 @@ class Router:
 
         Returns ({instance: [requests]}, window end)."""
         out: dict[int, list] = {}
-        arrivals, policy, snaps, rng = self.arrivals, self.policy, self.snapshots, self.rng
-        needs_load = policy.needs_load
+        arrivals, policy, snaps, admission = self.arrivals, self.policy, self.snapshots, self.admission
+        needs_load = self.needs_load
         start = arrivals[0][0] if arrivals else 0
         if exact and arrivals:
             t_end = start + 1
@@ -147,15 +161,19 @@ class Router:
             req = heapq.heappop(arrivals)[2]
             if req is self.head:
                 self._pull()
+            self.arrived += 1
             warm = self.warmup_left > 0
             if warm:
                 self.warmup_left -= 1
+            if admission is None:
+                idx = self._choose(req)
+            else:
+                idx, reason = admission.decide(req, snaps, lambda: self._choose(req))
+                if reason is not None:
+                    self._reject(req, idx, reason, warm)
+                    continue
+            if warm:
                 self.warmup.add(req.rid)
-            idx = policy.choose(req, snaps, rng)
-            if not (isinstance(idx, (int, np.integer)) and 0 <= idx < self.n):
-                raise InputError(f"router.policy {policy.name}: choose() returned instance {idx!r}; "
-                                 f"allowed 0..{self.n - 1}")
-            idx = int(idx)
             if needs_load:
                 snaps[idx].note_routed(req)
             policy.routed(req, idx)
@@ -168,6 +186,26 @@ class Router:
             if self.holding:
                 t_end = min(t_end, start + SESSION_WINDOW_NS)
         return out, t_end
+
+    def _choose(self, req) -> int:
+        """The policy's instance for `req`, checked."""
+        policy = self.policy
+        idx = policy.choose(req, self.snapshots, self.rng)
+        if not (isinstance(idx, (int, np.integer)) and 0 <= idx < self.n):
+            raise InputError(f"router.policy {policy.name}: choose() returned instance {idx!r}; "
+                             f"allowed 0..{self.n - 1}")
+        return int(idx)
+
+    def _reject(self, req, idx, reason: str, warm: bool) -> None:
+        """`req` was rejected at its arrival: record it, end its session, free its client."""
+        self.rejections.add(req, idx, reason, warm)
+        held = self.followups.pop(req.rid, None)
+        if held is not None:
+            self.rejections.session_ended(held[0])
+        if self.clients is not None:
+            nxt = self.clients.send_after(req.arrival_ns)
+            if nxt is not None:
+                self._push(nxt, nxt.arrival_ns)
 
     def finished(self, batch, next_start: int):
         """Order a window's `RecordBatch`; release follow-ups and clients' next requests of

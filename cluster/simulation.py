@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from fleetsim.cluster.admission import parse_admission
 from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
 from fleetsim.cluster.errors import InputError, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
@@ -80,6 +81,7 @@ class RunOptions:
     enable_chunked_prefill: bool | None = None
     async_scheduling: bool | None = None    # vLLM's async scheduling (docs/engine.md; None: on)
     slo: str | dict | None = None           # SLO set (experiments/slo.py); None = the config's `slo:`
+    admission: str | list | None = None     # admission stages (cluster/admission.py); None = the config's
     plots: bool = False                     # write PNG figures into `out` (experiments/plots.py)
     trace: bool | None = None               # write trace.json (cluster/trace_json.py; local backend)
     trace_instances: str | None = None      # e.g. "0,3" (None: all)
@@ -109,6 +111,8 @@ def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
         config = dataclasses.replace(config, seed=options.seed)
     if options.slo is not None:
         config = dataclasses.replace(config, slo=parse_slo(options.slo))
+    if options.admission is not None:
+        config = dataclasses.replace(config, admission=parse_admission(options.admission, "--admission"))
     return config.with_fleet_overrides(instances=options.instances, policy=options.router,
                                        sync_interval_ms=options.sync_interval_ms)
 
@@ -157,7 +161,8 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
     wl = resolve_workload(workload, opts)
     path = os.fspath(workload) if isinstance(workload, (str, os.PathLike)) else None
     provenance = run_block(config, path, wl, opts)
-    output = RunOutput(None if out is None else os.fspath(out), writes_file(opts.requests_detail))
+    output = RunOutput(None if out is None else os.fspath(out), writes_file(opts.requests_detail),
+                       bool(config.admission))
     wall0 = time.perf_counter()
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,

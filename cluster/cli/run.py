@@ -45,6 +45,10 @@ def register(sub) -> None:
     f.add_argument("--instances", type=int, help="number of (identical) instances")
     f.add_argument("--router", help="routing policy name or dotted path")
     f.add_argument("--sync-interval-ms", type=float, help="router signal staleness Δ (0 = exact)")
+    f.add_argument("--admission", action="append", metavar="STAGE",
+                   help="admission control at the router, replacing the config's router.admission: none, or "
+                        "token_bucket:rate=R,burst=B | queue_cap:max_queued=K[,scope=fleet] | slo:ttft_ms=MS; "
+                        "repeat for stages in order (docs/topologies.md)")
     f.add_argument("--actors", type=int, help="ray: number of actors (default: Ray's CPUs)")
     f.add_argument("--instances-per-actor", type=int, help="ray: instances packed per actor")
     f.add_argument("--ray-address", help="ray: join an existing cluster (e.g. auto) instead of starting one")

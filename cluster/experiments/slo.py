@@ -15,6 +15,11 @@ Goodput counts the requests that met every per-request threshold (all requests w
 given) over the span throughput uses (first arrival to last completion): requests/s and their
 output tokens/s.
 
+With admission control (cluster/admission.py) the block also has `rejected`, the requests turned
+away at the router: each counts as missing every per-request threshold, so attainment is met /
+(finished + rejected); goodput's span and the load state stay those of the admitted requests (the
+fleet never saw the others).
+
 Load state (`load.state`), from each request's arrival and first-scheduled times; the waiting
 queue W(t) = requests arrived before t and not scheduled by t (what an arrival at t finds ahead of
 it; an arrival does not count itself):
@@ -104,8 +109,8 @@ class SloTracker:
         return {"arrival": arrival, "scheduled": arrival + queueing, "end": end, "ttft": ttft, "tpot": tpot,
                 "e2e": e2e, "output": output}
 
-    def summary(self, run_summary: dict) -> dict:
-        return slo_block(self.slo, self.columns(), run_summary)
+    def summary(self, run_summary: dict, rejected: int | None = None) -> dict:
+        return slo_block(self.slo, self.columns(), run_summary, rejected)
 
 
 def per_request_met(slo: dict, cols: dict) -> dict:
@@ -150,17 +155,22 @@ def load_state(arrival: np.ndarray, scheduled: np.ndarray) -> dict:
     return {"state": state, "unserved_at_last_arrival": unserved, "queue_by_quarter": quarters}
 
 
-def slo_block(slo: dict, cols: dict, run_summary: dict) -> dict:
+def slo_block(slo: dict, cols: dict, run_summary: dict, rejected: int | None = None) -> dict:
     """summary.json's `slo` block for the SLO set `slo`, the per-request columns (SloTracker) and
-    the rest of the run's summary (for the aggregate statistics)."""
+    the rest of the run's summary (for the aggregate statistics); `rejected`: the requests
+    admission control turned away (None: no admission control, no `rejected` key)."""
     n = len(cols["arrival"])
     met = per_request_met(slo, cols)
     good = np.ones(n, dtype=bool)
     for ok in met.values():
         good &= ok
     span_s = max(1e-9, (int(cols["end"].max()) - int(cols["arrival"].min())) / 1e9) if n else 1e-9
-    attainment = {k: float(ok.mean()) if n else 1.0 for k, ok in met.items()}
-    attainment["all"] = float(good.mean()) if n else 1.0
+    if rejected:
+        attainment = {k: int(ok.sum()) / (n + rejected) for k, ok in met.items()}
+        attainment["all"] = int(good.sum()) / (n + rejected)
+    else:
+        attainment = {k: float(ok.mean()) if n else 1.0 for k, ok in met.items()}
+        attainment["all"] = float(good.mean()) if n else 1.0
     target = slo.get("attainment", DEFAULT_ATTAINMENT)
     aggregate = {}
     for key in AGGREGATE:
@@ -171,7 +181,7 @@ def slo_block(slo: dict, cols: dict, run_summary: dict) -> dict:
     per_request_holds = attainment["all"] >= target if met else True
     load = load_state(cols["arrival"], cols["scheduled"])
     holds = per_request_holds and all(a["holds"] for a in aggregate.values()) and load["state"] == "stable"
-    return {
+    block = {
         "targets": dict(slo),
         "attainment": attainment,
         "attainment_target": target,
@@ -182,3 +192,6 @@ def slo_block(slo: dict, cols: dict, run_summary: dict) -> dict:
         "load": load,
         "holds": holds,
     }
+    if rejected is not None:
+        block["rejected"] = rejected
+    return block
