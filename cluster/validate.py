@@ -142,6 +142,9 @@ def load_sim(out_dir: str, anchor: str = "engine") -> dict[str, np.ndarray]:
     ttft, tpot, lat, lengths = [], [], [], {}
     engine = anchor == "engine"
     reader = csv.DictReader(line for _, line in text_lines(path, "fleetsim requests.csv"))
+    if reader.fieldnames and "rejected" in reader.fieldnames:
+        raise InputError(f"{path}: a run with admission control (requests.csv has a rejected column); validate "
+                         "compares every request with the real run's, run the simulation without router.admission")
     for lineno, r in enumerate(reader, 2):
         try:
             shift = int(r["queued"]) - int(r["arrival"]) if engine else 0

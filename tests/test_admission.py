@@ -220,3 +220,11 @@ def test_admission_is_byte_identical_on_ray(ray_session, tmp_path):
                               workload=wl))
     assert ray_out == local
     assert json.loads(local[1])["admission"]["rejected"] > 0
+
+
+def test_validate_refuses_a_run_with_rejections(tmp_path):
+    from fleetsim.cluster.validate import load_sim
+    wl = write_jsonl(tmp_path / "w.jsonl", [0, 1])
+    out = run_cli(tmp_path / "o", "--admission", "token_bucket:rate=1", cluster=EXAMPLE_CLUSTER, workload=wl)
+    with pytest.raises(InputError, match="a run with admission control"):
+        load_sim(str(out))
