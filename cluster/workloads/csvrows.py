@@ -1,13 +1,25 @@
 """`csv_rows`: the rows of a CSV workload with a header, streamed, fields picked by name, and the
-numeric parsers shared by the CSV formats (one-line errors naming file, line and field)."""
+numeric parsers shared by the CSV formats (one-line errors naming file, line and field).
+
+`CSVTraceFormat.read` takes the rows in blocks of `BLOCK`: each block is parsed column by column
+by csvbulk.py, or, where a bulk parser declines a field, row by row by the parsers here (same
+values; the first bad row's error). Rows are read exactly as far as before (one past the
+`--num-requests` limit), and a bad row's error comes before that of a later row that cannot be
+read.
+"""
 from __future__ import annotations
 
 import csv
 import datetime
 
+import numpy as np
+
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.textfile import text_lines
+from fleetsim.cluster.workloads import csvbulk
 from fleetsim.cluster.workloads.formats import TraceFormat
+
+BLOCK = 4096        # rows parsed together
 
 
 def header_columns(line: str) -> list[str]:
@@ -15,7 +27,7 @@ def header_columns(line: str) -> list[str]:
 
 
 def csv_rows(path: str, columns: list[str]):
-    """(`file:line`, [values of `columns`]) for every data row; a missing column raises."""
+    """(line number, [values of `columns`]) for every data row; a missing column raises."""
     lines = text_lines(path, "workload")
     try:
         reader = csv.reader(line for _, line in lines)
@@ -28,10 +40,9 @@ def csv_rows(path: str, columns: list[str]):
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            where = f"{path}:{reader.line_num}"
             if len(row) < width:
-                raise InputError(f"{where}: {len(row)} fields, the header has {len(header)}")
-            yield where, [row[i] for i in idx]
+                raise InputError(f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            yield reader.line_num, [row[i] for i in idx]
     finally:
         lines.close()
 
@@ -73,7 +84,8 @@ class CSVTraceFormat(TraceFormat):
     """A CSV format recognised by its header holding `COLUMNS` = (arrival, prompt, output);
     arrivals are `TIMESTAMPS` (YYYY-MM-DD HH:MM:SS[.frac]) or seconds; `ZERO_OUTPUT` rows are
     kept with 1 output token (every request produces its first token), else they are an error.
-    A format whose columns depend on the options overrides `columns` and `row_parser`."""
+    A format whose columns depend on the options overrides `columns`, `row_parser` and
+    `block_parser`."""
     COLUMNS: tuple[str, ...] = ()
     TIMESTAMPS = False
     ZERO_OUTPUT = False
@@ -93,9 +105,45 @@ class CSVTraceFormat(TraceFormat):
     def row_parser(self, options: dict):
         return self.row
 
+    def block(self, at: list[str], inp: list[str], out: list[str]):
+        """(arrival, prompt, output) int64 arrays of a block's columns, or None (parse by rows)."""
+        arrival = csvbulk.datetimes(at) if self.TIMESTAMPS else csvbulk.seconds(at)
+        prompt = csvbulk.counts(inp, 1)
+        output = csvbulk.counts(out, 0 if self.ZERO_OUTPUT else 1)
+        if arrival is None or prompt is None or output is None:
+            return None
+        return arrival, prompt, np.maximum(output, 1)
+
+    def block_parser(self, options: dict):
+        return self.block
+
     def read(self, path: str, builder, options: dict) -> None:
-        row = self.row_parser(options)
-        for where, values in csv_rows(path, self.columns(options)):
-            if builder.full:
-                break
-            builder.add(*row(where, values))
+        row, bulk = self.row_parser(options), self.block_parser(options)
+
+        def flush(block):
+            parsed = bulk(*zip(*(values for _, values in block))) if block else None
+            if parsed is not None:
+                builder.add_columns(*parsed)
+                return
+            for line, values in block:
+                builder.add(*row(f"{path}:{line}", values))
+
+        block, rows = [], csv_rows(path, self.columns(options))
+        try:
+            while True:
+                try:
+                    line, values = next(rows)
+                except StopIteration:
+                    break
+                except InputError:
+                    flush(block)            # the rows before the unreadable one come first
+                    raise
+                if builder.room is not None and len(block) >= builder.room:
+                    break
+                block.append((line, values))
+                if len(block) == BLOCK:
+                    flush(block)
+                    block = []
+        finally:
+            rows.close()
+        flush(block)

@@ -5,6 +5,7 @@ to the earliest. Never detected: chosen by `--columns` (or `--format csv`)."""
 from __future__ import annotations
 
 from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.workloads import csvbulk
 from fleetsim.cluster.workloads.csvrows import CSVTraceFormat, count, datetime_ns, seconds_ns
 from fleetsim.cluster.workloads.formats import register
 
@@ -54,3 +55,14 @@ class ColumnsCSV(CSVTraceFormat):
                 arrival = datetime_ns(at, where, at_name)
             return arrival, count(inp, where, in_name, 1), count(out, where, out_name, 1)
         return row
+
+    def block_parser(self, options: dict):
+        unit = UNITS[parse_columns(options.get("columns"))["unit"]]
+
+        def block(at, inp, out):
+            arrival = csvbulk.seconds(at, unit)
+            if arrival is None:
+                arrival = csvbulk.datetimes(at)
+            prompt, output = csvbulk.counts(inp, 1), csvbulk.counts(out, 1)
+            return None if arrival is None or prompt is None or output is None else (arrival, prompt, output)
+        return block

@@ -213,6 +213,11 @@ class TableBuilder:
     def full(self) -> bool:
         return self.limit is not None and self.count >= self.limit
 
+    @property
+    def room(self) -> int | None:
+        """How many more requests the builder takes (None: no limit)."""
+        return None if self.limit is None else self.limit - self.count
+
     def add(self, arrival: int, prompt: int, output: int, extra: Extra | None = None) -> None:
         """One row (a flat request, or a session's first turn with its later turns in `extra`)."""
         if extra is not None:
@@ -227,6 +232,13 @@ class TableBuilder:
         self.output.append(output)
         self.rid.append(self.count)
         self.count += 1 + (len(extra.turns) if extra is not None else 0)
+
+    def add_columns(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray) -> None:
+        """Flat requests from int64 arrays of one length: as many `add` calls, in order."""
+        for column, values in ((self.arrival, arrival), (self.prompt, prompt), (self.output, output)):
+            column.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+        self.rid.frombytes(np.arange(self.count, self.count + len(arrival), dtype=np.int64).tobytes())
+        self.count += len(arrival)
 
     def build(self, from_first: bool = False) -> Workload:
         """The rows sorted by (arrival, rid); `from_first` makes the earliest arrival 0 (traces
