@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fleetsim.cluster.value_stream import ValueStream
+
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
 
 
@@ -77,11 +79,14 @@ def _drain(chunks: list) -> np.ndarray:
 
 
 class MetricsCollector:
-    """Accumulates finished requests as int64 array chunks, counters and per-instance totals."""
+    """Accumulates finished requests as int64 array chunks (one value a request: TTFT, TPOT, E2E,
+    queueing), the ITL gaps as a `ValueStream` (exact statistics in bounded memory), counters and
+    per-instance totals."""
 
     def __init__(self, num_instances: int = 1):
         self.per_inst = np.zeros((num_instances, 3), dtype=np.int64)   # finished, input, output tokens
-        self.chunks: dict[str, list] = {m: [] for m in METRICS}
+        self.chunks: dict[str, list] = {m: [] for m in METRICS if m != "itl"}
+        self.itl = ValueStream()
         self.count = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -93,12 +98,12 @@ class MetricsCollector:
         """A batch: `fixed` rows in the column order above, `itl` all their inter-token gaps."""
         if len(fixed) == 0:
             return
-        c = self.chunks
-        c["ttft"].append(fixed[:, TTFT])
-        c["e2e"].append(fixed[:, E2E])
-        c["queueing"].append(fixed[:, QUEUEING])
+        c = self.chunks                  # copies: a column view would keep the whole matrix alive
+        c["ttft"].append(fixed[:, TTFT].copy())
+        c["e2e"].append(fixed[:, E2E].copy())
+        c["queueing"].append(fixed[:, QUEUEING].copy())
         c["tpot"].append(fixed[fixed[:, OUTPUT] > 1, TPOT])
-        c["itl"].append(itl)
+        self.itl.add(itl)
         self.count += len(fixed)
         self.input_tokens += int(fixed[:, INPUT].sum())
         self.output_tokens += int(fixed[:, OUTPUT].sum())
@@ -132,7 +137,7 @@ class MetricsCollector:
         out = {"num_requests": self.count}
         for m in METRICS:
             key = "e2e_ms" if m == "e2e" else f"{m}_ms"
-            out[key] = stats_ms(_drain(self.chunks[m]))
+            out[key] = self.itl.stats_ms() if m == "itl" else stats_ms(_drain(self.chunks[m]))
         out["throughput"] = {
             "requests_per_s": self.count / span_s,
             "input_tokens_per_s": self.input_tokens / span_s,

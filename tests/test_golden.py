@@ -154,3 +154,19 @@ def test_outputs_match_golden_hashes(tmp_path, case, mode):
     assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == summary_hashes[case]
     assert hashlib.sha256((out / "timeseries.csv").read_bytes()).hexdigest() == series_hashes[case]
     assert hashlib.sha256((out / "timeseries_fleet.csv").read_bytes()).hexdigest() == fleet_hashes[case]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_summary_from_spilled_itl_statistics(tmp_path, monkeypatch, case):
+    """The ITL statistics of a run too long to buffer its gaps (cluster/value_stream.py: counts and
+    a file, read back in chunks) are the buffered ones to the bit: the same summary hash."""
+    from fleetsim.cluster import value_stream
+    monkeypatch.setattr(value_stream, "BUFFER_VALUES", 50)
+    monkeypatch.setattr(value_stream, "CHUNK", 128)
+    kwargs = {"cluster": EXAMPLE_CLUSTER}
+    if case.startswith("sessions"):
+        kwargs["workload"] = write_session_workload(tmp_path / "s.jsonl")
+    out = run_cli(tmp_path / case, *CASES[case], "--no-async-scheduling", **kwargs)
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("run")
+    assert hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest() == GOLDEN_SUMMARY[case]
