@@ -13,7 +13,7 @@ from fleetsim.cluster.fleet_loop import FleetLoop
 from fleetsim.cluster.invariants import LEVELS
 from fleetsim.cluster.memory_limit import check_memory
 from fleetsim.cluster.policies import make_policy, warn_if_blind
-from fleetsim.cluster.instance_capacity import prefill_rates
+from fleetsim.cluster.instance_capacity import prefill_rates, relative_capacities
 from fleetsim.cluster.progress import run_bar
 from fleetsim.cluster.rejections import Rejections
 from fleetsim.cluster.report import RunOutput
@@ -139,15 +139,20 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         raise InputError(f"{config.source}: {exc}") from None
     if not workload.has_identity:
         warn_if_blind(policy, (), workload.source)
+    rates = prefill_rates(specs, cost_models) if config.admission or getattr(policy, "needs_capacity", False) else None
+    router_info = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
+    if getattr(policy, "needs_capacity", False):
+        capacities = relative_capacities(rates)
+        policy.set_capacities(capacities)
+        router_info["relative_capacity"] = [round(c, 4) for c in capacities]
     admission = rejections = None
     if config.admission:
-        admission = Admission(config.admission, prefill_rates(specs, cost_models))
+        admission = Admission(config.admission, rates)
         rejections = Rejections([s.name for s in config.admission], [s.model for s in specs])
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests,
                     admission, rejections)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
-    router_info = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
     backend_options = {"fast_forward": fast_forward, "requests_detail": requests_detail,
                        "full_checks": check_invariants == "full", "groups": groups, **backend_options}
     source = (workload, clients.max_concurrency)

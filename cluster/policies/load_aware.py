@@ -1,14 +1,39 @@
 """Policies that read instance load: least_loaded, least_outstanding_tokens, least_kv, power_of_two."""
 from __future__ import annotations
 
+from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.policies.base import LeastKey, Policy, queue_score
+
+NORMALIZE = ("none", "capacity")
 
 
 class LeastLoaded(LeastKey):
-    """vLLM's DP balancer: smallest 4·waiting + running."""
+    """vLLM's DP balancer: smallest 4·waiting + running.
+
+    With `normalize: capacity` (for fleets of unequal instances), the smallest score divided by
+    the instance's relative capacity: its prefill rate from its cost model over the fastest
+    instance's (cluster/instance_capacity.py; the fastest is 1.0), so an instance three times
+    as fast gets three times the queue before it stops being chosen. The run sets the
+    capacities (`needs_capacity`, `set_capacities`); summary.json's `router` block lists them.
+    """
     name = "least_loaded"
-    OPTIONS = ()
+    OPTIONS = ("normalize",)
     key = staticmethod(queue_score)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        normalize = self.options.get("normalize", "none")
+        if normalize not in NORMALIZE:
+            raise InputError(f"router.options.normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}")
+        self.needs_capacity = normalize == "capacity"
+        self.capacity = [1.0] * self.n
+
+    def set_capacities(self, capacities: list[float]) -> None:
+        self.capacity = list(capacities)
+        self.key = self._normalized
+
+    def _normalized(self, s) -> float:
+        return queue_score(s) / self.capacity[s.index]
 
 
 class LeastOutstandingTokens(LeastKey):
