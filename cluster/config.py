@@ -32,6 +32,7 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
     #  (queue_cap, slo: cluster/admission.py)
     seed: 0
     slo: {ttft_p99_ms: 2000, tpot_ms: 100}   # SLOs reported in summary.json (experiments/slo.py)
+    autoscaler: {max: 4, policy: queue_length, target: 8}   # cluster/autoscaling/spec.py
 
 A MoE model's instances that share a `dp_group` step in lock-step as one vLLM data-parallel
 engine group, `ep` being the group's expert-parallel degree (the same for every member, a
@@ -49,6 +50,7 @@ import os
 from dataclasses import dataclass, field
 
 from fleetsim.cluster.admission import parse_admission
+from fleetsim.cluster.autoscaling.spec import AutoscalerSpec, fleet_specs, parse_autoscaler
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.memory_limit import check_instance_count
@@ -64,7 +66,8 @@ ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
                  "overhead", "frontend", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
                  "attention_pricing", "dp_group"}
-TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo"}
+TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo",
+                                         "autoscaler"}
 MAX_OVERHEAD_US = 1e6          # a host overhead of a second per step (or per sequence) is already absurd
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)   # vLLM's CacheConfig BlockSize (>= 0.11)
 
@@ -115,6 +118,7 @@ class ClusterConfig:
     slo: dict = field(default_factory=dict)     # experiments.slo.parse_slo's {key: value}; {} = none
     admission: tuple = ()     # router.admission: admission.StageSpec stages; () = none (kept out of RouterSpec,
                               # so summary.json's resolved router of a run without it keeps its bytes)
+    autoscaler: AutoscalerSpec | None = None    # cluster/autoscaling/spec.py; None = a fixed fleet
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
         """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
@@ -148,6 +152,9 @@ class ClusterConfig:
                                  f"{', '.join(map(str, unknown))}, which {policy} does not take "
                                  f"(allowed: {cls.allowed_options()})")
         if instances is not None:
+            if cfg.autoscaler is not None:
+                raise InputError(f"--instances: {cfg.source or 'the cluster config'} has an autoscaler "
+                                 f"(autoscaler.max is the fleet size)")
             if not is_int(instances) or instances < 1:
                 raise InputError(f"--instances must be >= 1, got {instances!r}")
             check_instance_count(instances, "--instances")
@@ -324,8 +331,13 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     slo = parse_slo(doc["slo"], f"{where}: slo") if doc.get("slo") is not None else {}
     router = _router(doc.get("router"), where)
     admission = parse_admission((doc.get("router") or {}).get("admission"), f"{where}: router.admission")
-    return ClusterConfig(tuple(specs), router, seed,
-                         doc.get("perf_root"), doc.get("models_root"), where, slo=slo, admission=admission)
+    autoscaler = None
+    if doc.get("autoscaler") is not None:
+        autoscaler = parse_autoscaler(doc["autoscaler"], where)
+        specs = fleet_specs(specs, autoscaler, "instances" in doc, where)
+        check_instance_count(len(specs), f"{where}: autoscaler.max")
+    return ClusterConfig(tuple(specs), router, seed, doc.get("perf_root"), doc.get("models_root"), where, slo=slo,
+                         admission=admission, autoscaler=autoscaler)
 
 
 def load_cluster_config(path: str) -> ClusterConfig:

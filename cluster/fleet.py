@@ -19,7 +19,7 @@ from fleetsim.cluster.rejections import Rejections
 from fleetsim.cluster.report import RunOutput
 from fleetsim.cluster.router import Router
 from fleetsim.cluster.requests_csv import writes_file
-from fleetsim.cluster.timeseries_writer import FLEET_HEADER, HEADER as TIMESERIES_HEADER
+from fleetsim.cluster.timeseries_writer import HEADER as TIMESERIES_HEADER, fleet_header
 from fleetsim.cluster.workloads import Workload
 from fleetsim.cluster.workloads.clients import ClientSpec
 from fleetsim.costmodel import CostModel, CostModelError
@@ -151,6 +151,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         rejections = Rejections([s.name for s in config.admission], [s.model for s in specs])
     router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests,
                     admission, rejections)
+    if config.autoscaler is not None:
+        router.autoscaler = make_autoscaler(config)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
     backend_options = {"fast_forward": fast_forward, "requests_detail": requests_detail,
@@ -162,7 +164,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     tracers = attach_tracers(run.fleet, trace, n) if trace is not None else {}
     try:
         out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests, bool(config.admission))
-        streams = (out.stream("timeseries.csv", TIMESERIES_HEADER), out.stream("timeseries_fleet.csv", FLEET_HEADER))
+        streams = (out.stream("timeseries.csv", TIMESERIES_HEADER),
+                   out.stream("timeseries_fleet.csv", fleet_header(config.autoscaler is not None)))
         bar = run_bar(len(workload) - clients.warmup_requests, progress)
         try:
             summary = run.run(out.write_lines if write_requests else None, streams, bar.update)
@@ -183,6 +186,15 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     finally:
         run.close()
     return summary
+
+
+def make_autoscaler(config: ClusterConfig):
+    """The config's autoscaler, with each instance's price per hour (the hardware YAML's
+    `cost_per_hour` per GPU, experiments/capacity.py; None where it has none)."""
+    from fleetsim.cluster.autoscaling.scaler import Autoscaler
+    from fleetsim.cluster.experiments.capacity import instance_price
+    prices = {spec: instance_price(spec, {})[1] for spec in dict.fromkeys(config.instances)}
+    return Autoscaler(config.autoscaler, [prices[s] for s in config.instances])
 
 
 def check_trace(trace, backend: str, specs, groups) -> None:

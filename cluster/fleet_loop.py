@@ -9,6 +9,12 @@ with it: cluster/rejections.py). With load-blind routing and no session turn in 
 `PIPELINE_DEPTH` windows are kept queued at the workers (nothing the router does depends on
 their results). `summary()` ends the run: the summary dict (without the `run` block).
 
+With an autoscaler (`router.autoscaler`, cluster/autoscaling/scaler.py) the loop stops at each of
+its boundaries, hands it the snapshots there and narrows the router to the routable instances;
+every window then returns snapshots (a draining instance stops when it holds nothing), nothing
+is pipelined, and evaluation ends when the router has routed its last request. timeseries_fleet.csv
+gains the instance counts (`fleet_columns`) and summary.json an `autoscaler` block, after `slo`.
+
 The loop is the same wherever it runs: in the driver with the local backend (fleet.py writes
 straight into the output files), or inside the router actor with Ray
 (cluster/backends/ray_router.py: the streams are buffers the driver drains), so the output
@@ -35,8 +41,9 @@ class FleetLoop:
         `slo` (an SLO set, experiments.slo: summary's `slo` block, after `instances`)."""
         n = router.n
         self.router, self.fleet = router, fleet
+        self.scaler = router.autoscaler
         self.write_requests = write_requests
-        self.series = TimeSeriesWriter(*series_streams, n)
+        self.series = TimeSeriesWriter(*series_streams, n, self.scaler.columns if self.scaler else None)
         self.metrics = MetricsCollector(n)
         self.checker = RunChecker(n)
         self.tracker = SloTracker(slo) if slo else None
@@ -46,6 +53,9 @@ class FleetLoop:
         self.synced: list = []        # (batch, buckets, window end) synced, not yet recorded (FIFO)
         self.done = False
         router.set_snapshots(fleet.snapshots())
+        if self.scaler is not None:
+            router.set_routable(self.scaler.routable())
+            router.boundary = self.scaler.boundary()
         workload, max_concurrency = source
         router.add_source(iter(workload), max_concurrency)     # requests are made as routed
 
@@ -57,18 +67,21 @@ class FleetLoop:
     def advance(self) -> bool:
         """Run one window (a sync first, if routing reads load and time jumps); True when the
         last window is recorded."""
-        router, fleet = self.router, self.fleet
+        router, fleet, scaler = self.router, self.fleet, self.scaler
+        if scaler is not None:
+            self._autoscale()
         start, end, exact = router.plan(self.t)
         if start > self.t and router.needs_load:
             self._sync_window({}, start, True)
             self.t = start
         deliveries, end = router.route(end, exact)
         rejected = router.rejections.take_window() if router.rejections is not None else ()
-        if router.needs_load or router.holding or end >= NEVER:
+        if router.needs_load or router.holding or end >= NEVER or scaler is not None:
             for handle, w_end, w_rejected in self.in_flight:
                 self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
             self.in_flight = []
-            self._sync_window(deliveries, end, router.needs_load or router.clients is not None, rejected)
+            self._sync_window(deliveries, end, router.needs_load or router.clients is not None or scaler is not None,
+                              rejected)
         else:
             # load-blind routing with no session turn in flight: nothing the router does
             # depends on results, so keep a few windows queued at the workers
@@ -104,8 +117,24 @@ class FleetLoop:
         summary["instances"] = metrics.per_instance(stats, admitted)
         if self.tracker is not None:
             summary["slo"] = self.tracker.summary(summary, rejections.measured if rejections is not None else None)
+        if self.scaler is not None:
+            summary["autoscaler"] = self.scaler.summary(metrics.last_end, metrics.count)
         self.series.close()
         return summary
+
+    def _autoscale(self) -> None:
+        """At the autoscaler's boundary (or once routing is over), let it act; narrow the router."""
+        router, scaler = self.router, self.scaler
+        if not scaler.evaluating:
+            return
+        if router.done:
+            scaler.finish()
+        elif self.t >= router.boundary:
+            scaler.at(self.t, router.snapshots)
+        else:
+            return
+        router.set_routable(scaler.routable())
+        router.boundary = scaler.boundary()
 
     def _sync_window(self, deliveries: dict, w_end: int, want_snapshots: bool, rejected=()) -> None:
         handle = self.fleet.submit(deliveries, w_end, want_snapshots)
@@ -128,6 +157,8 @@ class FleetLoop:
         """Take a window's snapshots and finished turns into the router; its (ordered batch,
         time-series buckets, window end, rejected rows) are recorded later, in window order."""
         batch, snaps, buckets = result
+        if self.scaler is not None:
+            self.scaler.observe(batch.fixed, snaps)
         batch = self.router.finished(batch, next_start)
         if snaps:
             self.router.set_snapshots(snaps)

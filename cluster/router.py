@@ -40,6 +40,12 @@ they advance together, running every lock-stepped group step that starts before 
   rejected ends there (its later turns are not sent).
 - Records of a window are ordered by (end time, instance, request id) before they are
   aggregated, so the output does not depend on how instances are spread over workers.
+- Routable instances (an autoscaler, cluster/autoscaling/): `set_routable(indices)` narrows the
+  snapshots a policy chooses among to those instances (in index order; `Snapshot.index` says
+  which instance each is), and `boundary` (NEVER without an autoscaler) is an instant every plan
+  stops at, so that the autoscaler's decisions fall on window boundaries. A policy must return
+  the `index` of one of the snapshots it is given; without an autoscaler they are the whole
+  fleet, `snapshots[i].index == i`, as before.
 """
 from __future__ import annotations
 
@@ -81,6 +87,10 @@ class Router:
         self.warmup_routed = [0] * num_instances  # warm-up requests sent to each instance
         self.snapshots = [Snapshot(i) for i in range(num_instances)]
         self.routed = [0] * num_instances
+        self.view = self.snapshots                # the snapshots policies choose among
+        self.routable = None                      # their indices when narrowed (else all)
+        self.boundary = NEVER                     # the next instant a window must end at
+        self.autoscaler = None                    # cluster/autoscaling/scaler.py, driven by FleetLoop
 
     def add_source(self, requests, max_concurrency: int | None = None) -> None:
         """Route `requests` (an iterator in (arrival, id) order); with `max_concurrency`, through
@@ -112,9 +122,19 @@ class Router:
     def set_snapshots(self, snaps) -> None:
         for idx, t in snaps:
             self.snapshots[idx] = Snapshot.from_tuple(idx, t)
+        self._sync_policy()
+
+    def set_routable(self, indices: list[int]) -> None:
+        """Route only to `indices` (ascending) from now on."""
+        self.routable = frozenset(indices)
+        self._sync_policy()
+
+    def _sync_policy(self) -> None:
+        if self.routable is not None:
+            self.view = [self.snapshots[i] for i in sorted(self.routable)]
         sync = getattr(self.policy, "sync", None)      # optional for user policies
         if sync is not None:
-            sync(self.snapshots)
+            sync(self.view)
         if self.admission is not None:
             self.admission.sync(self.snapshots)
 
@@ -127,7 +147,14 @@ class Router:
 
         The fleet syncs at `start` first when start > t and the policy reads load. With
         `exact` (Δ = 0) only the arrivals at `start` are routed and `end` is set by `route`.
+        No window passes `boundary`: one that would start at or after it becomes [t, boundary).
         """
+        start, end, exact = self._plan(t)
+        if start >= self.boundary:
+            return t, self.boundary, False
+        return start, min(end, self.boundary), exact
+
+    def _plan(self, t: int) -> tuple[int, int, bool]:
         if self.done:
             return t, NEVER, False
         first = self.arrivals[0][0] if self.arrivals else NEVER
@@ -185,15 +212,20 @@ class Router:
             t_end = arrivals[0][0] if arrivals else NEVER
             if self.holding:
                 t_end = min(t_end, start + SESSION_WINDOW_NS)
+            t_end = min(t_end, self.boundary)
         return out, t_end
 
     def _choose(self, req) -> int:
         """The policy's instance for `req`, checked."""
         policy = self.policy
-        idx = policy.choose(req, self.snapshots, self.rng)
+        idx = policy.choose(req, self.view, self.rng)
         if not (isinstance(idx, (int, np.integer)) and 0 <= idx < self.n):
             raise InputError(f"router.policy {policy.name}: choose() returned instance {idx!r}; "
                              f"allowed 0..{self.n - 1}")
+        if self.routable is not None and idx not in self.routable:
+            raise InputError(f"router.policy {policy.name}: choose() returned instance {idx}, which is not "
+                             f"routable now (provisioning, draining or stopped); return the index of one "
+                             f"of the snapshots passed")
         return int(idx)
 
     def _reject(self, req, idx, reason: str, warm: bool) -> None:

@@ -20,6 +20,10 @@ mean of every instance's kv_pct in that second (idle ones included), rounded to 
 file, rather than rows with an empty instance id, keeps timeseries.csv's instance column integer
 and its per-instance aggregates free of totals.
 
+With an autoscaler, timeseries_fleet.csv has three more columns, `active,provisioning,draining`:
+the instance counts after every autoscaler transition in or before the second (`fleet_columns(bucket)`,
+cluster/autoscaling/scaler.py); a fleet without one keeps the columns above and their bytes.
+
 Streaming with bounded memory: windows are recorded in time order, and once the window ending at
 t is recorded, every bucket before t's is complete on every instance (`InstanceHost.window`), so
 those seconds are written then. Held back are only the rows of buckets the recorded windows have
@@ -33,11 +37,17 @@ from fleetsim.instance.timeseries import BUCKET_NS
 
 HEADER = "second,instance,prompt_tokens,generation_tokens,steps,running,waiting,kv_pct\n"
 FLEET_HEADER = "second,prompt_tokens,generation_tokens,steps,running,waiting,kv_pct\n"
+AUTOSCALER_COLUMNS = ",active,provisioning,draining"
+
+
+def fleet_header(autoscaled: bool) -> str:
+    return FLEET_HEADER[:-1] + AUTOSCALER_COLUMNS + "\n" if autoscaled else FLEET_HEADER
 
 
 class TimeSeriesWriter:
-    def __init__(self, fh, fleet_fh, num_instances: int):
+    def __init__(self, fh, fleet_fh, num_instances: int, fleet_columns=None):
         self.fh, self.fleet_fh, self.n = fh, fleet_fh, num_instances
+        self.fleet_columns = fleet_columns                 # bucket -> extra fleet cells (autoscaler)
         self.pending: dict[int, dict[int, tuple]] = {}     # bucket -> {instance: row}, not written yet
         self.levels = [(0, 0, 0.0)] * num_instances        # (running, waiting, kv_pct) after the last step
         self.next: int | None = None                        # the first bucket not written (None: none yet)
@@ -93,8 +103,9 @@ class TimeSeriesWriter:
                 running_sum += running
                 waiting_sum += waiting
                 kv_sum += kv
+            extra = self.fleet_columns(b) if self.fleet_columns is not None else ""
             fleet.append(f"{sec},{prompt_sum},{gen_sum},{steps_sum},{running_sum},{waiting_sum},"
-                         f"{round(kv_sum / n, 2)}\n")
+                         f"{round(kv_sum / n, 2)}{extra}\n")
         self.next = max(self.next, stop)
         self.fh.write("".join(lines))
         self.fleet_fh.write("".join(fleet))

@@ -8,7 +8,8 @@
 
 The public names are re-exported from the layers below (no logic here): `simulate`, `Result`,
 `RunOptions` (the options `simulate` takes), `load_workload`, `load_cluster_config`,
-`CostModel`, `Policy` (the base class of user routing policies), `InputError`,
+`CostModel`, `Policy` (the base class of user routing policies), `AutoscalingPolicy` (of user
+autoscaling policies), `InputError`,
 `CostModelError`, and `CONFIGS`, the folder of shipped configs (models, hardware, perf bundles,
 example clusters and workloads).
 """
@@ -23,6 +24,7 @@ if _os.path.isfile(_os.path.join(_ROOT, "costmodel", "__init__.py")) and _ROOT n
 
 from fleetsim.costmodel import CostModel, CostModelError  # noqa: E402
 from fleetsim.costmodel.paths import SHIPPED as CONFIGS  # noqa: E402
+from fleetsim.cluster.autoscaling import AutoscalingPolicy  # noqa: E402
 from fleetsim.cluster.config import ClusterConfig, load_cluster_config  # noqa: E402
 from fleetsim.cluster.errors import InputError  # noqa: E402
 from fleetsim.cluster.policies import Policy  # noqa: E402
@@ -31,5 +33,5 @@ from fleetsim.cluster.simulation import RunOptions, simulate  # noqa: E402
 from fleetsim.cluster.version import __version__  # noqa: E402
 from fleetsim.cluster.workloads import Workload, load_workload  # noqa: E402
 
-__all__ = ["CONFIGS", "ClusterConfig", "CostModel", "CostModelError", "InputError", "Policy", "Result",
+__all__ = ["AutoscalingPolicy", "CONFIGS", "ClusterConfig", "CostModel", "CostModelError", "InputError", "Policy", "Result",
            "RunOptions", "Workload", "__version__", "load_cluster_config", "load_workload", "simulate"]

@@ -36,9 +36,9 @@ def test_round_robin_cycles():
 
 def test_random_is_seeded_and_uniformish():
     p = make_policy("random", 4)
-    a, b = rng(), rng()
-    first = [p.choose(r(), [], a) for _ in range(400)]
-    assert first == [p.choose(r(), [], b) for _ in range(400)]
+    a, b, four = rng(), rng(), snaps(*[(0,) * 5] * 4)
+    first = [p.choose(r(), four, a) for _ in range(400)]
+    assert first == [p.choose(r(), four, b) for _ in range(400)]
     counts = np.bincount(first, minlength=4)
     assert len(counts) == 4 and counts.min() > 60
 
@@ -71,14 +71,14 @@ def test_power_of_two_picks_lighter_of_two_seeded_samples():
 
 
 def test_session_affinity_is_sticky_and_stable():
-    p = make_policy("session_affinity", 16)
-    picks = {p.choose(r(i, session="user-42"), [], rng()) for i in range(20)}
+    p, all16, all17 = make_policy("session_affinity", 16), snaps(*[(0,) * 5] * 16), snaps(*[(0,) * 5] * 17)
+    picks = {p.choose(r(i, session="user-42"), all16, rng()) for i in range(20)}
     assert len(picks) == 1
-    spread = {p.choose(r(i, session=f"user-{i}"), [], rng()) for i in range(400)}
+    spread = {p.choose(r(i, session=f"user-{i}"), all16, rng()) for i in range(400)}
     assert len(spread) >= 12
     # growing the fleet moves only a minority of sessions
     q = make_policy("session_affinity", 17)
-    moved = sum(p.choose(r(i, session=f"u{i}"), [], rng()) != q.choose(r(i, session=f"u{i}"), [], rng())
+    moved = sum(p.choose(r(i, session=f"u{i}"), all16, rng()) != q.choose(r(i, session=f"u{i}"), all17, rng())
                 for i in range(1000))
     assert moved < 200
 

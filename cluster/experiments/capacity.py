@@ -121,18 +121,21 @@ def min_instances(probe, scale: float) -> dict:
     return {"instances": hi, "found": "bracketed"}
 
 
+def instance_price(spec, gpu_cost: dict) -> tuple[int, float | None]:
+    """(GPUs, price per hour or None when its hardware has no price) of one instance spec."""
+    from fleetsim.costmodel.catalogue import resolve_hardware_doc
+    n = spec.tp * spec.pp * spec.ep
+    cost = gpu_cost.get(spec.hardware, resolve_hardware_doc(spec.hardware).get("cost_per_hour"))
+    return n, None if cost is None else n * float(cost)
+
+
 def gpus_and_price(config, gpu_cost: dict) -> tuple[int, float | None]:
     """(GPUs, price per hour or None when some hardware has no price) of a cluster config."""
-    from fleetsim.costmodel.catalogue import resolve_hardware_doc
     gpus, price = 0, 0.0
     for spec in config.instances:
-        n = spec.tp * spec.pp * spec.ep
+        n, cost = instance_price(spec, gpu_cost)
         gpus += n
-        cost = gpu_cost.get(spec.hardware, resolve_hardware_doc(spec.hardware).get("cost_per_hour"))
-        if cost is None or price is None:
-            price = None
-        else:
-            price += n * float(cost)
+        price = None if cost is None or price is None else price + cost
     return gpus, price
 
 

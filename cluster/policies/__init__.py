@@ -1,9 +1,7 @@
 """Routing policies, selectable by name or by dotted path (`package.module:Class`)."""
 from __future__ import annotations
 
-import importlib
-
-from fleetsim.cluster.errors import InputError
+from fleetsim.cluster.plugins import plugin_class
 from fleetsim.cluster.policies.base import Policy, stable_hash, warn_if_blind
 from fleetsim.cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
 from fleetsim.cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
@@ -17,18 +15,7 @@ POLICIES = {p.name: p for p in (RoundRobin, Random, LeastLoaded, LeastOutstandin
 def policy_class(name: str, where: str = "router.policy") -> type:
     """The policy class `name` (registered name or dotted path); an InputError names `where` the
     name came from (the config's field, or the flag)."""
-    if name in POLICIES:
-        return POLICIES[name]
-    if "." in name or ":" in name:
-        module, _, attr = name.replace(":", ".").rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise InputError(f"{where} {name!r}: cannot import ({exc})") from None
-        if not (isinstance(cls, type) and issubclass(cls, Policy)):
-            raise InputError(f"{where} {name!r}: not a subclass of fleetsim.Policy")
-        return cls
-    raise InputError(f"{where} {name!r}: unknown; choose one of {', '.join(POLICIES)} or a dotted path")
+    return plugin_class(name, POLICIES, Policy, "fleetsim.Policy", where)
 
 
 def make_policy(name: str, num_instances: int, options: dict | None = None, block_size: int = 16) -> Policy:

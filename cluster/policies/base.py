@@ -1,9 +1,11 @@
 """The policy interface and a stable hash.
 
-A policy picks the instance for one request: `choose(request, snapshots, rng) -> index`. It
-declares `needs_load`: policies that ignore load are routed without window syncs. `routed` is
+A policy picks the instance for one request: `choose(request, snapshots, rng) -> index`, the
+`index` of one of `snapshots` (the routable instances, in index order: the whole fleet, where
+`snapshots[i].index == i`, unless an autoscaler has some provisioning, draining or stopped —
+cluster/router.py). It declares `needs_load`: policies that ignore load are routed without window syncs. `routed` is
 called after every decision (policies with their own state, e.g. a prefix index, update it);
-`sync` (optional) whenever the router receives fresh snapshots.
+`sync` (optional) whenever the router receives fresh snapshots or the routable set changes.
 Ties always break towards the lower index, and all randomness comes from `rng` (the router's
 seeded generator), so decisions are identical on every backend.
 
@@ -101,13 +103,14 @@ class LeastKey(Policy):
     Between syncs a key changes only when the router notes a request it sent, which never
     lowers it, so the minimum is kept in a lazy heap: an entry whose key is out of date is
     refreshed when it reaches the top. O(log n) per request instead of a scan of all n.
+    Entries hold positions in `snapshots` (in index order, so position ties break as index ties).
     """
 
     def key(self, s):
         raise NotImplementedError
 
     def sync(self, snapshots) -> None:
-        self._heap = [(self.key(s), s.index) for s in snapshots]
+        self._heap = [(self.key(s), pos) for pos, s in enumerate(snapshots)]
         heapq.heapify(self._heap)
         self._synced = snapshots
 
@@ -116,11 +119,11 @@ class LeastKey(Policy):
             self.sync(snapshots)
         heap, key = self._heap, self.key
         while True:
-            k, i = heap[0]
-            now = key(snapshots[i])
+            k, pos = heap[0]
+            now = key(snapshots[pos])
             if now == k:
-                return i
-            heapq.heapreplace(heap, (now, i))
+                return snapshots[pos].index
+            heapq.heapreplace(heap, (now, pos))
 
 
 def queue_score(s) -> int:

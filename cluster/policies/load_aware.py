@@ -61,7 +61,7 @@ class PowerOfTwo(Policy):
     OPTIONS = ()
 
     def choose(self, request, snapshots, rng) -> int:
-        if self.n == 1:
-            return 0
-        a, b = (int(x) for x in rng.choice(self.n, size=2, replace=False))
-        return b if queue_score(snapshots[b]) < queue_score(snapshots[a]) else a
+        if len(snapshots) == 1:
+            return snapshots[0].index
+        a, b = (snapshots[int(x)] for x in rng.choice(len(snapshots), size=2, replace=False))
+        return b.index if queue_score(b) < queue_score(a) else a.index

@@ -7,7 +7,8 @@ from fleetsim.cluster.policies.base import Policy, stable_hash
 
 
 class RoundRobin(Policy):
-    """Instances in turn, in arrival order."""
+    """Instances in turn, in arrival order (the routable ones: the turn counts positions among
+    them, so a fleet that grows or shrinks keeps taking turns)."""
     name = "round_robin"
     OPTIONS = ()
     needs_load = False
@@ -17,25 +18,27 @@ class RoundRobin(Policy):
         self.next = 0
 
     def choose(self, request, snapshots, rng) -> int:
-        i = self.next
-        self.next = (i + 1) % self.n
-        return i
+        k = len(snapshots)
+        pos = self.next % k
+        self.next = (pos + 1) % k
+        return snapshots[pos].index
 
 
 class Random(Policy):
-    """A uniformly random instance from the router's seeded generator."""
+    """A uniformly random (routable) instance from the router's seeded generator."""
     name = "random"
     OPTIONS = ()
     needs_load = False
 
     def choose(self, request, snapshots, rng) -> int:
-        return int(rng.integers(self.n))
+        return snapshots[int(rng.integers(len(snapshots)))].index
 
 
 class SessionAffinity(Policy):
     """Consistent hashing of the session id (request id when there is none) onto a ring with
     `virtual_nodes` points per instance (option, default 64): a session stays on one instance,
-    and resizing the fleet moves only about 1/n of the sessions."""
+    and resizing the fleet moves only about 1/n of the sessions: a session whose instance is not
+    routable goes to the next routable owner clockwise on the ring."""
     name = "session_affinity"
     needs_load = False
     OPTIONS = ("virtual_nodes",)
@@ -50,4 +53,11 @@ class SessionAffinity(Policy):
     def choose(self, request, snapshots, rng) -> int:
         key = request.session if request.session is not None else f"request-{request.rid}"
         k = bisect_left(self.points, stable_hash(key)) % len(self.points)
-        return self.owners[k]
+        if len(snapshots) == self.n:
+            return self.owners[k]
+        if snapshots is not getattr(self, "_view", None):
+            self._view, self._routable = snapshots, {s.index for s in snapshots}
+        owners, routable = self.owners, self._routable
+        while owners[k] not in routable:
+            k = (k + 1) % len(owners)
+        return owners[k]
