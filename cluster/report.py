@@ -121,6 +121,11 @@ def summary_table(summary: dict) -> str:
                  f"wall {summary['wall_s']:.2f} s; throughput {t['requests_per_s']:.2f} req/s, "
                  f"{t['input_tokens_per_s']:.0f} in tok/s, {t['output_tokens_per_s']:.0f} out tok/s; "
                  f"preemptions {summary['preemptions']}, prefix hit rate {_cell(summary['prefix_hit_rate'], 0, '.3f')}")
+    adm = summary.get("admission")
+    if adm is not None:
+        reasons = ", ".join(f"{k} {v}" for k, v in adm["rejected_by_reason"].items())
+        lines.append(f"admission: {adm['arrived']} arrived, {adm['admitted']} admitted, {adm['rejected']} rejected "
+                     f"({reasons})")
     return "\n".join(lines)
 
 

@@ -228,3 +228,22 @@ def test_validate_refuses_a_run_with_rejections(tmp_path):
     out = run_cli(tmp_path / "o", "--admission", "token_bucket:rate=1", cluster=EXAMPLE_CLUSTER, workload=wl)
     with pytest.raises(InputError, match="a run with admission control"):
         load_sim(str(out))
+
+
+def test_the_printed_summary_says_what_was_rejected(tmp_path):
+    from fleetsim.cluster.report import summary_table
+    wl = write_jsonl(tmp_path / "w.jsonl", [0, 1, 2])
+    s = summary(run_cli(tmp_path / "o", "--admission", "token_bucket:rate=1,burst=2", cluster=EXAMPLE_CLUSTER,
+                        workload=wl))
+    assert summary_table({**s, "wall_s": 0.0}).splitlines()[-1] == \
+        "admission: 3 arrived, 2 admitted, 1 rejected (token_bucket 1)"
+
+
+def test_bad_admission_in_a_cluster_file_names_it(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(EXAMPLE_CLUSTER.read_text() + "router: {admission: {policy: token_bucket, burst: 3}}\n")
+    code = main(["run", "--cluster", str(cfg), "--workload", str(write_jsonl(tmp_path / "w.jsonl", [0])),
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.endswith(f"{cfg}: router.admission: token_bucket needs rate")
+    assert not (tmp_path / "o").exists()

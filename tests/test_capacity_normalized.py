@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fleet_helpers import EXAMPLE_WORKLOAD, REPO, run_cli
+from fleet_helpers import EXAMPLE_WORKLOAD, REPO, outputs, run_cli
 from fleetsim.cluster.cli import main
 from fleetsim.cluster.instance_capacity import relative_capacities
 from fleetsim.cluster.policies import make_policy
@@ -54,3 +54,11 @@ def test_a_bad_normalize_is_one_line(tmp_path, capsys):
                  "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "router.options.normalize must be one of none, capacity" in err
+
+
+def test_the_mixed_example_is_byte_identical_on_ray(ray_session, tmp_path):
+    common = ("--num-requests", "60", "--admission", "slo:ttft_ms=300")
+    local = outputs(run_cli(tmp_path / "l", *common, cluster=MIXED, workload=EXAMPLE_WORKLOAD))
+    ray_out = outputs(run_cli(tmp_path / "r", *common, "--backend", "ray", "--actors", "2", cluster=MIXED,
+                              workload=EXAMPLE_WORKLOAD))
+    assert ray_out == local
