@@ -31,14 +31,16 @@ snapshots plus what it routed since (cluster/snapshot.py): the same staleness as
   routed since the snapshot; a request is rejected when its instance (`instance`) or the whole
   fleet (`fleet`) already has k queued, so the router never makes more than k.
 - `slo` (ttft_ms bound): the predicted TTFT of the request on the chosen instance is
-  `ceil((P + prompt) · ns / tokens)` where P is the instance's outstanding prefill tokens in the
+  `ceil((P + prompt + S) · ns / tokens)`. P is the instance's outstanding prefill tokens in the
   router's view (every queued and running request's prompt tokens not yet computed, plus the
-  prompts routed there since the snapshot; prefix-cache hits are not subtracted) and
-  `(tokens, ns)` its prefill rate (cluster/instance_capacity.py: one full-budget prefill step
-  priced by its cost model), or `prefill_tokens_per_s` when given (read as a fraction, like
-  the bucket's rate). Rejected when the prediction exceeds the bound. Decodes sharing the
-  steps, the step in flight and async scheduling's extra step are not in it: it is a lower
-  bound of the TTFT the request would see, shedding what cannot make the bound at all.
+  prompts routed there since the snapshot; prefix-cache hits are not subtracted); S is the step
+  in flight, one full token budget (`max_num_batched_tokens`), when the view shows the instance
+  busy (anything running or waiting) and 0 when idle; `tokens / ns` is its prefill rate
+  (cluster/instance_capacity.py: one full-budget prefill step priced by its cost model; the step
+  in flight so costs one such step), or `prefill_tokens_per_s` when given (read as a fraction,
+  like the bucket's rate). Rejected when the prediction exceeds the bound. Not in it: decodes
+  sharing the steps (a few % of a full-budget step), async scheduling's second step before a
+  new request's first, and waiting for a seat or KV blocks when the running set is full.
 
 What a rejection does (cluster/router.py, docs/topologies.md "Admission control"): the request
 ends at its arrival with no latencies; it is a row of requests.csv with a `rejected` reason and
@@ -188,6 +190,7 @@ class SloShedding(Stage):
 
     def __init__(self, spec: StageSpec, rates):
         self.bound_ns = round(spec.option("ttft_ms") * 1e6)
+        self.budgets = [tokens for tokens, _ in rates]
         given = spec.option("prefill_tokens_per_s")
         if given is not None:
             r = _fraction(given)
@@ -196,7 +199,10 @@ class SloShedding(Stage):
 
     def predicted_ttft_ns(self, req, snap) -> int:
         tokens, ns = self.rates[snap.index]
-        return -(-(snap.prefill_tokens + req.prompt_len) * ns // tokens)
+        work = snap.prefill_tokens + req.prompt_len
+        if snap.running or snap.waiting:
+            work += self.budgets[snap.index]        # the step in flight
+        return -(-work * ns // tokens)
 
     def admits(self, req, idx, snaps) -> bool:
         return self.predicted_ttft_ns(req, snaps[idx]) <= self.bound_ns

@@ -90,20 +90,39 @@ def test_queue_cap_rejects_exactly_the_excess(tmp_path, scope, admitted, instanc
 
 
 def test_slo_shedding_on_a_hand_computed_case(tmp_path):
-    # prefill at 10,000 tokens/s, bound 100 ms: an idle instance takes 1000 prompt tokens at most.
-    # Prompts of 300 at t = 0, 1, 2, ... µs (one window): predicted 30, 60, 90 ms, then 120 ms for
-    # every later one (900 tokens ahead + 300): three admitted; a prompt of 1000 alone (100 ms, at the
-    # bound) is admitted, one of 1001 alone is not
-    wl = write_jsonl(tmp_path / "w.jsonl", [i * 1000 for i in range(8)], prompt=300)
-    out = run_cli(tmp_path / "o", "--admission", "slo:ttft_ms=100,prefill_tokens_per_s=10000",
+    # prefill at 40,960 tokens/s, bound 100 ms; a busy instance adds the step in flight, its full
+    # budget of 2048 tokens = 50 ms. Prompts of 300 at t = 0, 1, 2, ... µs (one window): the k-th
+    # finds 300 (k - 1) tokens ahead: 7.3 ms for the first (idle), then 300 k / 40960 s + 50 ms,
+    # within 100 ms while 300 k <= 2048: six admitted (93.9 ms), the seventh on is not (101.3 ms).
+    # Alone on an idle instance a prompt of 4096 takes exactly the bound (admitted), 4097 does not
+    wl = write_jsonl(tmp_path / "w.jsonl", [i * 1000 for i in range(10)], prompt=300)
+    out = run_cli(tmp_path / "o", "--admission", "slo:ttft_ms=100,prefill_tokens_per_s=40960",
                   cluster=EXAMPLE_CLUSTER, workload=wl)
     rs = rows(out)
-    assert [r["rejected"] for r in sorted(rs, key=lambda r: int(r["request id"]))] == [""] * 3 + ["slo"] * 5
+    assert [r["rejected"] for r in sorted(rs, key=lambda r: int(r["request id"]))] == [""] * 6 + ["slo"] * 4
     assert {r["instance id"] for r in rs} == {"0"}
-    for prompt, reason in ((1000, ""), (1001, "slo")):
+    for prompt, reason in ((4096, ""), (4097, "slo")):
         wl = write_jsonl(tmp_path / f"w{prompt}.jsonl", [0], prompt=prompt)
-        out = run_cli(tmp_path / f"o{prompt}", "--admission", "slo:ttft_ms=100,prefill_tokens_per_s=10000",
+        out = run_cli(tmp_path / f"o{prompt}", "--admission", "slo:ttft_ms=100,prefill_tokens_per_s=40960",
                       cluster=EXAMPLE_CLUSTER, workload=wl)
+        assert [r["rejected"] for r in rows(out)] == [reason]
+
+
+def test_slo_shedding_prices_with_the_cost_model(tmp_path):
+    # without prefill_tokens_per_s: the instance's full-budget step from its cost model
+    # (cluster/instance_capacity.py); an idle instance admits exactly the prompts it prefills
+    # within the bound at that rate
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import instance_models
+    from fleetsim.cluster.instance_capacity import prefill_rate
+    config = load_cluster_config(str(EXAMPLE_CLUSTER))
+    spec = config.instances[0]
+    tokens, ns = prefill_rate(instance_models(config)[0][spec], spec)
+    assert tokens == 2048
+    largest = 100_000_000 * tokens // ns          # the longest prompt within 100 ms
+    for prompt, reason in ((largest, ""), (largest + 1, "slo")):
+        wl = write_jsonl(tmp_path / f"w{prompt}.jsonl", [0], prompt=prompt)
+        out = run_cli(tmp_path / f"o{prompt}", "--admission", "slo:ttft_ms=100", cluster=EXAMPLE_CLUSTER, workload=wl)
         assert [r["rejected"] for r in rows(out)] == [reason]
 
 
