@@ -162,17 +162,20 @@ class SynthSpec:
         else:
             shape = 1.0 if self.arrival == "poisson" else 1.0 / (self.cv * self.cv)
             gaps = self.rng("arrival").gamma(shape, 1.0 / (shape * rate), size=n)
-        arrivals = np.round(np.cumsum(gaps) * 1e9).astype(np.int64).tolist()
+        arrivals = np.round(np.cumsum(gaps) * 1e9).astype(np.int64)
         turns = self.turns
         lengths = {w: np.maximum(1, np.round(d.draw(self.rng(w), n * turns, w))).astype(np.int64).reshape(n, turns)
                    for w, d in (("prompt", self.prompt), ("output", self.output))}
         groups = (_bounded_zipf(self.rng("prefix"), self.prefix_zipf, self.prefix_groups, n).tolist()
                   if self.prefix_groups else [0] * n)
         think = np.maximum(0, np.round(self.think.draw(self.rng("think"), n * turns, "think") * 1e9)).astype(np.int64)
-        think = think.reshape(n, turns).tolist()
-        prompts, outputs = lengths["prompt"].tolist(), lengths["output"].tolist()
         builder = TableBuilder(self.source)
         P = self.prefix_tokens if self.prefix_groups else 0
+        if turns == 1 and not P:            # flat requests: the columns as drawn (no per-row objects)
+            builder.add_columns(arrivals, lengths["prompt"][:, 0], lengths["output"][:, 0])
+            return builder.build()
+        arrivals, think = arrivals.tolist(), think.reshape(n, turns).tolist()
+        prompts, outputs = lengths["prompt"].tolist(), lengths["output"].tolist()
         next_id = 0
         for i in range(n):
             prefix = [groups[i] - 1] if P else None
