@@ -9,9 +9,8 @@ of its own for deliveries, records, snapshots and time series.
 from __future__ import annotations
 
 from fleetsim.cluster.invariants import instance_checks
-from fleetsim.cluster.metrics import request_row
 from fleetsim.cluster.records import RecordBatch
-from fleetsim.cluster.requests_csv import formatter
+from fleetsim.cluster.requests_csv import check_detail
 from fleetsim.instance.dp_group import DPGroup
 from fleetsim.instance.engine import NEVER, Engine
 from fleetsim.instance.timeseries import BUCKET_NS
@@ -22,7 +21,7 @@ class InstanceHost:
                  full_checks: bool = False, groups=()):
         self.engines = engines            # instance index -> engine (indices ascending)
         self.models = models
-        self.format_line = formatter(requests_detail)     # requests.csv lines (None: none)
+        self.detail = check_detail(requests_detail)       # requests.csv lines (none: none)
         self.order = sorted(engines)
         self.full_checks = full_checks    # cluster/invariants.py: `full` adds the KV block checks
         self.received = dict.fromkeys(self.order, 0)
@@ -51,7 +50,7 @@ class InstanceHost:
             for req in deliveries[idx]:
                 eng.add_request(req)
             self.received[idx] += len(deliveries[idx])
-        rows, snaps, series = [], [], []
+        finished, snaps, series = [], [], []
         final = t_end >= NEVER
         complete_before = t_end // BUCKET_NS   # every later step ends at t_end or after
         before = {idx: eng.now for idx, eng in self.engines.items()}
@@ -62,16 +61,17 @@ class InstanceHost:
             eng = self.engines[idx]
             done = eng.drain_finished()
             instance_checks(eng, before[idx], done, self.full_checks)
-            for r in done:
-                rows.append(request_row(r))
-                r.itl = []                  # the row has them; do not keep per-token ints alive
-                r.hashes = []
+            finished.extend(done)
             if want_snapshots:
                 snaps.append((idx, eng.load_tuple()))
             total = eng.blocks.num_blocks
             series.extend((idx, b[:6] + (round(100.0 * b[6] / total, 2),))
                           for b in eng.series.drain(final, complete_before))
-        return RecordBatch.from_rows(rows, self.models, self.format_line), snaps, series
+        batch = RecordBatch.from_requests(finished, self.models, self.detail)
+        for r in finished:
+            r.itl = []                      # the batch has them; do not keep per-token ints alive
+            r.hashes = []
+        return batch, snaps, series
 
     def snapshots(self) -> list:
         return [(idx, self.engines[idx].load_tuple()) for idx in self.order]

@@ -11,25 +11,45 @@ rate of an instance that admitted nothing) is undefined: None, `null` in summary
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from fleetsim.cluster.value_stream import ValueStream
 
 METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
 
+# columns of the fixed part of a record (see records.RecordBatch)
+INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS, QUEUED = range(13)
+
+
+_REQUEST_FIELDS = attrgetter("instance", "rid", "prompt_len", "output_len", "arrival_ns", "last_token_ns",
+                             "first_scheduled_ns", "first_token_ns", "preemptions", "hit_tokens", "queued_ns")
+
+
+def request_matrix(reqs: list) -> np.ndarray:
+    """The int64 rows (columns below: instance, rid, input, output, arrival, end, e2e, queueing,
+    ttft, tpot, preemptions, hits, queued) of finished requests, computed column by column. TPOT
+    is (E2E − TTFT)/(output − 1) rounded half up, 0 for one output token (no TPOT). Every time is
+    at most the 10^18 ns bound (cluster/invariants.py), so no column overflows."""
+    raw = np.array(list(map(_REQUEST_FIELDS, reqs)), dtype=np.int64).reshape(len(reqs), 11)
+    arrival, n = raw[:, 4], raw[:, 3]
+    out = np.empty((len(reqs), 13), dtype=np.int64)
+    out[:, :6] = raw[:, :6]
+    out[:, E2E] = raw[:, 5] - arrival
+    out[:, QUEUEING] = raw[:, 6] - arrival
+    out[:, TTFT] = raw[:, 7] - arrival
+    gaps = np.maximum(n - 1, 1)
+    out[:, TPOT] = np.where(n > 1, (2 * (out[:, E2E] - out[:, TTFT]) + gaps) // (2 * gaps), 0)
+    out[:, PREEMPTIONS:] = raw[:, 8:]
+    return out
+
 
 def request_row(req) -> tuple:
     """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits,
-    queued)."""
-    arrival = req.arrival_ns
-    end = req.last_token_ns
-    ttft = req.first_token_ns - arrival
-    e2e = end - arrival
-    n = req.output_len
-    tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0     # 0: none (int64 column)
-    itl = req.itl
-    return (req.instance, req.rid, req.prompt_len, n, arrival, end, e2e, req.first_scheduled_ns - arrival,
-            ttft, tpot, itl, req.preemptions, req.hit_tokens, req.queued_ns)
+    queued) of one finished request (`request_matrix`'s row with its ITL list)."""
+    row = request_matrix([req])[0].tolist()
+    return (*row[:TPOT + 1], req.itl, *row[TPOT + 1:])
 
 
 def stats_ms(values) -> dict:
@@ -62,8 +82,6 @@ def hit_rate(hits: int, queries: int):
     return hits / queries if queries else None
 
 
-# columns of the fixed part of a record (see records.RecordBatch)
-INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS, QUEUED = range(13)
 
 
 def _drain(chunks: list) -> np.ndarray:

@@ -3,7 +3,7 @@
 `fixed` is an int64 matrix, one row per request: instance, request id, input, output, arrival,
 end, e2e, queueing, ttft, tpot, preemptions, prefix hit tokens, queued; `itl` concatenates every
 request's inter-token gaps; `lines` are the requests.csv lines (cluster/requests_csv.py),
-formatted where the requests finished (in the Ray actors, in parallel), or none at all with
+formatted a window at a time where the requests finished (in the Ray actors, in parallel), or none at all with
 `--requests-detail none`.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from itertools import chain
 
 import numpy as np
 
-from fleetsim.cluster.metrics import END, INSTANCE, OUTPUT, RID
-from fleetsim.cluster.requests_csv import format_row
+from fleetsim.cluster.metrics import END, INSTANCE, OUTPUT, RID, request_matrix
+from fleetsim.cluster.requests_csv import format_lines
 
 
 class RecordBatch:
@@ -23,14 +23,25 @@ class RecordBatch:
         self.fixed, self.itl, self.lines = fixed, itl, lines
 
     @classmethod
-    def from_rows(cls, rows: list, models: dict, fmt=format_row) -> "RecordBatch":
-        """From `metrics.request_row` tuples; `models[instance]` names the model in the CSV, and
-        `fmt` (a `requests_csv` formatter, None for no lines) writes the lines."""
+    def from_requests(cls, reqs: list, models: dict, detail: str = "full") -> "RecordBatch":
+        """From finished `Request`s; `models[instance]` names the model in the CSV, `detail` is the
+        `--requests-detail` value (`none`: no lines)."""
+        if not reqs:
+            return cls.empty()
+        return cls._of(request_matrix(reqs), [r.itl for r in reqs], models, detail)
+
+    @classmethod
+    def from_rows(cls, rows: list, models: dict, detail: str = "full") -> "RecordBatch":
+        """From `metrics.request_row` tuples (as `from_requests`)."""
         if not rows:
             return cls.empty()
-        fixed = np.array([r[:10] + r[11:] for r in rows], dtype=np.int64)
-        itl = np.fromiter(chain.from_iterable(r[10] for r in rows), dtype=np.int64, count=sum(len(r[10]) for r in rows))
-        return cls(fixed, itl, [fmt(r, models[r[0]]) for r in rows] if fmt else [])
+        return cls._of(np.array([r[:10] + r[11:] for r in rows], dtype=np.int64), [r[10] for r in rows], models,
+                       detail)
+
+    @classmethod
+    def _of(cls, fixed: np.ndarray, itls: list, models: dict, detail: str) -> "RecordBatch":
+        itl = np.fromiter(chain.from_iterable(itls), dtype=np.int64, count=sum(map(len, itls)))
+        return cls(fixed, itl, format_lines(fixed, itls, models, detail) if detail != "none" else [])
 
     @classmethod
     def empty(cls) -> "RecordBatch":

@@ -18,13 +18,18 @@ every request and every ITL gap):
   of a long run's bytes).
 - `none`: no requests.csv at all (an empty or header-only file would read as "no requests").
 
-Lines are formatted where the requests finish (in the Ray actors, in parallel), one f-string
-per request: this is the hottest formatting in a run.
+Lines are formatted where the requests finish (in the Ray actors, in parallel), a window's at
+once (`format_lines`): one f-string a request over its row of the batch's int64 matrix, which
+`metrics.request_matrix` computes column by column. This is the hottest formatting in a run; the
+ITL lists are Python's own list text (`str` of the engine's list, faster than any numpy route
+measured).
 
 With admission control (cluster/admission.py) the file has one more column, `rejected`, last:
 empty for a finished request, the reason for a rejected one (cluster/rejections.py has the rows).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from fleetsim.cluster.errors import InputError
 
@@ -38,30 +43,31 @@ def csv_header(rejected_column: bool = False) -> str:
     return CSV_HEADER + ",rejected" if rejected_column else CSV_HEADER
 
 
-def format_row(row: tuple, model: str) -> str:
-    """The line of a `metrics.request_row` tuple, its ITL list included."""
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, itl, pre, hits, queued = row
-    return (f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},'
-            f'"{itl}",{pre},{hits},{queued}\n')
+def format_lines(fixed, itls: list, models: dict, detail: str = "full") -> list[str]:
+    """The lines of a batch: `fixed` (int64 rows, `metrics.request_matrix`'s columns), `itls` (each
+    row's ITL list; unused for `no-itl`), `models[instance]` the model named in the row; one
+    f-string a row over the row's Python ints (no per-field conversion calls)."""
+    rows = fixed.tolist()
+    if detail == "no-itl":
+        return [f'{i},{rid},{models[i]},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},,{pre},'
+                f'{hits},{queued}\n' for i, rid, inp, out, arr, end, e2e, q, ttft, tpot, pre, hits, queued in rows]
+    return [f'{i},{rid},{models[i]},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},"{itl}",{pre},'
+            f'{hits},{queued}\n' for (i, rid, inp, out, arr, end, e2e, q, ttft, tpot, pre, hits, queued), itl
+            in zip(rows, itls)]
 
 
-def format_row_no_itl(row: tuple, model: str) -> str:
-    """The line with an empty ITL cell."""
-    inst, rid, inp, out, arr, end, e2e, q, ttft, tpot, _, pre, hits, queued = row
-    return (f'{inst},{rid},{model},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},,{pre},{hits},'
-            f'{queued}\n')
+def format_row(row: tuple, model: str, detail: str = "full") -> str:
+    """The line of one `metrics.request_row` tuple."""
+    return format_lines(np.array([row[:10] + row[11:]], dtype=np.int64), [row[10]], {row[0]: model}, detail)[0]
 
 
-FORMATTERS = {"full": format_row, "no-itl": format_row_no_itl, "none": None}
-
-
-def formatter(detail: str):
-    """The line formatter of a `--requests-detail` value (None: no lines)."""
-    if detail not in FORMATTERS:
+def check_detail(detail: str) -> str:
+    """A `--requests-detail` value, checked."""
+    if detail not in DETAILS:
         raise InputError(f"--requests-detail {detail!r}: unknown; choose one of {', '.join(DETAILS)}")
-    return FORMATTERS[detail]
+    return detail
 
 
 def writes_file(detail: str) -> bool:
     """Whether a run with this `--requests-detail` writes requests.csv (checks the value)."""
-    return formatter(detail) is not None
+    return check_detail(detail) != "none"

@@ -6,7 +6,7 @@ import pytest
 
 from fleetsim.cluster.metrics import MetricsCollector, _as_float_in_place, request_row, stats_ms
 from fleetsim.cluster.records import RecordBatch
-from fleetsim.cluster.requests_csv import format_row, format_row_no_itl
+from fleetsim.cluster.requests_csv import format_row
 from fleetsim.instance.request import Request
 from conftest import make_engine, req, run_all
 
@@ -45,7 +45,7 @@ def test_two_request_rows():
     # queued: r0 at once (idle engine), r1 at the end of step 2 (the step running at 1500)
     assert format_row(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,"[1010, 1110, 1020]",0,0,0\n'
     assert format_row(row1, "m") == '0,1,m,10,2,1500,4340,2840,710,1820,1020,"[1020]",0,0,2210\n'
-    assert format_row_no_itl(row0, "m") == '0,0,m,20,4,0,4340,4340,0,1200,1047,,0,0,0\n'
+    assert format_row(row0, "m", "no-itl") == '0,0,m,20,4,0,4340,4340,0,1200,1047,,0,0,0\n'
 
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row0, row1], {0: "m"}))
@@ -80,11 +80,32 @@ def test_tpot_rounds_to_nearest_ns(arrival, times, expected_tpot):
     assert row[8] == times[0] - arrival and row[6] == times[-1] - arrival
 
 
+def test_request_matrix_is_the_integer_arithmetic_row_by_row():
+    """A window's rows computed column by column (int64) are Python's integer arithmetic per
+    request, up to the 10^18 ns time bound (half-ns TPOTs round up)."""
+    from fleetsim.cluster.metrics import request_matrix
+    rng = np.random.default_rng(3)
+    reqs = []
+    for k in range(300):
+        n = int(rng.integers(1, 6)) if k % 3 else 2
+        arrival = int(rng.integers(0, 10 ** 17))
+        times = np.sort(rng.integers(arrival, 10 ** 18, n)).tolist()
+        reqs.append(_fake_req(arrival, times, first_sched=int(rng.integers(arrival, times[0] + 1))))
+    reqs.append(_fake_req(0, [1, 2, 4]))                  # (4 - 1) / 2 = 1.5 → 2
+    got = request_matrix(reqs).tolist()
+    for r, row in zip(reqs, got):
+        e2e, ttft, n = r.token_times[-1] - r.arrival_ns, r.token_times[0] - r.arrival_ns, r.output_len
+        tpot = (2 * (e2e - ttft) + (n - 1)) // (2 * (n - 1)) if n > 1 else 0
+        assert row == [r.instance, 0, 5, n, r.arrival_ns, r.token_times[-1], e2e,
+                       r.first_scheduled_ns - r.arrival_ns, ttft, tpot, 0, 0, r.arrival_ns]
+    assert got[-1][9] == 2
+
+
 def test_single_output_request_has_no_tpot_and_no_itl():
     row = request_row(_fake_req(1_000, [4_000], first_sched=1_500))
     assert row[6:11] == (3_000, 500, 3_000, 0, [])
     assert format_row(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,"[]",0,0,1000\n'       # TPOT empty
-    assert format_row_no_itl(row, "m") == '-1,0,m,5,1,1000,4000,3000,500,3000,,,0,0,1000\n'
+    assert format_row(row, "m", "no-itl") == '-1,0,m,5,1,1000,4000,3000,500,3000,,,0,0,1000\n'
     mc = MetricsCollector()
     mc.add_batch(RecordBatch.from_rows([row], {row[0]: "m"}))
     s = mc.summary()

@@ -45,8 +45,8 @@ def main() -> None:
     import numpy as np
 
     from fleetsim.cluster.fleet import load_cost_model, make_engine
-    from fleetsim.cluster.metrics import request_row, stats_ms
-    from fleetsim.cluster.requests_csv import format_row
+    from fleetsim.cluster.metrics import request_matrix, stats_ms
+    from fleetsim.cluster.requests_csv import format_lines
     from fleetsim.cluster.records import RecordBatch
 
     start = process_s("pass")
@@ -61,11 +61,12 @@ def main() -> None:
     t0 = time.perf_counter()
     engine.run_to_completion()
     simulate = time.perf_counter() - t0
-    rows = [request_row(r) for r in engine.drain_finished()]
+    reqs = engine.drain_finished()
 
     models = {0: spec.model}
-    lines = [format_row(r, spec.model) for r in rows]
-    itl = np.fromiter((g for r in rows for g in r[10]), dtype=np.int64)
+    fixed, itls = request_matrix(reqs), [r.itl for r in reqs]
+    lines = format_lines(fixed, itls, models)
+    itl = np.fromiter((g for r in itls for g in r), dtype=np.int64)
     with tempfile.TemporaryDirectory() as tmp:
         def write():
             with open(os.path.join(tmp, "requests.csv"), "w") as fh:
@@ -74,13 +75,13 @@ def main() -> None:
             "interpreter start-up": start,
             "imports of a run": imports,
             "reading the workload": load,
-            "requests.csv lines (format_row)": best_of(lambda: [format_row(r, spec.model) for r in rows]),
-            "record arrays (from_rows less format_row)": max(0.0, best_of(lambda: RecordBatch.from_rows(rows, models))
-                                                              - best_of(lambda: [format_row(r, spec.model) for r in rows])),
+            "requests.csv lines (format_lines)": best_of(lambda: format_lines(fixed, itls, models)),
+            "record arrays (from_requests less format_lines)": max(
+                0.0, best_of(lambda: RecordBatch.from_requests(reqs, models)) - best_of(lambda: format_lines(fixed, itls, models))),
             "ITL statistics": best_of(lambda: stats_ms(itl.copy())),
             "writing requests.csv": best_of(write),
         }
-    print(f"scenario {name}: {len(rows)} requests, {len(itl)} ITL gaps, {engine.steps} engine steps")
+    print(f"scenario {name}: {len(reqs)} requests, {len(itl)} ITL gaps, {engine.steps} engine steps")
     for what, s in parts.items():
         print(f"  {what:44s} {s:6.3f} s")
     print(f"  {'floor (sum)':44s} {sum(parts.values()):6.3f} s")
