@@ -36,3 +36,14 @@ def test_compare_head_with_itself(tmp_path):
     finally:
         for p in tmp_path.glob("fleetsim-compare-*"):
             subprocess.run(["git", "worktree", "remove", "--force", str(p)], cwd=ROOT, capture_output=True)
+
+
+def test_scenario_without_async_scheduling_is_the_old_arithmetic():
+    """`scenarios.py a --no-async-scheduling` (what compare.py's `--new-arg` passes to the working
+    tree only) runs the replay with synchronous scheduling: its TTFT mean is BENCHMARKS.md's
+    synchronous figure, 6815.7 ms, which the code before async scheduling also gave."""
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench" / "scenarios.py"), "a", "--one",
+                          "--no-async-scheduling"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    row = json.loads(run.stdout.splitlines()[-1])
+    assert row["requests"] == 300 and row["ttft_mean_ms"] == 6815.73

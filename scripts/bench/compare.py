@@ -13,7 +13,10 @@ table of the same. Machines here differ by up to 3x from day to day, so only the
 in one sitting, are comparable across days.
 
 Scenario a is the 300-request replay; `--requests` shortens b-e. Extra arguments after `--` go
-to both sides' scenarios.py (e.g. `-- --backend ray`).
+to both sides' scenarios.py (e.g. `-- --backend ray`); `--new-arg ARG` (repeatable) goes to the
+working tree's side only: `--new-arg=--no-async-scheduling` compares like with like against a
+revision from before async scheduling became the default (the old side has no such flag and
+schedules synchronously).
 """
 from __future__ import annotations
 
@@ -55,12 +58,13 @@ def timed(cmd: list[str], tree: str) -> tuple[float, dict | None]:
     return wall, (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None)
 
 
-def compare(old: str, new: str, name: str, pairs: int, extra: list[str]) -> dict:
+def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_extra: tuple = ()) -> dict:
     floor, walls = [], {"old": [], "new": []}
     for _ in range(pairs):
         floor.append(timed([sys.executable, "-c", "import numpy"], new)[0])
         for side, tree in (("old", old), ("new", new)):
-            cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra]
+            own = list(new_extra) if side == "new" else []
+            cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra, *own]
             walls[side].append(timed(cmd, tree)[0])
     ratios = [o / n for o, n in zip(walls["old"], walls["new"])]
     return {"scenario": name, "pairs": pairs, "old_wall_s": [round(w, 3) for w in walls["old"]],
@@ -80,6 +84,7 @@ def main(argv=None) -> None:
     ap.add_argument("scenarios", nargs="*", default=["a"])
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--requests", type=int, help="passed to both sides' scenarios (b-e)")
+    ap.add_argument("--new-arg", action="append", default=[], help="passed to the working tree's scenarios only")
     args = ap.parse_args(argv)
     if args.pairs < 1:
         raise SystemExit("compare.py: --pairs must be >= 1")
@@ -88,7 +93,7 @@ def main(argv=None) -> None:
     old = worktree(args.old_rev)
     rows = []
     for name in args.scenarios:
-        rows.append(compare(old, REPO, name, args.pairs, extra))
+        rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg)))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n| scenario | {args.old_rev} median s | working tree median s | speed-up (median of pairs, min-max) "
           f"| floor s |\n|---|---|---|---|---|")

@@ -72,12 +72,14 @@ def scenario(name: str, requests: int | None):
     raise SystemExit(f"unknown scenario {name!r}")
 
 
-def run_one(name: str, requests: int | None, backend: str) -> dict:
+def run_one(name: str, requests: int | None, backend: str, sync: bool = False) -> dict:
     t0 = time.perf_counter()
     sys.path.insert(0, REPO)
     from fleetsim.cluster.backends.ray_backend import peak_rss_kb
     from fleetsim.cluster.fleet import run_fleet
     config, workload = scenario(name, requests)
+    if sync:       # LLMServingSim's synchronous scheduling: the arithmetic of the code before async scheduling
+        config = config.with_engine_overrides(async_scheduling=False)
     with tempfile.TemporaryDirectory() as out:
         summary = run_fleet(config, workload, out, backend)
     wall = time.perf_counter() - t0
@@ -96,16 +98,20 @@ def main() -> None:
     ap.add_argument("--requests", type=int, help="override the scenario's request count")
     ap.add_argument("--repeat", type=int, default=1, help="runs per scenario; the median wall time is reported")
     ap.add_argument("--backend", default="local")
+    ap.add_argument("--no-async-scheduling", action="store_true",
+                    help="synchronous scheduling (the engine arithmetic of the code before async scheduling)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.scenarios[0], args.requests, args.backend)))
+        print(json.dumps(run_one(args.scenarios[0], args.requests, args.backend, args.no_async_scheduling)))
         return
     names = ["a", "b", "c", "d", "e1", "e2", "f"] if args.scenarios == ["all"] else args.scenarios
     for name in names:
         runs = []
         for _ in range(args.repeat):
             cmd = [sys.executable, __file__, name, "--one", "--backend", args.backend]
+            if args.no_async_scheduling:
+                cmd.append("--no-async-scheduling")
             if args.requests:
                 cmd += ["--requests", str(args.requests)]
             t0 = time.perf_counter()
