@@ -27,9 +27,12 @@ fleetsim YAML (every key optional except `model` and `hardware`)::
       async_scheduling: true           # vLLM >= 0.14's default (off with pp > 1)
     instances: 1                       # a count, or a list of per-instance overrides:
     #  - {count: 2, hardware: H100-SXM-80GB, tp: 2, engine: {max_num_seqs: 64}}
+    #  - {count: 4, role: prefill}     # PD disaggregation: role prefill | decode | mixed (default)
     router: {policy: round_robin, sync_interval_ms: 50, options: {}}
     #  router.admission: none | {policy: token_bucket, rate: 20, burst: 10} | a list of stages
     #  (queue_cap, slo: cluster/admission.py)
+    pd: {decode_policy: least_loaded, decode_options: {}, link: {mode: pair, gbps: 50, latency_us: 10}}
+                                       # with prefill/decode roles (cluster/pd.py, docs/topologies.md)
     seed: 0
     slo: {ttft_p99_ms: 2000, tpot_ms: 100}   # SLOs reported in summary.json (experiments/slo.py)
     autoscaler: {max: 4, policy: queue_length, target: 8}   # cluster/autoscaling/spec.py
@@ -54,6 +57,7 @@ from fleetsim.cluster.autoscaling.spec import AutoscalerSpec, fleet_specs, parse
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.memory_limit import check_instance_count
+from fleetsim.cluster.pd import PDSpec, check_role, parse_pd
 from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import yaml_document
 from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
@@ -67,7 +71,8 @@ INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew"
                  "overhead", "frontend", "engine", "count", "link_gbps", "link_latency_us", "dtype", "kv_cache_dtype",
                  "attention_pricing", "dp_group"}
 TOP_KEYS = (INSTANCE_KEYS - {"count"}) | {"instances", "router", "seed", "name", "perf_root", "models_root", "slo",
-                                         "autoscaler"}
+                                         "autoscaler", "pd"}
+ITEM_KEYS = INSTANCE_KEYS | {"role"}      # an `instances` entry may also set its PD role
 MAX_OVERHEAD_US = 1e6          # a host overhead of a second per step (or per sequence) is already absurd
 VLLM_BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)   # vLLM's CacheConfig BlockSize (>= 0.11)
 
@@ -119,6 +124,7 @@ class ClusterConfig:
     admission: tuple = ()     # router.admission: admission.StageSpec stages; () = none (kept out of RouterSpec,
                               # so summary.json's resolved router of a run without it keeps its bytes)
     autoscaler: AutoscalerSpec | None = None    # cluster/autoscaling/spec.py; None = a fixed fleet
+    pd: PDSpec | None = None                    # PD roles and link (cluster/pd.py); None: every instance mixed
 
     def with_engine_overrides(self, **overrides) -> "ClusterConfig":
         """Apply vLLM-named engine overrides (None = keep) to every instance; a bad value is an
@@ -158,6 +164,8 @@ class ClusterConfig:
             if not is_int(instances) or instances < 1:
                 raise InputError(f"--instances must be >= 1, got {instances!r}")
             check_instance_count(instances, "--instances")
+            if cfg.pd is not None:
+                raise InputError(f"{cfg.source}: --instances needs a fleet without prefill/decode roles")
             if len(set(cfg.instances)) != 1:
                 raise InputError(f"{cfg.source}: --instances needs a homogeneous fleet (the config lists different instances)")
             cfg = dataclasses.replace(cfg, instances=(cfg.instances[0],) * instances)
@@ -302,6 +310,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     base = {k: v for k, v in doc.items() if k in INSTANCE_KEYS}
     inst_doc = doc.get("instances", 1)
     specs: list[InstanceSpec] = []
+    roles: list[str] = []
     if is_int(inst_doc):
         if inst_doc < 1:
             raise InputError(f"{where}: 'instances' must be >= 1, got {inst_doc}")
@@ -312,14 +321,16 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
             item_where = f"{where}: instances[{i}]"
             if not isinstance(item, dict):
                 raise InputError(f"{item_where}: expected a mapping")
-            unknown = sorted(set(item) - INSTANCE_KEYS)
+            unknown = sorted(set(item) - ITEM_KEYS)
             if unknown:
                 raise InputError(f"{item_where}: unknown key(s) {', '.join(unknown)}")
             count = item.get("count", 1)
             if not is_int(count) or count < 1:
                 raise InputError(f"{item_where}: 'count' must be a positive integer")
             check_instance_count(len(specs) + count, f"{item_where}: count")
-            specs.extend([instance_spec(item, base, item_where)] * count)
+            role = check_role(item.get("role", "mixed"), item_where)
+            specs.extend([instance_spec({k: v for k, v in item.items() if k != "role"}, base, item_where)] * count)
+            roles.extend([role] * count)
     else:
         raise InputError(f"{where}: 'instances' must be a positive count or a non-empty list")
     seed = doc.get("seed", 0)
@@ -336,8 +347,11 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
         autoscaler = parse_autoscaler(doc["autoscaler"], where)
         specs = fleet_specs(specs, autoscaler, "instances" in doc, where)
         check_instance_count(len(specs), f"{where}: autoscaler.max")
+    pd = parse_pd(doc.get("pd"), roles or ["mixed"] * len(specs), specs, where)
+    if pd is not None and autoscaler is not None:
+        raise InputError(f"{where}: an autoscaler with prefill/decode roles is not supported yet")
     return ClusterConfig(tuple(specs), router, seed, doc.get("perf_root"), doc.get("models_root"), where, slo=slo,
-                         admission=admission, autoscaler=autoscaler)
+                         admission=admission, autoscaler=autoscaler, pd=pd)
 
 
 def load_cluster_config(path: str) -> ClusterConfig:

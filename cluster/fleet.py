@@ -133,8 +133,9 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         raise InputError(f"--warmup-requests {clients.warmup_requests} leaves nothing to measure: "
                          f"{workload.source} has {len(workload)} requests")
     workload = clients.retime(workload, config.seed)
+    routed_to = n if config.pd is None else len(config.pd.members("prefill", "mixed"))
     try:
-        policy = make_policy(config.router.policy, n, config.router.options, specs[0].engine.block_size)
+        policy = make_policy(config.router.policy, routed_to, config.router.options, specs[0].engine.block_size)
     except InputError as exc:
         raise InputError(f"{config.source}: {exc}") from None
     if not workload.has_identity:
@@ -142,28 +143,42 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
     rates = prefill_rates(specs, cost_models) if config.admission or getattr(policy, "needs_capacity", False) else None
     router_info = {"policy": policy.name, "sync_interval_ms": config.router.sync_interval_ms}
     if getattr(policy, "needs_capacity", False):
-        capacities = relative_capacities(rates)
+        capacities = relative_capacities(rates if config.pd is None else
+                                         [rates[i] for i in config.pd.members("prefill", "mixed")])
         policy.set_capacities(capacities)
         router_info["relative_capacity"] = [round(c, 4) for c in capacities]
     admission = rejections = None
     if config.admission:
+        if config.pd is not None:
+            raise InputError(f"{config.source}: router.admission with prefill/decode roles is not supported yet")
         admission = Admission(config.admission, rates)
         rejections = Rejections([s.name for s in config.admission], [s.model for s in specs])
-    router = Router(policy, n, round(config.router.sync_interval_ms * 1e6), config.seed, clients.warmup_requests,
-                    admission, rejections)
+    sync_ns = round(config.router.sync_interval_ms * 1e6)
+    pd = None
+    if config.pd is not None:         # PD disaggregation (cluster/pd.py)
+        from fleetsim.cluster.pd import make_plan, prefill_policy
+        try:
+            pd = make_plan(config.pd, config.seed, sync_ns, specs[0].engine.block_size)
+        except InputError as exc:
+            raise InputError(f"{config.source}: pd.decode_policy: {exc}") from None
+        policy = prefill_policy(policy, config.pd)
+    router = Router(policy, n, sync_ns, config.seed, clients.warmup_requests, admission, rejections)
     if config.autoscaler is not None:
         router.autoscaler = make_autoscaler(config)
     if check_invariants not in LEVELS:
         raise InputError(f"--check-invariants {check_invariants!r}: choose one of {', '.join(LEVELS)}")
     backend_options = {"fast_forward": fast_forward, "requests_detail": requests_detail,
                        "full_checks": check_invariants == "full", "groups": groups, **backend_options}
+    if pd is not None:
+        backend_options["roles"] = dict(enumerate(config.pd.roles))
     source = (workload, clients.max_concurrency)
     if trace is not None:
         check_trace(trace, backend, specs, groups)
-    run = _start(backend, router, source, specs, cost_models, write_requests, router_info, slo, backend_options)
+    run = _start(backend, router, source, specs, cost_models, write_requests, router_info, slo, backend_options, pd)
     tracers = attach_tracers(run.fleet, trace, n) if trace is not None else {}
     try:
-        out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests, bool(config.admission))
+        out = out if isinstance(out, RunOutput) else RunOutput(out, write_requests, bool(config.admission),
+                                                               pd is not None)
         streams = (out.stream("timeseries.csv", TIMESERIES_HEADER),
                    out.stream("timeseries_fleet.csv", fleet_header(config.autoscaler is not None)))
         bar = run_bar(len(workload) - clients.warmup_requests, progress)
@@ -222,31 +237,31 @@ def attach_tracers(fleet, trace, n: int) -> dict:
 
 
 def _start(name: str, router, source: tuple, specs, cost_models: dict, write_requests: bool, router_info: dict,
-           slo: dict | None, options: dict):
+           slo: dict | None, options: dict, pd=None):
     """The run on backend `name`, its instances started; `source` is (workload, max concurrency
-    of closed-loop clients or None), what the router routes (`FleetLoop`)."""
+    of closed-loop clients or None), what the router routes (`FleetLoop`); `pd` a `pd.PDPlan`."""
     if name == "local":
         from fleetsim.cluster.backends.local import LocalBackend
         ff = options.pop("fast_forward")
         engines = {i: make_engine(cost_models[s], s, i, ff) for i, s in enumerate(specs)}
         return LocalRun(router, LocalBackend(engines, {i: s.model for i, s in enumerate(specs)}, **options),
-                        source, router_info, slo)
+                        source, router_info, slo, pd)
     if name == "ray":
         from fleetsim.cluster.backends.ray_router import RayRun
-        return RayRun(router, source, specs, cost_models, write_requests, router_info, slo, **options)
+        return RayRun(router, source, specs, cost_models, write_requests, router_info, slo, pd=pd, **options)
     raise InputError(f"--backend {name!r}: unknown; choose local or ray")
 
 
 class LocalRun:
     """A run in this process: the `FleetLoop` writes straight into the output streams."""
 
-    def __init__(self, router, fleet, source: tuple, router_info: dict, slo: dict | None):
+    def __init__(self, router, fleet, source: tuple, router_info: dict, slo: dict | None, pd=None):
         self.fleet = fleet
         self.args = (router, fleet, source)
-        self.router_info, self.slo = router_info, slo
+        self.router_info, self.slo, self.pd = router_info, slo, pd
 
     def run(self, write_requests, series_streams: tuple, progress) -> dict:
-        loop = FleetLoop(*self.args, write_requests, series_streams, self.router_info, self.slo)
+        loop = FleetLoop(*self.args, write_requests, series_streams, self.router_info, self.slo, self.pd)
         self.args = None
         while not loop.advance():
             progress(*loop.progress)

@@ -15,6 +15,10 @@ every window then returns snapshots (a draining instance stops when it holds not
 is pipelined, and evaluation ends when the router has routed its last request. timeseries_fleet.csv
 gains the instance counts (`fleet_columns`) and summary.json an `autoscaler` block, after `slo`.
 
+With PD roles (`pd`, cluster/pd.py) the backend is wrapped in a `PDFleet`, which runs each
+window in its two phases; windows are then always synced, with snapshots, and shortened while
+PD work is in flight (`PDFleet.limit` / `clip`).
+
 The loop is the same wherever it runs: in the driver with the local backend (fleet.py writes
 straight into the output files), or inside the router actor with Ray
 (cluster/backends/ray_router.py: the streams are buffers the driver drains), so the output
@@ -33,13 +37,18 @@ PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not
 
 class FleetLoop:
     def __init__(self, router, fleet, source: tuple, write_requests, series_streams: tuple, router_info: dict,
-                 slo: dict | None = None):
+                 slo: dict | None = None, pd=None):
         """`router` (a fresh `Router`), `fleet` (a backend), `source` (the workload and the number of
         closed-loop clients or None: the router takes requests from it as it routes them),
         `write_requests(lines)` or None (no requests.csv), `series_streams` (timeseries.csv and
         timeseries_fleet.csv, each with its header written), `router_info` (summary's `router`),
-        `slo` (an SLO set, experiments.slo: summary's `slo` block, after `instances`)."""
+        `slo` (an SLO set, experiments.slo: summary's `slo` block, after `instances`), `pd` (a
+        `pd.PDPlan` or None)."""
         n = router.n
+        if pd is not None:
+            from fleetsim.cluster.pd import PDFleet
+            fleet = PDFleet(fleet, pd)
+        self.pd = fleet if pd is not None else None
         self.router, self.fleet = router, fleet
         self.scaler = router.autoscaler
         self.write_requests = write_requests
@@ -67,20 +76,25 @@ class FleetLoop:
     def advance(self) -> bool:
         """Run one window (a sync first, if routing reads load and time jumps); True when the
         last window is recorded."""
-        router, fleet, scaler = self.router, self.fleet, self.scaler
+        router, fleet, scaler, pd = self.router, self.fleet, self.scaler, self.pd
         if scaler is not None:
             self._autoscale()
         start, end, exact = router.plan(self.t)
+        if pd is not None:
+            start, end, exact = pd.limit(self.t, start, end, exact)
         if start > self.t and router.needs_load:
             self._sync_window({}, start, True)
             self.t = start
         deliveries, end = router.route(end, exact)
+        if pd is not None:
+            end = pd.clip(self.t, start, end)
         rejected = router.rejections.take_window() if router.rejections is not None else ()
-        if router.needs_load or router.holding or end >= NEVER or scaler is not None:
+        if router.needs_load or router.holding or end >= NEVER or scaler is not None or pd is not None:
             for handle, w_end, w_rejected in self.in_flight:
                 self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
             self.in_flight = []
-            self._sync_window(deliveries, end, router.needs_load or router.clients is not None or scaler is not None,
+            self._sync_window(deliveries, end, router.needs_load or router.clients is not None or scaler is not None
+                              or pd is not None,
                               rejected)
         else:
             # load-blind routing with no session turn in flight: nothing the router does
@@ -115,6 +129,10 @@ class FleetLoop:
         if rejections is not None:
             summary["admission"] = rejections.block(router.admission.info(), sum(admitted))
         summary["instances"] = metrics.per_instance(stats, admitted)
+        if self.pd is not None:
+            for inst, role in zip(summary["instances"], self.pd.plan.spec.roles):
+                inst["role"] = role
+            summary["pd"] = self.pd.summary()
         if self.tracker is not None:
             summary["slo"] = self.tracker.summary(summary, rejections.measured if rejections is not None else None)
         if self.scaler is not None:

@@ -3,7 +3,8 @@
 `basic` (always on; a few vectorised operations per window, measured in BENCHMARKS.md):
 - every finished request: arrival <= first schedule <= first token <= last token
   (0 <= queueing <= TTFT <= E2E), and its ITL gaps add up to E2E − TTFT;
-- per instance, completion times never go back (windows are recorded in time order);
+- per instance, completion times never go back (windows are recorded in time order; with PD
+  roles, per instance that finished the request: its decode instance when it was handed off);
 - on the instance side, each finished request produced exactly its output tokens, and each
   instance's clock never goes back nor passes `TIME_LIMIT_NS` (`instance_checks`, after every
   window, before the window's records and time-series buckets reach any output);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from fleetsim.cluster.metrics import ARRIVAL, E2E, END, INSTANCE, OUTPUT, QUEUEING, RID, TTFT
+from fleetsim.cluster.pd import DECODE_INSTANCE
 
 TIME_LIMIT_NS = 10 ** 18          # about 31.7 years of simulated time
 LEVELS = ("basic", "full")
@@ -89,12 +91,14 @@ class RunChecker:
             self._fail(fixed, bad, "timestamps out of order (need 0 <= queueing <= TTFT <= E2E and "
                                    "the ITL gaps summing to E2E - TTFT)")
         inst = fixed[:, INSTANCE]
+        if fixed.shape[1] > DECODE_INSTANCE:       # PD: the instance that finished it
+            inst = np.where(fixed[:, DECODE_INSTANCE] >= 0, fixed[:, DECODE_INSTANCE], inst)
         first = np.full_like(self.last_end, np.iinfo(np.int64).max)
         np.minimum.at(first, inst, fixed[:, END])
         back = first < self.last_end
         if back.any():
             i = int(np.flatnonzero(back)[0])
-            row = fixed[(inst == i)][0]
+            row = fixed[(inst == i)][0]      # (for a handed-off request, i is its decode instance)
             raise InvariantViolation(f"instance {i}, request {row[RID]}: finished at {row[END]} ns, before an "
                                      f"earlier window's completion at {self.last_end[i]} ns")
         np.maximum.at(self.last_end, inst, fixed[:, END])

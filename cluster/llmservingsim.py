@@ -10,8 +10,9 @@ Per instance: `model_name`, `hardware`, `tp_size` (default 1), `pp_size` (defaul
 `num_npus` (if given, must equal tp_size·pp_size), `npu_mem.{mem_size (GiB), mem_util
 (default 0.9), mem_bw (GB/s), mem_latency (accepted, unused: ASTRA-Sim's NPU memory reads
 ignore it)}`, `ep_size`, `dp_group`, `pd_type`:
-- `pd_type` prefill / decode (disaggregated prefill/decode) is refused with one line: a later
-  issue; null, "" or "none" is a plain instance.
+- `pd_type` prefill / decode is the instance's PD role (cluster/pd.py: a fleet with both
+  disaggregates prefill and decode, with fleetsim's default decode policy and KV link); null,
+  "" or "none" is a plain (mixed) instance.
 - `dp_group` names the instance's data-parallel engine group (`cluster/dp_groups.py`: a MoE
   model's group steps in lock-step); `ep_size` becomes the instance's `ep`, the group's total
   expert-parallel degree as LLMServingSim's config_builder reads it (absent: its default, tp
@@ -32,6 +33,7 @@ import dataclasses
 
 from fleetsim.cluster.config import ClusterConfig, RouterSpec, engine_config, instance_spec
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.pd import parse_pd
 from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.instance.config import EngineConfig
 
@@ -78,9 +80,9 @@ def _instance(inst, doc: dict, engine: EngineConfig, where: str, iw: str):
         raise InputError(f"{iw}: npu_mem must be an object")
     _check_keys(mem, NPU_MEM_KEYS, f"{iw}: npu_mem")
     pd = inst.get("pd_type")
-    if pd not in (None, "", "none"):
-        raise InputError(f"{iw}: pd_type {pd!r}: disaggregated prefill/decode is not supported yet "
-                         f"(use null for a plain instance)")
+    if pd not in (None, "", "none", "prefill", "decode"):
+        raise InputError(f"{iw}: pd_type {pd!r}: choose prefill, decode, or null for a plain instance")
+    role = pd if pd in ("prefill", "decode") else "mixed"
     if inst.get("placement"):
         raise InputError(f"{iw}: placement: weights/KV placement on host or CXL memory is not supported")
     tp, pp = _count(inst, "tp_size", iw), _count(inst, "pp_size", iw)
@@ -104,7 +106,7 @@ def _instance(inst, doc: dict, engine: EngineConfig, where: str, iw: str):
     mem_bw = _positive(mem, "mem_bw", f"{iw}: npu_mem", bool(need), need)
     if link_bw is not None and latency is not None and mem_bw is not None:
         spec = dataclasses.replace(spec, network=AstraSimNetwork(link_bw, float(latency), mem_bw))
-    return spec
+    return spec, role
 
 
 def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
@@ -118,7 +120,7 @@ def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
     if latency is not None and (not is_finite_number(latency) or latency < 0):
         raise InputError(f"{where}: top level: field 'link_latency' must be a number >= 0 (ns), got {latency!r}")
     engine = EngineConfig(**LLMSERVINGSIM_ENGINE)
-    specs = []
+    specs, roles = [], []
     for n, node in enumerate(nodes):
         nw = f"{where}: nodes[{n}]"
         if not isinstance(node, dict):
@@ -130,5 +132,7 @@ def from_llmservingsim_json(doc: dict, where: str) -> ClusterConfig:
         if "num_instances" in node and node["num_instances"] != len(insts):
             raise InputError(f"{nw}: num_instances is {node['num_instances']!r} but 'instances' lists {len(insts)}")
         for i, inst in enumerate(insts):
-            specs.append(_instance(inst, doc, engine, where, f"{where}: nodes[{n}].instances[{i}]"))
-    return ClusterConfig(tuple(specs), RouterSpec(), 0, None, None, where)
+            spec, role = _instance(inst, doc, engine, where, f"{where}: nodes[{n}].instances[{i}]")
+            specs.append(spec)
+            roles.append(role)
+    return ClusterConfig(tuple(specs), RouterSpec(), 0, None, None, where, pd=parse_pd(None, roles, specs, where))

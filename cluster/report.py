@@ -17,14 +17,15 @@ from fleetsim.cluster.requests_csv import csv_header
 
 
 class RunOutput:
-    def __init__(self, out_dir: str | None, requests_csv: bool = True, rejected_column: bool = False):
+    def __init__(self, out_dir: str | None, requests_csv: bool = True, rejected_column: bool = False,
+                 pd_columns: bool = False):
         self._made_dir = out_dir is not None and not os.path.isdir(out_dir)
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
         self._files: list[tuple[str, str, object]] = []     # (partial path or name, final path or name, handle)
         self.texts: dict[str, str] = {}                      # name -> text, in memory, after commit
-        self._csv = self.stream("requests.csv", csv_header(rejected_column) + "\n") if requests_csv else None
+        self._csv = self.stream("requests.csv", csv_header(rejected_column, pd_columns) + "\n") if requests_csv else None
 
     def stream(self, name: str, header: str):
         """An open text file for `name`, starting with `header`; in place after `commit`."""

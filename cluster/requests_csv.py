@@ -10,6 +10,9 @@ at the next step boundary when the engine was busy), the anchor of engine-side t
 no time per output token (pandas reads the cell as NaN, so `df.TPOT.mean()` is the mean over
 the requests that have one). ITL is the quoted list of the request's inter-token gaps.
 
+A run with PD roles (cluster/pd.py) adds `decode_instance,transfer_start,transfer_end,
+decode_scheduled` after `queued` (-1 for a request not handed off); runs without keep their bytes.
+
 `--requests-detail` chooses how much is written (the statistics in summary.json always cover
 every request and every ITL gap):
 - `full` (default): every column, the ITL list included.
@@ -35,12 +38,14 @@ from fleetsim.cluster.errors import InputError
 
 CSV_HEADER = ("instance id,request id,model,input,output,arrival,end_time,latency,queuing_delay,"
               "TTFT,TPOT,ITL,preemptions,prefix_hit_tokens,queued")
+PD_COLUMNS = ",decode_instance,transfer_start,transfer_end,decode_scheduled"   # runs with PD roles
 DETAILS = ("full", "no-itl", "none")
 
 
-def csv_header(rejected_column: bool = False) -> str:
-    """The header line (without its newline), with the `rejected` column or not."""
-    return CSV_HEADER + ",rejected" if rejected_column else CSV_HEADER
+def csv_header(rejected_column: bool = False, pd_columns: bool = False) -> str:
+    """The header line (without its newline): with PD roles the PD columns (cluster/pd.py),
+    with admission control the `rejected` column, last."""
+    return CSV_HEADER + (PD_COLUMNS if pd_columns else "") + (",rejected" if rejected_column else "")
 
 
 def format_lines(fixed, itls: list, models: dict, detail: str = "full") -> list[str]:

@@ -162,7 +162,7 @@ def simulate(cluster, workload, out: str | None = None, overwrite: bool = False,
     path = os.fspath(workload) if isinstance(workload, (str, os.PathLike)) else None
     provenance = run_block(config, path, wl, opts)
     output = RunOutput(None if out is None else os.fspath(out), writes_file(opts.requests_detail),
-                       bool(config.admission))
+                       bool(config.admission), config.pd is not None)
     wall0 = time.perf_counter()
     try:
         run_fleet(config, wl, output, opts.backend, opts.perf_root, opts.models_root,

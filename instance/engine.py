@@ -25,6 +25,16 @@ Requests come through the API server's `frontend` (instance/frontend.py): one se
 `arrival_ns` reaches the engine `frontend.delay_ns(prompt_len)` later. The engine takes it into
 its waiting queue at the first step boundary after that (at once when idle): its `queued_ns`,
 vLLM's `queued_ts` (the engine core reads its input queue between steps).
+
+PD disaggregation (instance/handoff.py; the cluster side is cluster/pd.py). A prefill instance
+(`hands_off`) retires a request at the step that emits its first token when more tokens are to
+come: it goes to `handoffs` (not `finished`), its seat is freed as a finished request's is, its
+blocks stay held until `release_held(rid, at)`, which frees them at the first step boundary at or
+after `at` (at once when the engine is idle past `at`). When every block the waiting head needs
+is held, the engine is `stalled`: it takes no step until a release comes (it does not fast-forward
+either: its requests never decode here). A decode instance takes handed-off requests with
+`add_handoff(req, at)`: they reach its waiting queue at `at` (their transfer end) without the API
+server's front end, keeping the prefill side's queued time.
 """
 from __future__ import annotations
 
@@ -76,6 +86,10 @@ class Engine:
         self.async_scheduling = config.async_scheduling is not False   # None: vLLM's default, on
         self.seen_ns = 0   # async: what the next step's scheduler knows is the state as of this time
         self.tracer = None  # instance/trace.py StepTracer: records the steps in its window
+        self.hands_off = False     # PD prefill role: requests leave after their first token
+        self.handoffs: list[Request] = []   # ... those that left, not yet collected
+        self.releases: list = []   # heap of (time, rid): held blocks to free at that time
+        self.stalled = False       # every block the next admission needs is held for a transfer
 
     def check_request(self, req: Request) -> None:
         """Raise RequestRejected if `req` can never be served here (or is malformed: a request
@@ -99,6 +113,30 @@ class Engine:
         req.instance = self.instance_id
         heapq.heappush(self.pending, (req.arrival_ns + self.frontend.delay_ns(req.prompt_len), req.rid, req))
 
+    def add_handoff(self, req: Request, at_ns: int) -> None:
+        """A request handed off by a prefill instance, its KV here at `at_ns` (PD)."""
+        self.check_request(req)
+        req.decode_instance = self.instance_id
+        heapq.heappush(self.pending, (at_ns, req.rid, req))
+
+    def release_held(self, rid: int, at_ns: int) -> None:
+        """Free the blocks of handed-off request `rid` at the first step boundary >= `at_ns`."""
+        heapq.heappush(self.releases, (at_ns, rid))
+
+    def apply_releases(self, upto: int) -> None:
+        """Free the held blocks due by `upto`."""
+        releases, sched = self.releases, self.scheduler
+        while releases and releases[0][0] <= upto:
+            rid = heapq.heappop(releases)[1]
+            req = sched.held.pop(rid)
+            if rid not in sched.finishing:      # (else its seat's release frees them)
+                self.blocks.free(req)
+            self.stalled = False
+
+    def drain_handoffs(self) -> list[Request]:
+        out, self.handoffs = self.handoffs, []
+        return out
+
     @property
     def has_work(self) -> bool:
         s = self.scheduler
@@ -107,6 +145,8 @@ class Engine:
     def next_event_ns(self) -> int:
         """When this engine next does something on its own (NEVER if idle with nothing pending)."""
         s = self.scheduler
+        if self.stalled:
+            return max(self.now, self.releases[0][0]) if self.releases else NEVER
         if s.running or s.waiting:
             return self.now
         return self.pending[0][0] if self.pending else NEVER
@@ -120,6 +160,14 @@ class Engine:
         sched, pending, waiting = self.scheduler, self.pending, self.scheduler.waiting
         lag = self.async_scheduling
         while True:
+            if self.releases:
+                if self.stalled and self.releases[0][0] > self.now:
+                    if self.releases[0][0] >= t_end:
+                        return
+                    self.now = self.seen_ns = self.releases[0][0]    # idle until the blocks come back
+                self.apply_releases(self.now)
+            elif self.stalled:
+                return
             self.take_arrivals(self.seen_ns if lag else self.now)
             if not sched.running and not waiting:
                 if pending and pending[0][0] < t_end:
@@ -145,7 +193,8 @@ class Engine:
         pending, waiting = self.pending, self.scheduler.waiting
         while pending and pending[0][0] <= upto:
             req = heapq.heappop(pending)[2]
-            req.queued_ns = upto
+            if req.num_output == 0:         # (a handed-off request keeps the prefill side's)
+                req.queued_ns = upto
             waiting.append(req)
 
     def run_to_completion(self) -> None:
@@ -157,12 +206,14 @@ class Engine:
         scheduling there may be nothing to run once the finishing requests are released: then
         no step is taken."""
         start = self.now
-        if self.async_scheduling:
-            scheduled, batch, prompt_tokens = self.choose_batch(start)
-            if batch is None:
-                return False
-        else:
-            scheduled, batch, prompt_tokens = self.schedule_batch(start)
+        scheduled, batch, prompt_tokens = self.choose_batch(start)
+        if batch is None:
+            if self.scheduler.held:
+                self.stalled = True         # waits for a transfer to end (PD)
+                return True
+            if not self.async_scheduling:
+                raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
+            return False
         cm = self.cost_model
         end = start + cm.time_batch(batch) + cm.cpu_overhead_ns(len(scheduled))
         self.now = end
@@ -184,7 +235,7 @@ class Engine:
         if not scheduled:
             self.take_arrivals(start)
             scheduled = sched.schedule(start)
-            if not scheduled and (sched.running or sched.waiting):
+            if not scheduled and (sched.running or sched.waiting) and not sched.held:
                 raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")
         self.seen_ns = start
         return scheduled
@@ -266,6 +317,7 @@ class Engine:
         one at `end`. Returns (tokens produced, requests now finished)."""
         done = []
         produced = 0
+        hands_off = self.hands_off
         for req, n in scheduled:
             computed = req.num_computed + n
             req.num_computed = computed
@@ -280,7 +332,7 @@ class Engine:
                 req.num_output = out = out + 1
                 req.num_tokens += 1
                 produced += 1
-                if out >= req.output_len:
+                if out >= req.output_len or hands_off:
                     done.append(req)
         return produced, done
 
@@ -295,12 +347,16 @@ class Engine:
             sched = self.scheduler
             running, finishing, lag = sched.running, sched.finishing, self.async_scheduling
             for req in done:
+                handoff = req.num_output < req.output_len      # PD: it decodes elsewhere
+                if handoff:
+                    sched.held[req.rid] = req
                 if lag:
                     finishing[req.rid] = req
                 else:
                     running.remove(req)
-                    self.blocks.free(req)
-                self.finished.append(req)
+                    if not handoff:
+                        self.blocks.free(req)
+                (self.handoffs if handoff else self.finished).append(req)
                 followup = followup or req.followup is not None
         return followup
 
@@ -324,8 +380,9 @@ class Engine:
                     prefill += left
                 decode += req.output_len - req.num_output
         for _, _, req in self.pending:
-            prefill += req.prompt_len
-            decode += req.output_len
+            if req.num_output == 0:         # (a handed-off one has its prompt computed)
+                prefill += req.prompt_len
+            decode += req.output_len - req.num_output
         # the clock; when the engine holds only requests still in the front end, the time the
         # first reaches it (nothing happens here before then)
         now = self.pending[0][0] if self.pending and not (s.running or s.waiting) and self.pending[0][0] > self.now \

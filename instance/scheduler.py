@@ -18,6 +18,13 @@ step past `max_tokens`), and may still be chosen as a preemption victim, which f
 once and ends its stay (vLLM prepends it to the waiting queue and drops it when its last token
 arrives; it is not counted as a preemption here: nothing is recomputed). The engine calls
 `release_finishing` after the next step is scheduled (engine.py).
+PD disaggregation (instance/handoff.py): a request handed off by a prefill instance leaves its
+seat like a finished one but its blocks stay `held` until its KV transfer ends (a held request is
+never a preemption victim's source of blocks: preempting it only ends its stay). On a decode
+instance a handed-off request arrives with its prompt computed (`num_computed` > 0, which no
+other waiting request has: preemption resets it): admission gives it blocks for its prompt and
+the token it decodes next, with no prefix-cache lookup (its KV came over the link), FCFS with the
+waiting queue like any request, so a decode instance's waiting queue is its transfer queue.
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ class Scheduler:
         self.prefix_hits = 0      # of which were cached
         self.in_flight: set[int] = set()   # ids of requests in a pipelined batch not yet done
         self.finishing: dict[int, Request] = {}   # async: id -> request done, not yet released
+        self.held: dict[int, Request] = {}        # PD: id -> handed off, blocks kept until its transfer ends
 
     def schedule(self, now_ns: int) -> list[tuple[Request, int]]:
         """Choose this step's (request, new_tokens) pairs; updates running/waiting and blocks."""
@@ -94,6 +102,17 @@ class Scheduler:
         threshold = cfg.long_prefill_token_threshold
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
             req = waiting[0]
+            if req.num_computed:              # handed off (PD): its prompt's KV arrived
+                n = req.num_tokens - req.num_computed
+                if not kv.allocate(req, n):
+                    break
+                waiting.popleft()
+                running.append(req)
+                if req.decode_scheduled_ns < 0:
+                    req.decode_scheduled_ns = now_ns
+                scheduled.append((req, n))
+                budget -= n
+                continue
             hits = kv.find_cached_prefix(req)
             hit_tokens = len(hits) * kv.block_size
             n = req.num_tokens - hit_tokens
@@ -128,15 +147,18 @@ class Scheduler:
 
     def release_finishing(self) -> None:
         """Retire the finishing requests (async scheduling): seats and blocks become free."""
+        held = self.held
         for req in self.finishing.values():
             self.running.remove(req)
-            self.blocks.free(req)
+            if req.rid not in held:
+                self.blocks.free(req)
         self.finishing = {}
 
     def _preempt(self, req: Request) -> None:
         if self.finishing and req.rid in self.finishing:
             del self.finishing[req.rid]      # done already: its blocks go, nothing to recompute
-            self.blocks.free(req)
+            if req.rid not in self.held:     # (a handed-off one's stay here with its transfer)
+                self.blocks.free(req)
             return
         self.blocks.free(req, preempted=True)
         req.num_computed = 0

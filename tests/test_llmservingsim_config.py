@@ -59,7 +59,8 @@ def test_tp2_instance_gets_llmservingsim_network(tmp_path):
     ({k: v for k, v in TP2.items() if k != "link_latency"}, "'link_latency' is required"),
     ({**TP2, "nodes": [{**TP2["nodes"][0], "num_instances": 2}]}, "num_instances is 2 but 'instances' lists 1"),
     ({**TP2, "nodes": [{**TP2["nodes"][0], "gpus": 2}]}, "nodes[0]: unknown key(s) gpus"),
-    (edited(pd_type="prefill"), "disaggregated prefill/decode is not supported yet"),
+    (edited(pd_type="prefill"), "needs instances with role prefill and with role decode"),
+    (edited(pd_type="both"), "pd_type 'both': choose prefill, decode, or null"),
     (edited(num_npus=4), "num_npus 4 does not match tp_size·pp_size = 2"),
     (edited(tp_size=0), "'tp_size' must be a positive integer"),
     (edited(npu_num=2), "unknown key(s) npu_num"),
@@ -108,3 +109,14 @@ def test_tp2_run_end_to_end(shared_data, tmp_path):
     assert len(rows) == 40
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_requests"] == 40 and summary["tpot_ms"]["mean"] > 0
+
+
+def test_pd_type_maps_onto_pd_roles(tmp_path):
+    node = TP2["nodes"][0]
+    inst = node["instances"][0]
+    doc = {**TP2, "nodes": [{**node, "num_instances": 3,
+                             "instances": [{**inst, "pd_type": "prefill"}, {**inst, "pd_type": "decode"},
+                                           {**inst, "pd_type": None}]}]}
+    cfg = load_cluster_config(write(tmp_path, doc))
+    assert cfg.pd.roles == ("prefill", "decode", "mixed")
+    assert load_cluster_config(write(tmp_path, TP2)).pd is None

@@ -8,12 +8,14 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, engines: dict, models: dict, requests_detail: str = "full", full_checks: bool = False,
-                 groups=()):
-        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups)
+                 groups=(), roles: dict | None = None):
+        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups, roles)
 
-    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool):
-        """Start a window; `collect` returns its result (here it is computed at once)."""
-        return self.host.window(deliveries, t_end, want_snapshots)
+    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool, phase: str | None = None,
+               releases: dict | None = None):
+        """Start a window (a PD phase of one: cluster/host.py); `collect` returns its result
+        (here it is computed at once)."""
+        return self.host.window(deliveries, t_end, want_snapshots, phase, releases)
 
     def collect(self, handle):
         return handle

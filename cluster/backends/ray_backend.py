@@ -38,12 +38,12 @@ MAX_REBUILDS = 3      # per actor and run
 def pack_requests(deliveries: dict) -> tuple:
     """{instance: [Request]} → (int64 matrix of plain requests, {instance: [other Requests]}).
 
-    Plain requests (no token or hash ids, no session) travel as one row each:
+    Plain requests (no token or hash ids, no session, not handed off) travel as one row each:
     instance, id, arrival, prompt, output; the others are pickled as objects."""
     rows, others = [], {}
     for idx, reqs in deliveries.items():
         for r in reqs:
-            if r.token_ids is None and r.hash_ids is None and r.session is None:
+            if r.token_ids is None and r.hash_ids is None and r.session is None and r.num_output == 0:
                 rows.append((idx, r.rid, r.arrival_ns, r.prompt_len, r.output_len))
             else:
                 others.setdefault(idx, []).append(r)
@@ -101,7 +101,7 @@ class HostActorImpl:
         sys.addaudithook(self._audit)
 
     def load(self, shared: dict, assignments: list, fast_forward: bool = True, requests_detail: str = "full",
-             full_checks: bool = False, groups=()) -> None:
+             full_checks: bool = False, groups=(), roles: dict | None = None) -> None:
         from fleetsim.cluster.host import InstanceHost
         from fleetsim.costmodel import CostModel
         from fleetsim.instance.pipeline import make_engine
@@ -112,15 +112,16 @@ class HostActorImpl:
             cm = built[key].variant(spec.overhead_ns, spec.overhead_per_seq_ns, spec.memory_gib, spec.pp)
             engines[idx] = make_engine(cm, spec.engine, idx, fast_forward, spec.frontend)
             models[idx] = spec.model
-        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups)
+        self.host = InstanceHost(engines, models, requests_detail, full_checks, groups, roles)
         self.opened = []
 
     def _audit(self, event, args):
         if event == "open" and args and isinstance(args[0], str):
             self.opened.append(args[0])
 
-    def window(self, packed: bytes, t_end, want_snapshots):
-        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots)
+    def window(self, packed: bytes, t_end, want_snapshots, phase=None, releases=None):
+        """One window (a PD phase of one, with its block releases: cluster/host.py)."""
+        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots, phase, releases)
 
     def snapshots(self):
         return self.host.snapshots()
@@ -145,7 +146,7 @@ class RayBackend:
     def __init__(self, specs, shared, actors: int | None = None, instances_per_actor: int | None = None,
                  ray_address: str | None = None, num_cpus: int | None = None, fast_forward: bool = True,
                  requests_detail: str = "full", full_checks: bool = False, groups=(),
-                 max_rebuilds: int = MAX_REBUILDS):
+                 max_rebuilds: int = MAX_REBUILDS, roles: dict | None = None):
         """`shared`: what `share_cost_models` returned for these specs."""
         check_packing(actors, instances_per_actor)
         self.ray, self.started = start_ray(ray_address, num_cpus)
@@ -169,7 +170,8 @@ class RayBackend:
                 self.owner[idx] = a
             self.members.append(members)
             self.loads.append((shared, [(i, keys[specs[i]], specs[i]) for i in members], fast_forward,
-                               requests_detail, full_checks, [u for u in block if len(u) > 1]))
+                               requests_detail, full_checks, [u for u in block if len(u) > 1],
+                               None if roles is None else {i: roles[i] for i in members}))
         self.sent: list[list] = [[] for _ in blocks]     # per actor: every window call, in order
         self.pending: dict[int, list] = {}                # window number -> [ref per actor], not collected
         self.rebuilds = [0] * actors
@@ -177,13 +179,21 @@ class RayBackend:
         self._gather([a.load.remote(*args) for a, args in zip(self.actors, self.loads)],
                      lambda a: self.actors[a].pid.remote(), replay_upto=lambda a: 0)   # a rebuild loads
 
-    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool) -> int:
-        """Queue a window at every actor (actors run their calls in order); returns its number."""
+    def submit(self, deliveries: dict, t_end: int, want_snapshots: bool, phase: str | None = None,
+               releases: dict | None = None) -> int:
+        """Queue a window (or a PD phase of one: cluster/host.py; the handoffs between the
+        phases are messages through the router actor) at every actor (actors run their calls in
+        order); returns its number."""
         per_actor = [{} for _ in self.actors]
         for idx, reqs in deliveries.items():
             per_actor[self.owner[idx]][idx] = reqs
         w = len(self.sent[0])
         calls = [(pickle.dumps(pack_requests(d), protocol=5), t_end, want_snapshots) for d in per_actor]
+        if phase is not None:
+            per_release = [{} for _ in self.actors]
+            for idx, rel in (releases or {}).items():
+                per_release[self.owner[idx]][idx] = rel
+            calls = [call + (phase, rel) for call, rel in zip(calls, per_release)]
         for log, call in zip(self.sent, calls):
             log.append(call)
         self.pending[w] = [a.window.remote(*call) for a, call in zip(self.actors, calls)]
@@ -198,11 +208,14 @@ class RayBackend:
             if isinstance(exc.cause, InvariantViolation):    # raised by an actor's host: one line
                 raise exc.cause from None
             raise
-        snaps, series = [], []
-        for _, s, b in results:
-            snaps.extend(s)
-            series.extend(b)
-        return RecordBatch.concat([r for r, _, _ in results]), snaps, series
+        snaps, series, handoffs = [], [], []
+        for result in results:
+            snaps.extend(result[1])
+            series.extend(result[2])
+            if len(result) > 3:
+                handoffs.extend(result[3])
+        batch = RecordBatch.concat([r[0] for r in results])
+        return (batch, snaps, series) if len(results[0]) == 3 else (batch, snaps, series, handoffs)
 
     def snapshots(self) -> list:
         return [s for part in self._everyone("snapshots") for s in part]

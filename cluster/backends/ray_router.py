@@ -38,7 +38,7 @@ class RouterActorImpl:
         self.buffers: list[io.StringIO] = []
 
     def start(self, router, source: tuple, specs: list, shared: list, backend_options: dict, write_requests: bool,
-              router_info: dict, slo: dict | None) -> None:
+              router_info: dict, slo: dict | None, pd=None) -> None:
         """A new run (`shared` is `[ref]` of the cost-model state, kept a reference inside a list)."""
         from fleetsim.cluster.backends.ray_backend import RayBackend
         from fleetsim.cluster.fleet_loop import FleetLoop
@@ -48,7 +48,7 @@ class RouterActorImpl:
         requests_buf = self.buffers[0]
         write = (lambda lines: requests_buf.write("".join(lines))) if write_requests else None
         self.loop = FleetLoop(router, self.fleet, source, write, (self.buffers[1], self.buffers[2]), router_info,
-                              slo)
+                              slo, pd)
 
     def step(self, windows: int) -> tuple:
         """Up to `windows` more windows: (texts, (simulated ns, finished), done)."""
@@ -97,7 +97,7 @@ class RayRun:
 
     def __init__(self, router, source: tuple, specs: list, cost_models: dict, write_requests: bool,
                  router_info: dict, slo: dict | None = None, ray_address: str | None = None,
-                 num_cpus: int | None = None, **backend_options):
+                 num_cpus: int | None = None, pd=None, **backend_options):
         from fleetsim.cluster.backends.ray_backend import check_packing, share_cost_models, start_ray
         check_packing(backend_options.get("actors"), backend_options.get("instances_per_actor"))   # before Ray starts
         self.ray, self.started = start_ray(ray_address, num_cpus)
@@ -106,7 +106,7 @@ class RayRun:
         self.rebuilds: list[int] = []
         shared = share_cost_models(ray, specs, cost_models)
         self._get(self.actor.start.remote(router, ray.put(source), specs, [shared], backend_options,
-                                          write_requests, router_info, slo))
+                                          write_requests, router_info, slo, pd))
 
     def run(self, write_requests, series_streams: tuple, progress) -> dict:
         """Write the router actor's output text as it comes (`write_requests(lines)` or None,

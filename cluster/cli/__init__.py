@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     log_to_stderr()
     try:
         return args.handler(args)
-    except (InputError, CostModelError) as exc:
-        print(f"fleetsim: error: {exc}", file=sys.stderr)
+    except (InputError, CostModelError) as exc:     # one line, even when it quotes a key with a line break
+        print(f"fleetsim: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
     except InvariantViolation as exc:  # the run broke its own invariants: no result
         print(f"fleetsim: invariant violated: {exc}", file=sys.stderr)
