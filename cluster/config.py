@@ -342,14 +342,14 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     slo = parse_slo(doc["slo"], f"{where}: slo") if doc.get("slo") is not None else {}
     router = _router(doc.get("router"), where)
     admission = parse_admission((doc.get("router") or {}).get("admission"), f"{where}: router.admission")
+    pd = parse_pd(doc.get("pd"), roles or ["mixed"] * len(specs), specs, where)
+    if pd is not None and doc.get("autoscaler") is not None:
+        raise InputError(f"{where}: an autoscaler with prefill/decode roles is not supported yet")
     autoscaler = None
     if doc.get("autoscaler") is not None:
         autoscaler = parse_autoscaler(doc["autoscaler"], where)
         specs = fleet_specs(specs, autoscaler, "instances" in doc, where)
         check_instance_count(len(specs), f"{where}: autoscaler.max")
-    pd = parse_pd(doc.get("pd"), roles or ["mixed"] * len(specs), specs, where)
-    if pd is not None and autoscaler is not None:
-        raise InputError(f"{where}: an autoscaler with prefill/decode roles is not supported yet")
     return ClusterConfig(tuple(specs), router, seed, doc.get("perf_root"), doc.get("models_root"), where, slo=slo,
                          admission=admission, autoscaler=autoscaler, pd=pd)
 

@@ -197,3 +197,13 @@ def test_admission_with_pd_roles_is_refused_in_one_line(tmp_path, capsys):
                  str(tmp_path / "o"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "admission with prefill/decode roles" in err, err
+
+
+def test_an_autoscaler_with_pd_roles_is_refused_in_one_line(tmp_path, capsys):
+    cluster = write_cluster(tmp_path / "c.yaml", [{"count": 1, "role": "prefill"}, {"count": 1, "role": "decode"}],
+                            autoscaler={"min": 1, "max": 2, "interval_s": 10, "policy": "queue_length", "target": 4})
+    code = main(["run", "--cluster", str(cluster), "--workload", str(EXAMPLE_WORKLOAD), "--out",
+                 str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "an autoscaler with prefill/decode roles is not supported yet" in err, err
