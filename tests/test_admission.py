@@ -266,3 +266,15 @@ def test_bad_admission_in_a_cluster_file_names_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.endswith(f"{cfg}: router.admission: token_bucket needs rate")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_admission_sweep_builds_its_ten_points():
+    # (BENCHMARKS.md's table is its five 60 req/s points; running them takes a minute, so only
+    # their cluster documents are built here, each with its admission stages)
+    from fleet_helpers import REPO
+    from fleetsim.cluster.config import config_from_doc
+    from fleetsim.cluster.experiments.spec import load_spec
+    points = load_spec(str(REPO / "configs" / "sweeps" / "admission.yaml")).points()
+    stages = [tuple(s.name for s in config_from_doc(p.cluster, "point", str(REPO)).admission) for p in points]
+    assert stages == [(), ("token_bucket",), ("slo",), ("slo",), ("queue_cap",)] * 2
+    assert [p.rate_scale for p in points] == [2 / 3] * 5 + [1.0] * 5
