@@ -6,8 +6,10 @@ finished turns and snapshots back into the router, and record the windows in ord
 invariants (cluster/invariants.py), requests.csv lines through `write_requests` and the time
 series through `series_streams` (with admission control, a window's rejected requests are recorded
 with it: cluster/rejections.py). With load-blind routing and no session turn in flight, up to
-`PIPELINE_DEPTH` windows are kept queued at the workers (nothing the router does depends on
-their results). `summary()` ends the run: the summary dict (without the `run` block).
+`MERGED_WINDOWS` windows run as one at the workers (`_merge`: a window end no instance needs does
+not end its fast-forwarded run; requests are still recorded window by window), and up to
+`PIPELINE_DEPTH` such windows are kept queued there (nothing the router does depends on their
+results). `summary()` ends the run: the summary dict (without the `run` block).
 
 With an autoscaler (`router.autoscaler`, cluster/autoscaling/scaler.py) the loop stops at each of
 its boundaries, hands it the snapshots there and narrows the router to the routable instances;
@@ -33,6 +35,8 @@ from fleetsim.cluster.timeseries_writer import TimeSeriesWriter
 from fleetsim.instance.engine import NEVER
 
 PIPELINE_DEPTH = 4   # windows queued ahead at the workers when routing does not read load
+MERGED_WINDOWS = 16  # load-blind windows run as one (`_merge`) ...
+MERGED_REQUESTS_PER_INSTANCE = 64   # ... unless they route this many requests per instance first
 
 
 class FleetLoop:
@@ -59,7 +63,7 @@ class FleetLoop:
         self.router_info = router_info
         self.t = 0
         self.in_flight: list = []     # (handle, window end) submitted, not yet collected
-        self.synced: list = []        # (batch, buckets, window end) synced, not yet recorded (FIFO)
+        self.synced: list = []        # ([(batch, rejected)], buckets, window end) synced, not yet recorded (FIFO)
         self.done = False
         router.set_snapshots(fleet.snapshots())
         if self.scaler is not None:
@@ -83,26 +87,27 @@ class FleetLoop:
         if pd is not None:
             start, end, exact = pd.limit(self.t, start, end, exact)
         if start > self.t and router.needs_load:
-            self._sync_window({}, start, True)
+            self._sync_window({}, [(start, ())], True)
             self.t = start
         deliveries, end = router.route(end, exact)
         if pd is not None:
             end = pd.clip(self.t, start, end)
-        rejected = router.rejections.take_window() if router.rejections is not None else ()
+        # [(end, rejected rows)] of each window run as one (just this one unless `_merge` merges)
+        windows = self._merge(deliveries, [(end, self._rejected())])
+        end = windows[-1][0]
         if router.needs_load or router.holding or end >= NEVER or scaler is not None or pd is not None:
-            for handle, w_end, w_rejected in self.in_flight:
-                self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
+            for handle, w_windows in self.in_flight:
+                self.synced.append(self._sync(fleet.collect(handle), w_windows))
             self.in_flight = []
-            self._sync_window(deliveries, end, router.needs_load or router.clients is not None or scaler is not None
-                              or pd is not None,
-                              rejected)
+            self._sync_window(deliveries, windows, router.needs_load or router.clients is not None or scaler is not None
+                              or pd is not None)
         else:
             # load-blind routing with no session turn in flight: nothing the router does
             # depends on results, so keep a few windows queued at the workers
-            self.in_flight.append((fleet.submit(deliveries, end, False), end, rejected))
+            self.in_flight.append((self._submit(deliveries, windows, False), windows))
             if len(self.in_flight) > PIPELINE_DEPTH:
-                handle, w_end, w_rejected = self.in_flight.pop(0)
-                self.synced.append(self._sync(fleet.collect(handle), w_end, w_rejected))
+                handle, w_windows = self.in_flight.pop(0)
+                self.synced.append(self._sync(fleet.collect(handle), w_windows))
                 self._record_synced()
         self.t = end
         if end >= NEVER:
@@ -154,30 +159,73 @@ class FleetLoop:
         router.set_routable(scaler.routable())
         router.boundary = scaler.boundary()
 
-    def _sync_window(self, deliveries: dict, w_end: int, want_snapshots: bool, rejected=()) -> None:
-        handle = self.fleet.submit(deliveries, w_end, want_snapshots)
+    def _rejected(self):
+        """The rejected rows of the window just routed."""
+        rejections = self.router.rejections
+        return rejections.take_window() if rejections is not None else ()
+
+    def _merge(self, deliveries: dict, windows: list) -> list:
+        """With load-blind routing and nothing held, route the windows after `windows` (one, the
+        one just routed) too, up to `MERGED_WINDOWS` of them or `MERGED_REQUESTS_PER_INSTANCE`
+        requests per instance, into `deliveries` (in routing order); returns `windows` with their
+        (end, rejected rows) appended. Nothing in them needs a sync: the fleet runs them as one,
+        so their ends do not end an instance's fast-forwarded run, and each request is still
+        reported with the window it finished in (`InstanceHost.window`), so the records, in
+        window order, and everything made of them keep their bytes. The last window of a run
+        stays its own; nothing is merged with an autoscaler or PD roles."""
+        router = self.router
+        end = windows[-1][0]
+        if (router.needs_load or router.n == 1 or router.holding or router.clients is not None or end >= NEVER
+                or self.scaler is not None or self.pd is not None):
+            return windows
+        routed = sum(map(len, deliveries.values()))
+        cap = MERGED_REQUESTS_PER_INSTANCE * router.n
+        while len(windows) < MERGED_WINDOWS and routed < cap and not router.holding:
+            _, nxt, _ = router.plan(end)
+            if nxt >= NEVER:
+                break
+            more, end = router.route(nxt, False)
+            for idx, reqs in more.items():
+                deliveries.setdefault(idx, []).extend(reqs)
+                routed += len(reqs)
+            windows.append((end, self._rejected()))
+        return windows
+
+    def _submit(self, deliveries: dict, windows: list, want_snapshots: bool):
+        """Start the windows `[(end, rejected rows)]` as one (`InstanceHost.window`'s `cuts`)."""
+        end = windows[-1][0]
+        if len(windows) == 1:
+            return self.fleet.submit(deliveries, end, want_snapshots)
+        return self.fleet.submit(deliveries, end, want_snapshots, cuts=tuple(e for e, _ in windows[:-1]))
+
+    def _sync_window(self, deliveries: dict, windows: list, want_snapshots: bool) -> None:
+        handle = self._submit(deliveries, windows, want_snapshots)
         self._record_synced()                 # record the previous windows while the workers run this one
-        self.synced.append(self._sync(self.fleet.collect(handle), w_end, rejected))
+        self.synced.append(self._sync(self.fleet.collect(handle), windows))
 
     def _record_synced(self) -> None:
         rejections = self.router.rejections
-        for batch, buckets, w_end, rejected in self.synced:
-            self.checker.records(batch.fixed, batch.itl)
-            self.metrics.add_batch(batch)
-            if self.tracker is not None:
-                self.tracker.add(batch.fixed)
-            if self.write_requests is not None:
-                self.write_requests(batch.lines if rejections is None else rejections.lines(batch, rejected))
+        for parts, buckets, w_end in self.synced:
+            for batch, rejected in parts:
+                self.checker.records(batch.fixed, batch.itl)
+                self.metrics.add_batch(batch)
+                if self.tracker is not None:
+                    self.tracker.add(batch.fixed)
+                if self.write_requests is not None:
+                    self.write_requests(batch.lines if rejections is None else rejections.lines(batch, rejected))
             self.series.add(buckets, w_end)
         self.synced.clear()
 
-    def _sync(self, result, next_start, rejected) -> tuple:
-        """Take a window's snapshots and finished turns into the router; its (ordered batch,
-        time-series buckets, window end, rejected rows) are recorded later, in window order."""
-        batch, snaps, buckets = result
-        if self.scaler is not None:
-            self.scaler.observe(batch.fixed, snaps)
-        batch = self.router.finished(batch, next_start)
+    def _sync(self, result, windows: list) -> tuple:
+        """Take the snapshots and finished turns of windows run as one into the router, window by
+        window; their ([(ordered batch, rejected rows)], time-series buckets, last end) are
+        recorded later, in window order."""
+        batches, snaps, buckets = result
+        parts = []
+        for batch, (w_end, rejected) in zip(batches if len(windows) > 1 else [batches], windows):
+            if self.scaler is not None:
+                self.scaler.observe(batch.fixed, snaps)
+            parts.append((self.router.finished(batch, w_end), rejected))
         if snaps:
             self.router.set_snapshots(snaps)
-        return batch, buckets, next_start, rejected
+        return parts, buckets, windows[-1][0]

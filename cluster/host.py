@@ -13,6 +13,8 @@ to the decode instances and advances them. Rows then carry the PD columns (`pd.w
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from fleetsim.cluster.invariants import instance_checks
 from fleetsim.cluster.pd import with_pd_columns
 from fleetsim.cluster.records import RecordBatch
@@ -56,7 +58,7 @@ class InstanceHost:
                 self.phases[phase] = (idxs, [u for u in self.units if _first_instance(u) in idxs])
 
     def window(self, deliveries: dict, t_end: int, want_snapshots: bool, phase: str | None = None,
-               releases: dict | None = None) -> tuple:
+               releases: dict | None = None, cuts: tuple = ()) -> tuple:
         """Deliver `{index: [Request]}`, advance all engines to `t_end`.
 
         Returns (records, snapshots, series): a `RecordBatch` of the finished requests,
@@ -66,6 +68,10 @@ class InstanceHost:
         With a PD `phase` (module docstring) only that phase's instances are delivered to and
         advanced, `releases` `{index: [(rid, te)]}` free held blocks, and the result has a fourth
         item: the handoffs `[(first token ns, rid, index, KV bytes, decode copy)]`.
+        With `cuts` (ascending ends of load-blind windows merged into this one, never with PD:
+        cluster/fleet_loop.py `_merge`) `records` is a list of `RecordBatch`es, one for each window
+        ending at `*cuts, t_end`: a request goes to the window in which its `report_ns` lies, the
+        one that would have reported it had it run alone.
         """
         order, units = self.phases[phase]
         decode = phase == "decode"
@@ -108,9 +114,15 @@ class InstanceHost:
         models = self.models
         if decode and finished:   # a row names the prefill instance, maybe hosted elsewhere: same model
             models = {**{r.instance: models[r.decode_instance] for r in finished}, **models}
-        batch = RecordBatch.from_requests(finished, models, self.detail)
-        if pd:
-            batch = with_pd_columns(batch, finished)
+        if cuts:
+            parts = [[] for _ in range(len(cuts) + 1)]
+            for r in finished:
+                parts[bisect_right(cuts, r.report_ns)].append(r)
+            batch = [RecordBatch.from_requests(part, models, self.detail) for part in parts]
+        else:
+            batch = RecordBatch.from_requests(finished, models, self.detail)
+            if pd:
+                batch = with_pd_columns(batch, finished)
         for r in finished:
             r.itl = []                      # the batch has them; do not keep per-token ints alive
             r.hashes = []

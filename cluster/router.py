@@ -13,9 +13,12 @@ they advance together, running every lock-stepped group step that starts before 
 - Δ = 0 is exact: a sync at every distinct arrival time.
 - Policies that ignore load (round_robin, random, session_affinity) need no snapshots: their
   windows are 1 s of simulated time, only to stream results. Window boundaries do reach the
-  output across instances (records and buckets are ordered within a window), so they stay at
-  1 s; one instance's records and buckets come out in time order whatever the window, so a
-  single-instance fleet with no session turn in flight uses 256 s windows (fewer syncs, same bytes).
+  output across instances (records are ordered within a window), so they stay at 1 s, but with
+  no session turn in flight the fleet runs up to 16 of them as one (cluster/fleet_loop.py
+  `_merge`: no instance's fast-forwarded run ends at their boundaries, and each request is still
+  reported with the window in which the step that finished it started); one instance's records
+  and buckets come out in time order whatever the window, so a single-instance fleet with no
+  session turn in flight uses 256 s windows (fewer syncs, same bytes).
 - Arrivals are taken from the workload's stream (`add_source`) as routing reaches them: the
   heap holds only the next request of the stream plus released follow-ups, so a run holds the
   requests in flight, not the whole workload.

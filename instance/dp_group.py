@@ -131,7 +131,7 @@ class DPGroup:
                 continue
             e.steps += 1
             e.busy_ns += end - start
-            followup = e.complete_batch(scheduled, end, prompt_tokens) or followup
+            followup = e.complete_batch(scheduled, end, prompt_tokens, start) or followup
         if self.steps_log is not None:
             self.steps_log.append(GroupStep(start, end, group_tokens, tuple(
                 MemberStep(e.instance_id, shape, batch is None, gpu, host)

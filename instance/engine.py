@@ -219,7 +219,7 @@ class Engine:
         self.now = end
         self.steps += 1
         self.busy_ns += end - start
-        followup = self.complete_batch(scheduled, end, prompt_tokens)
+        followup = self.complete_batch(scheduled, end, prompt_tokens, start)
         if self.tracer is not None and self.tracer.covers(start):
             breakdown = getattr(getattr(cm, "backend", None), "breakdown", None)
             self.tracer.step(start, end, batch, scheduled, self.kv_used, breakdown(batch) if breakdown else {})
@@ -287,12 +287,12 @@ class Engine:
         batch = BatchShape(tokens, len(scheduled), tuple(prefills), d_n, d_sum, d_min if d_n else 0, d_max)
         return batch, prompt_tokens
 
-    def complete_batch(self, scheduled: list, end: int, prompt_tokens: int) -> bool:
-        """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests.
-        True if a finished request has a follow-up turn."""
+    def complete_batch(self, scheduled: list, end: int, prompt_tokens: int, report_ns: int) -> bool:
+        """Apply a batch that ends at `end`: computed tokens, produced tokens, finished requests
+        (reported at `report_ns`, see `finish`). True if a finished request has a follow-up turn."""
         produced, done = self.produce(scheduled, end)
         self.output_tokens_done += produced
-        followup = self.finish(done)
+        followup = self.finish(done, report_ns)
         sched = self.scheduler
         self.series.record(end, prompt_tokens, produced, self.num_running,
                            len(sched.waiting), self.kv_used)
@@ -336,10 +336,12 @@ class Engine:
                     done.append(req)
         return produced, done
 
-    def finish(self, done: list[Request]) -> bool:
+    def finish(self, done: list[Request], report_ns: int) -> bool:
         """Retire finished requests (reported at once; with async scheduling their seats and
         blocks are released after the next step is scheduled); True if one of them has a
-        follow-up turn."""
+        follow-up turn. `report_ns` is the time that places them in a window (cluster/router.py):
+        the start of the step that finished them, the first time `advance_until` can pass
+        (a pipeline: when its clock reaches the batch's end)."""
         followup = False
         if done:
             if self.tracer is not None:
@@ -350,6 +352,7 @@ class Engine:
                 handoff = req.num_output < req.output_len      # PD: it decodes elsewhere
                 if handoff:
                     sched.held[req.rid] = req
+                req.report_ns = report_ns
                 if lag:
                     finishing[req.rid] = req
                 else:

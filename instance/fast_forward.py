@@ -126,7 +126,7 @@ class _Run:
             r.run_need = -1             # not a member: its `need` entries are stale
             if self.identity and r.has_identity:
                 self.phase[b % self.bs].remove(r)
-        return self.engine.finish(done)
+        return self.engine.finish(done, self.ends[j - 1] if j else self.now0)
 
     def finishing(self, j: int) -> list:
         """Pop the members whose last step is j (in running order)."""
@@ -238,14 +238,14 @@ class _Run:
         prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
         shape = BatchShape.with_decodes(pairs, n, self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
         gap = self.cm.time_batch(shape) + self.cm.cpu_overhead_ns(n + len(pairs))
-        self.seen = self.t
+        self.seen = start = self.t
         self.t += gap
         self.ends.append(self.t)
         self.gaps.append(gap)
         produced, done_admitted = engine.produce(admitted, self.t)
         self.produced += n + produced
         followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
-        followup = engine.finish(done_admitted) or followup
+        followup = engine.finish(done_admitted, start) or followup
         engine.series.record(self.t, prompt_tokens, n + produced, engine.num_running, len(sched.waiting), engine.kv_used)
         go_on = not followup and not sched.finishing     # admitting nothing: the next step tries again, as stepping does
         for r, _ in admitted:

@@ -62,7 +62,7 @@ class PipelineEngine(Engine):
                 end, scheduled, prompt_tokens = in_flight.popleft()
                 for req, _ in scheduled:
                     sched.in_flight.discard(req.rid)
-                followup = self.complete_batch(scheduled, end, prompt_tokens) or followup
+                followup = self.complete_batch(scheduled, end, prompt_tokens, end) or followup   # reached now
             if followup:
                 return
             if (self.now < t_end and len(in_flight) < self.pp and self.stage_free[0] <= self.now

@@ -19,7 +19,7 @@ class Request:
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
                  "queued_ns", "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
-                 "run_from", "run_need", "run_order",
+                 "run_from", "run_need", "run_order", "report_ns",
                  "decode_instance", "transfer_start_ns", "transfer_end_ns", "decode_scheduled_ns")
 
     def __init__(self, rid: int, arrival_ns: int, prompt_len: int, output_len: int,
@@ -55,6 +55,7 @@ class Request:
         self.run_from = 0                   # fast-forward: first step of the run not yet applied
         self.run_need = -1                  # ... the step of its next new block
         self.run_order = 0                  # ... and its place in the run's join (= running) order
+        self.report_ns = -1                 # finished: the time whose window reports it (Engine.finish)
         # PD disaggregation (cluster/pd.py): where it decodes, its KV transfer, its admission there
         self.decode_instance = -1
         self.transfer_start_ns = -1

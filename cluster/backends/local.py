@@ -12,10 +12,10 @@ class LocalBackend:
         self.host = InstanceHost(engines, models, requests_detail, full_checks, groups, roles)
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool, phase: str | None = None,
-               releases: dict | None = None):
-        """Start a window (a PD phase of one: cluster/host.py); `collect` returns its result
-        (here it is computed at once)."""
-        return self.host.window(deliveries, t_end, want_snapshots, phase, releases)
+               releases: dict | None = None, cuts: tuple = ()):
+        """Start a window (a PD phase of one, merged windows: cluster/host.py); `collect` returns
+        its result (here it is computed at once)."""
+        return self.host.window(deliveries, t_end, want_snapshots, phase, releases, cuts)
 
     def collect(self, handle):
         return handle

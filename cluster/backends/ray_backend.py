@@ -119,9 +119,9 @@ class HostActorImpl:
         if event == "open" and args and isinstance(args[0], str):
             self.opened.append(args[0])
 
-    def window(self, packed: bytes, t_end, want_snapshots, phase=None, releases=None):
-        """One window (a PD phase of one, with its block releases: cluster/host.py)."""
-        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots, phase, releases)
+    def window(self, packed: bytes, t_end, want_snapshots, phase=None, releases=None, cuts=()):
+        """One window (a PD phase of one, with its block releases; merged windows: cluster/host.py)."""
+        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots, phase, releases, cuts)
 
     def snapshots(self):
         return self.host.snapshots()
@@ -180,10 +180,10 @@ class RayBackend:
                      lambda a: self.actors[a].pid.remote(), replay_upto=lambda a: 0)   # a rebuild loads
 
     def submit(self, deliveries: dict, t_end: int, want_snapshots: bool, phase: str | None = None,
-               releases: dict | None = None) -> int:
+               releases: dict | None = None, cuts: tuple = ()) -> int:
         """Queue a window (or a PD phase of one: cluster/host.py; the handoffs between the
-        phases are messages through the router actor) at every actor (actors run their calls in
-        order); returns its number."""
+        phases are messages through the router actor; or merged windows, `cuts`) at every actor
+        (actors run their calls in order); returns its number."""
         per_actor = [{} for _ in self.actors]
         for idx, reqs in deliveries.items():
             per_actor[self.owner[idx]][idx] = reqs
@@ -194,6 +194,8 @@ class RayBackend:
             for idx, rel in (releases or {}).items():
                 per_release[self.owner[idx]][idx] = rel
             calls = [call + (phase, rel) for call, rel in zip(calls, per_release)]
+        if cuts:
+            calls = [call + (None, None, cuts) for call in calls]
         for log, call in zip(self.sent, calls):
             log.append(call)
         self.pending[w] = [a.window.remote(*call) for a, call in zip(self.actors, calls)]
@@ -214,7 +216,10 @@ class RayBackend:
             series.extend(result[2])
             if len(result) > 3:
                 handoffs.extend(result[3])
-        batch = RecordBatch.concat([r[0] for r in results])
+        if isinstance(results[0][0], list):        # merged windows: one batch each
+            batch = [RecordBatch.concat(list(parts)) for parts in zip(*(r[0] for r in results))]
+        else:
+            batch = RecordBatch.concat([r[0] for r in results])
         return (batch, snaps, series) if len(results[0]) == 3 else (batch, snaps, series, handoffs)
 
     def snapshots(self) -> list:
