@@ -27,12 +27,15 @@ def _run(path, monkeypatch, mode: tuple, merged: int) -> tuple:
     return out, sum(cut)
 
 
-@pytest.mark.parametrize("mode", [(), ("--no-async-scheduling",)], ids=["async", "synchronous"])
+@pytest.mark.parametrize("mode", [(), ("--no-async-scheduling",), ("--admission", "token_bucket:rate=20,burst=5")],
+                         ids=["async", "synchronous", "rejections"])
 def test_merged_windows_keep_the_bytes(tmp_path, monkeypatch, mode):
     one, none_merged = _run(tmp_path / "one", monkeypatch, mode, 1)
     merged, cuts = _run(tmp_path / "merged", monkeypatch, mode, 16)
     assert none_merged == 0 and cuts == 2          # windows ending at 1 s, 2 s and 3 s run as one
     assert merged == one
+    if mode[:1] == ("--admission",):               # rejected rows sit in their own windows too
+        assert one[0].count(b",token_bucket\n") > 20
 
 
 def test_merged_windows_report_each_request_in_its_own_window(tmp_path, monkeypatch):
