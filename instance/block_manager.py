@@ -223,13 +223,19 @@ class BlockManager:
         req.num_cached_blocks = 0
 
     def held_only_by(self, reqs) -> int:
-        """How many blocks in use would be free if `reqs` were all freed."""
+        """How many blocks in use would be free if `reqs` were all freed. (Only blocks of
+        requests with token identity can be shared, as in `free`: the others count whole.)"""
         count: dict[int, int] = {}
+        alone = 0
+        caching = self.enable_caching
         for r in reqs:
+            if not (caching and r.has_identity):
+                alone += len(r.blocks)
+                continue
             for b in r.blocks:
                 count[b] = count.get(b, 0) + 1
         ref = self.ref_cnt
-        return sum(1 for b, c in count.items() if ref[b] == c)
+        return alone + sum(1 for b, c in count.items() if ref[b] == c)
 
     def check_invariants(self) -> None:
         """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""

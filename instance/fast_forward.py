@@ -20,8 +20,9 @@ window end, at a follow-up turn, before a step whose new blocks do not fit, and 
 that admitted a partial prefill.
 With async scheduling (engine.py) a step's scheduler sees the arrivals up to the start of the
 step before it (`seen`), so a stretch runs while that time is before the next arrival; a run
-does not start while a finished request's release is pending, and ends after a step in which a
-member finishes (its release follows the next step's schedule, which stepping does).
+does not start while a finished request's release is pending; a member that finishes keeps its
+seat and blocks through the next step's scheduling, so that step is run as an admission step
+(its members' blocks, the admission, then the release, as `Engine._schedule_async` does them).
 """
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ def fast_forward(engine, t_end: int) -> tuple[int, bool]:
     return _Run(engine, kv.enable_caching and any(r.has_identity for r in running)).go(t_end)
 
 
-def _admits(engine) -> bool:
-    """Would a step starting now try to admit a waiting request?"""
-    sched, cfg, n = engine.scheduler, engine.config, len(engine.scheduler.running)
-    return bool(sched.waiting) and n < cfg.max_num_seqs and cfg.max_num_batched_tokens > n
+def _admits(engine, members: int) -> bool:
+    """Would a step starting now, with `members` decodes, try to admit a waiting request? (Seats
+    held by finishing requests count until their release.)"""
+    sched, cfg = engine.scheduler, engine.config
+    return bool(sched.waiting) and len(sched.running) < cfg.max_num_seqs and cfg.max_num_batched_tokens > members
 
 
 class _Run:
@@ -161,13 +163,16 @@ class _Run:
             seen = self.seen if self.lag else self.t
             engine.take_arrivals(seen)
             prompt_tokens = 0 if self.ends else first_prompt
-            if _admits(engine):
+            finishing = len(sched.finishing)
+            if finishing or _admits(engine, len(running)):
+                if finishing == len(running):
+                    break                # nothing left to decode: stepping schedules afresh
                 go_on, followup = self.admission_step(prompt_tokens, seen)
                 if not go_on:
                     break
                 continue
             k, followup = self.decode_stretch(t_end, pending[0][0] if pending else t_end, prompt_tokens)
-            if k == 0 or followup or self.blocked or sched.finishing:
+            if k == 0 or followup or self.blocked:
                 break
         steps = len(self.ends)
         if steps:
@@ -192,15 +197,16 @@ class _Run:
         free = kv.num_free
         overhead = self.cm.cpu_overhead_ns(n)
         step = self.cm.decode_steps(n, self.base_sum + n * j0, self.bases[0] + j0, self.bases[-1] + j0)
-        ends, gaps, events = self.ends, self.gaps, []
+        ends, gaps, events, need = self.ends, self.gaps, [], self.need
         t, seen, lag = self.t, self.seen, self.lag
         j = 0
         while j < left and t < t_end and (seen if lag else t) < arrival:
-            mark = self.step_events(j0 + j, events)
-            if len(events) > free:           # stepping would preempt here: stop before this step
-                del events[mark:]
-                self.blocked = True
-                break
+            if need[0][0] <= j0 + j:         # some member's next block is due (or a stale entry)
+                mark = self.step_events(j0 + j, events)
+                if len(events) > free:       # stepping would preempt here: stop before this step
+                    del events[mark:]
+                    self.blocked = True
+                    break
             gap = step(j) + overhead
             seen = t
             t += gap
@@ -222,10 +228,12 @@ class _Run:
 
     def admission_step(self, prompt_tokens: int, seen: int) -> tuple[bool, bool]:
         """One step that admits waiting requests (the scheduler's own admission at `seen`,
-        after the members' block needs of the step); returns (the run may go on, follow-up)."""
+        after the members' block needs of the step) and releases the finishing ones (async: they
+        keep their seats and blocks through the scheduling, as in `Engine._schedule_async`);
+        returns (the run may go on, follow-up)."""
         engine, kv, sched = self.engine, self.kv, self.sched
         running = sched.running
-        n = len(running)
+        n = len(running) - len(sched.finishing)       # the members
         j = len(self.ends)
         events = []
         self.step_events(j, events)
@@ -234,6 +242,8 @@ class _Run:
         self.give_blocks(events, j, 1)
         admitted = []
         sched.admit(seen, engine.config.max_num_batched_tokens - n, admitted)
+        if sched.finishing:
+            sched.release_finishing()
         pairs = [(a, r.num_computed) for r, a in admitted]
         prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
         shape = BatchShape.with_decodes(pairs, n, self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
@@ -247,7 +257,7 @@ class _Run:
         followup = self.leave(self.finishing(j), j) if self.fin[0][0] == j else False
         followup = engine.finish(done_admitted, start) or followup
         engine.series.record(self.t, prompt_tokens, n + produced, engine.num_running, len(sched.waiting), engine.kv_used)
-        go_on = not followup and not sched.finishing     # admitting nothing: the next step tries again, as stepping does
+        go_on = not followup     # admitting nothing: the next step tries again, as stepping does
         for r, _ in admitted:
             # counts up to date before step j + 1, also for one that does not join or is done
             # (the run then ends, and bringing the running requests up to date must skip it;
