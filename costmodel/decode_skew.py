@@ -8,6 +8,7 @@ buckets use the per-TP `alpha_default`. Bins are right-inclusive, as in the bund
 from __future__ import annotations
 
 from bisect import bisect_left
+from math import inf
 
 from fleetsim.costmodel.errors import CostModelError
 
@@ -24,6 +25,23 @@ class _Bins:
     def label(self, x: float):
         i = bisect_left(self.edges, x) - 1        # (edge[i], edge[i+1]]
         return self.labels[min(max(i, 0), len(self.labels) - 1)]
+
+    def cursor(self):
+        """x -> label(x), remembering the last bin: label i holds on (edges[i], edges[i+1]], the
+        first from −inf, the last to +inf."""
+        edges, labels = self.edges, self.labels
+        last = len(labels) - 1
+        lo, hi, found = 1.0, 0.0, None          # an empty range: the first call searches
+
+        def label(x: float):
+            nonlocal lo, hi, found
+            if not lo < x <= hi:
+                i = min(max(bisect_left(edges, x) - 1, 0), last)
+                lo = edges[i] if i > 0 else -inf
+                hi = edges[i + 1] if i < last else inf
+                found = labels[i]
+            return found
+        return label
 
 
 class DecodeSkew:
@@ -48,7 +66,24 @@ class DecodeSkew:
                 self.table[key] = float(cols["alpha"][i])
 
     def alpha(self, pc: int, n: int, kv_mean: float, kv_min: int, kv_max: int, kp: int) -> float:
-        spread = kv_max - kv_min
-        rate = 0.5 if spread == 0 else min(1.0, max(0.0, (kv_mean - kv_min) / spread))
-        key = (pc, self.n.label(n), self.sr.label(rate), self.kvb.label(kv_max), self.kp.label(kp))
+        key = (pc, self.n.label(n), self.sr.label(_rate(kv_mean, kv_min, kv_max)), self.kvb.label(kv_max),
+               self.kp.label(kp))
         return self.table.get(key, self.alpha_default)
+
+    def along(self, pc: int, n: int, kp: int):
+        """(kv_mean, kv_min, kv_max) -> alpha(pc, n, kv_mean, kv_min, kv_max, kp): the pc, n and kp
+        buckets resolved once, the skew-rate and max-context bins remembered (`_Bins.cursor`), for
+        the steps of a decode stretch."""
+        table, default = self.table, self.alpha_default
+        n_label, kp_label = self.n.label(n), self.kp.label(kp)
+        sr, kvb = self.sr.cursor(), self.kvb.cursor()
+
+        def alpha(kv_mean: float, kv_min: int, kv_max: int) -> float:
+            return table.get((pc, n_label, sr(_rate(kv_mean, kv_min, kv_max)), kvb(kv_max), kp_label), default)
+        return alpha
+
+
+def _rate(kv_mean: float, kv_min: int, kv_max: int) -> float:
+    """Where the mean context lies between the min and the max (0.5 when they are equal)."""
+    spread = kv_max - kv_min
+    return 0.5 if spread == 0 else min(1.0, max(0.0, (kv_mean - kv_min) / spread))

@@ -8,6 +8,7 @@ keys; in between it is linear; the final value is truncated to an integer, at le
 from __future__ import annotations
 
 from bisect import bisect_left
+from math import inf
 
 import numpy as np
 
@@ -65,6 +66,33 @@ class Curve:
     def __call__(self, x: float) -> int:
         return max(1, int(self.raw(x)))
 
+    def cursor(self):
+        """x -> raw(x), the same float operations, remembering the last bracket: a caller whose
+        x moves slowly (decode contexts growing by one per step) skips the search while x stays
+        in it. Within [keys[lo], keys[lo + 1]] (to +inf for the top pair, which extrapolates)
+        `bracket`'s weight on (lo, lo + 1) gives every value, keys included; at or below keys[0]
+        (and for one key) the value is values[0]."""
+        keys, values = self.keys, self.values
+        n = len(keys)
+        if n == 1:
+            only = values[0] + 0.0
+            return lambda x: only
+        a, b, k, dk, v, dv = 1.0, 0.0, 0.0, 1.0, 0, 0      # an empty range: the first call searches
+        top = n - 2
+
+        def raw(x: float) -> float:
+            nonlocal a, b, k, dk, v, dv
+            if not a <= x <= b:
+                if x <= keys[0]:
+                    a, b, k, dk, v, dv = -inf, keys[0], 0.0, 1.0, values[0], 0
+                else:
+                    lo = min(bisect_left(keys, x) - 1, top)
+                    k, a = keys[lo], keys[lo]
+                    b = keys[lo + 1] if lo < top else inf
+                    dk, v, dv = keys[lo + 1] - k, values[lo], values[lo + 1] - values[lo]
+            return v + ((x - k) / dk) * dv
+        return raw
+
 
 class CurveRows:
     """A 2-D table: `Curve`s (along x) keyed by a second axis y; linear across the bracketing
@@ -83,6 +111,6 @@ class CurveRows:
         return v
 
     def at_y(self, y: float):
-        """x -> raw(y, x), the y bracket resolved once."""
+        """x -> raw(y, x), the y bracket resolved once, the x brackets remembered (`Curve.cursor`)."""
         lo, hi, w = bracket(self.y_keys, y)
-        return lerp_fn(self.rows[lo].raw, self.rows[hi].raw if hi != lo and w else None, w)
+        return lerp_fn(self.rows[lo].cursor(), self.rows[hi].cursor() if hi != lo and w else None, w)

@@ -258,12 +258,17 @@ class ProfileBackend:
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
         """j -> `time_batch` of a decode-only step of n sequences whose contexts (sum, min, max)
-        all grew by j; table brackets other than the context resolved once."""
+        all grew by j; table brackets other than the context resolved once, those of the
+        contexts and the skew bins remembered from step to step (`Curve.cursor`,
+        `DecodeSkew.along`)."""
         once, per_layer = self.dense_ns(n)
         fixed = once + self.sequence_ns(n)
         L = self.num_layers
-        look = self.tables.attention.along_kvd(0, 0, n)
-        alpha = self.tables.skew.alpha if self.decode_skew and n > 1 else None
+        table = self.tables.attention
+        look = table.along_kvd(0, 0, n)
+        skewed = self.decode_skew and n > 1
+        alpha = self.tables.skew.along(0, n, 0) if skewed else None
+        look_max = table.along_kvd(0, 0, n) if skewed else None    # its own brackets: the max context
 
         def step(j: int) -> int:
             s = ctx_sum + j * n
@@ -271,9 +276,9 @@ class ProfileBackend:
             attn = max(1, int(look(kv_mean)))
             mx = ctx_max + j
             if alpha is not None and mx != kv_mean:
-                a = alpha(0, n, s / n, ctx_min + j, mx, 0)
+                a = alpha(s / n, ctx_min + j, mx)
                 if a:
-                    attn = _skewed(attn, a, max(1, int(look(mx))))
+                    attn = _skewed(attn, a, max(1, int(look_max(mx))))
             return fixed + L * (per_layer + attn)
         return step
 
