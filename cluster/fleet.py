@@ -149,10 +149,9 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         router_info["relative_capacity"] = [round(c, 4) for c in capacities]
     admission = rejections = None
     if config.admission:
-        if config.pd is not None:
-            raise InputError(f"{config.source}: router.admission with prefill/decode roles is not supported yet")
         admission = Admission(config.admission, rates)
-        rejections = Rejections([s.name for s in config.admission], [s.model for s in specs])
+        rejections = Rejections([s.name for s in config.admission], [s.model for s in specs],
+                                4 if config.pd is not None else 0)     # PD: its columns (cluster/pd.py) empty
     sync_ns = round(config.router.sync_interval_ms * 1e6)
     pd = None
     if config.pd is not None:         # PD disaggregation (cluster/pd.py)

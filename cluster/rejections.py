@@ -6,7 +6,8 @@ in which they were rejected, so they are never silently dropped:
   without keeps its bytes). A finished request's cell is empty. A rejected request's row has its
   instance (the one the routing policy chose, empty when it was rejected before any was chosen:
   token_bucket, fleet queue_cap) and that instance's model (empty likewise), request id,
-  input, output and arrival; every time and count after arrival is empty; `rejected` is the
+  input, output and arrival; every time and count after arrival is empty (the PD columns too, in a
+  run with prefill/decode roles); `rejected` is the
   reason, the name of the stage that refused it. Within a window a rejected row sits at its
   arrival time among the finished rows at their end times (after those ending at that ns).
 - summary.json's `admission` block (after `router`): the stages, `arrived` = `admitted` +
@@ -23,10 +24,12 @@ from fleetsim.cluster.metrics import END
 
 
 class Rejections:
-    def __init__(self, reasons, models: list[str]):
-        """`reasons`: the stage names, in order; `models[i]`: instance i's model (the CSV cell)."""
+    def __init__(self, reasons, models: list[str], extra_columns: int = 0):
+        """`reasons`: the stage names, in order; `models[i]`: instance i's model (the CSV cell);
+        `extra_columns`: cells between `queued` and `rejected` (the PD columns, cluster/pd.py)."""
         self.by_reason = dict.fromkeys(reasons, 0)
         self.models = models
+        self.empty = "," * (10 + extra_columns)    # every time and count after arrival
         self.total = 0                # every rejection, warm-up included (the invariants)
         self.turns_not_sent = 0
         self.rows: list[tuple] = []   # (arrival, line) of the window being routed
@@ -38,7 +41,7 @@ class Rejections:
         self.by_reason[reason] += 1
         inst, model = ("", "") if idx is None else (idx, self.models[idx])
         self.rows.append((req.arrival_ns, f"{inst},{req.rid},{model},{req.prompt_len},{req.output_len},"
-                                          f"{req.arrival_ns},,,,,,,,,,{reason}\n"))
+                                          f"{req.arrival_ns}{self.empty}{reason}\n"))
 
     def session_ended(self, followup) -> None:
         """A rejected turn's successor (and the turns after it) will not be sent."""

@@ -110,6 +110,23 @@ def test_one_request_ttft_is_the_prefill_step_and_decode_starts_after_the_transf
     assert summary["instances"][0]["finished"] == 1        # counted where the router sent it
 
 
+def test_a_queued_prompt_waits_for_the_step_ahead_and_its_ttft_adds_the_wait(tmp_path):
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import load_cost_model
+    from fleetsim.costmodel.batch import BatchShape
+    cluster = write_cluster(tmp_path / "c.yaml", [{"count": 1, "role": "prefill"}, {"count": 1, "role": "decode"}])
+    workload = write_workload(tmp_path / "w.jsonl", [(2000, 3, 0), (1000, 3, 1)])     # B arrives during A's step
+    got = {int(r["request id"]): r for r in rows(run_cli(tmp_path / "out", "--no-async-scheduling",
+                                                           cluster=cluster, workload=workload))}
+    cm = load_cost_model(load_cluster_config(str(cluster)).instances[0])
+    step_a = cm.time_batch(BatchShape.of_pairs([(2000, 0)])) + cm.cpu_overhead_ns(1)
+    step_b = cm.time_batch(BatchShape.of_pairs([(1000, 0)])) + cm.cpu_overhead_ns(1)   # A has left: B alone
+    assert int(got[0]["TTFT"]) == step_a
+    assert int(got[1]["queuing_delay"]) == step_a - 1
+    assert int(got[1]["TTFT"]) == step_a - 1 + step_b          # queueing + its prefill step
+    assert int(got[1]["transfer_start"]) == step_a + step_b
+
+
 # ---- back-pressure --------------------------------------------------------------------------
 
 def test_transfers_queue_when_the_decode_instance_is_full_and_nothing_is_lost(tmp_path):
@@ -190,13 +207,23 @@ def test_ray_matches_local_byte_for_byte(ray_session, tmp_path, mode):
         assert got == local, f"{mode}: ray with {actors} actors differs from local"
 
 
-def test_admission_with_pd_roles_is_refused_in_one_line(tmp_path, capsys):
+def test_admission_in_front_of_a_pd_fleet_rejects_at_the_door(tmp_path):
+    # 10 requests 1 ms apart through a full bucket of 2 tokens refilled at 100/s (one per 10 ms):
+    # requests 0 and 1 take them, the next whole token comes at 10 ms, after the last arrival
     cluster = write_cluster(tmp_path / "c.yaml", [{"count": 1, "role": "prefill"}, {"count": 1, "role": "decode"}],
-                            router={"policy": "least_loaded", "admission": {"policy": "token_bucket", "rate": 20}})
-    code = main(["run", "--cluster", str(cluster), "--workload", str(EXAMPLE_WORKLOAD), "--out",
-                 str(tmp_path / "o"), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and "admission with prefill/decode roles" in err, err
+                            router={"policy": "least_loaded",
+                                    "admission": {"policy": "token_bucket", "rate": 100, "burst": 2}})
+    workload = write_workload(tmp_path / "w.jsonl", [(300, 8, 1_000_000 * i) for i in range(10)])
+    got = rows(run_cli(tmp_path / "out", cluster=cluster, workload=workload))
+    header = (tmp_path / "out" / "requests.csv").read_text().splitlines()[0]
+    assert header.endswith("queued,decode_instance,transfer_start,transfer_end,decode_scheduled,rejected")
+    admitted = [r for r in got if not r["rejected"]]
+    assert [int(r["request id"]) for r in admitted] == [0, 1]
+    assert all(int(r["decode_instance"]) == 1 for r in admitted)
+    rejected = [r for r in got if r["rejected"]]
+    assert len(rejected) == 8 and all(r["rejected"] == "token_bucket" and r["decode_instance"] == "" for r in rejected)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["admission"]["rejected"] == 8 and summary["pd"]["transfers"] == 2
 
 
 def test_an_autoscaler_with_pd_roles_is_refused_in_one_line(tmp_path, capsys):
