@@ -128,6 +128,9 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         workload = workload.clipped(clip_limit(list(probes.values())))
     check_workload(workload, list(probes.values()), config.overrides_note())
     groups = lockstep_groups(specs, cost_models, config.source)
+    if config.autoscaler is not None and groups:
+        raise InputError(f"{config.source}: autoscaler: instances {', '.join(map(str, groups[0]))} step in lock-step "
+                         f"(a MoE dp_group) and cannot be scaled one by one; drop dp_group or the autoscaler")
     clients = (clients or ClientSpec()).validate()
     if clients.warmup_requests >= len(workload):
         raise InputError(f"--warmup-requests {clients.warmup_requests} leaves nothing to measure: "

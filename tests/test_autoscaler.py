@@ -29,7 +29,7 @@ from fleetsim.cluster.autoscaling.spec import parse_autoscaler
 from fleetsim.cluster.cli import main
 from fleetsim.cluster.policies import POLICIES, make_policy
 from fleetsim.cluster.snapshot import Snapshot
-from fleet_helpers import outputs
+from fleet_helpers import REPO, outputs
 from test_bad_inputs import _fails
 
 S = 1_000_000_000
@@ -211,6 +211,8 @@ BAD = {
                           "instances counts 2 but autoscaler.max is 3"),
     "not-a-mapping": ("autoscaler: 3", "'autoscaler' must be a mapping"),
 }
+MOE_GROUP = ("model: Qwen/Qwen3-30B-A3B\nhardware: H100-SXM-80GB\ncost_model: roofline\nep: 2\ndp_group: g\n"
+             "autoscaler: {max: 2, policy: queue_length, target: 2}\n")
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
@@ -218,6 +220,11 @@ def test_bad_autoscaler_config_is_one_line_exit_2(case, capsys, tmp_path):
     text, expected = BAD[case]
     line, _ = _fails(capsys, tmp_path, LLAMA + text + "\n", '{"input_toks": 8, "output_toks": 2, "arrival_time_ns": 0}\n', [])
     assert expected in line, line
+
+
+def test_a_lockstep_dp_group_is_refused(capsys, tmp_path):
+    line, _ = _fails(capsys, tmp_path, MOE_GROUP, '{"input_toks": 8, "output_toks": 2, "arrival_time_ns": 0}\n', [])
+    assert "step in lock-step" in line and "autoscaler" in line
 
 
 def test_instances_flag_is_refused_with_an_autoscaler(capsys, tmp_path):
@@ -231,3 +238,28 @@ def test_ray_matches_local(ray_session, tmp_path, step_run):
     """The autoscaler travels with the router into the router actor: the same bytes."""
     got = outputs(run(tmp_path, "ray", "--backend", "ray", "--actors", "2"))
     assert got == outputs(step_run[0])
+
+
+AZURE_CONV = REPO.parent / "shared" / "data" / "traces" / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+
+
+def test_the_azure_conversation_example_runs(tmp_path):
+    """The shipped example on the trace's first 120 s, compressed 20x (6 s simulated). The fleet
+    starts with 6 instances; at the first evaluation (0.75 s) the trace is just starting, so far
+    fewer than 4 · 64 requests are in the system: the recommendation is below min, the count falls
+    to min 4 and instances 5 and 4 drain (highest first), taking nothing after 0.75 s."""
+    if not AZURE_CONV.is_file():
+        pytest.skip("the Azure LLM 2023 trace (../shared/data/traces) is not present")
+    out = tmp_path / "azure"
+    assert main(["run", "--cluster", str(REPO / "configs" / "clusters" / "h100-llama8b-autoscaled.yaml"),
+                 "--workload", str(AZURE_CONV), "--time-scale", "0.05", "--duration", "120", "--out", str(out),
+                 "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    auto, span = summary["autoscaler"], summary["simulated_s"]
+    assert auto["timeline"][:2] == [[0.0, 6, 0, 0], [0.75, 4, 0, 2]]
+    assert all(4 <= active + prov <= 12 for _, active, prov, _ in auto["timeline"])
+    assert auto["paid_s"][:4] == [span] * 4 and auto["paid_s"][6:] == [0.0] * 6
+    assert all(0.75 <= auto["paid_s"][i] < span for i in (4, 5))
+    late = [arrival for inst, arrival, _ in rows(out).values() if inst in (4, 5) and arrival >= 3 * S // 4]
+    assert late == []
+    assert auto["instance_hours"] == pytest.approx(sum(auto["paid_s"]) / 3600, rel=1e-12)
