@@ -127,6 +127,13 @@ def summary_table(summary: dict) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in adm["rejected_by_reason"].items())
         lines.append(f"admission: {adm['arrived']} arrived, {adm['admitted']} admitted, {adm['rejected']} rejected "
                      f"({reasons})")
+    auto = summary.get("autoscaler")
+    if auto is not None:
+        cost = "" if auto["cost"] is None else \
+            f"; cost {auto['cost']:.4f}, {_cell(auto['cost_per_request'], 0, '.6f')} per request"
+        lines.append(f"autoscaler: {auto['instance_hours']:.4f} instance-hours, mean "
+                     f"{_cell(auto['mean_instances'], 0, '.2f')} instances, peak {auto['peak_instances']}, "
+                     f"{auto['scale_ups']} up / {auto['scale_downs']} down{cost}")
     return "\n".join(lines)
 
 

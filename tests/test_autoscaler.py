@@ -263,3 +263,19 @@ def test_the_azure_conversation_example_runs(tmp_path):
     late = [arrival for inst, arrival, _ in rows(out).values() if inst in (4, 5) and arrival >= 3 * S // 4]
     assert late == []
     assert auto["instance_hours"] == pytest.approx(sum(auto["paid_s"]) / 3600, rel=1e-12)
+
+
+def test_the_printed_summary_has_an_autoscaler_line(tmp_path, capsys):
+    cluster, workload = write_inputs(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "--cluster", str(cluster), "--workload", str(workload), "--out", str(tmp_path / "o")]) == 0
+    auto = json.loads((tmp_path / "o" / "summary.json").read_text())["autoscaler"]
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("autoscaler:")]
+    assert line == [f"autoscaler: {auto['instance_hours']:.4f} instance-hours, mean {auto['mean_instances']:.2f} "
+                    f"instances, peak 3, 2 up / 2 down"]
+
+
+def test_plots_draw_the_instance_counts(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run(tmp_path, "plots", "--plots")
+    assert (out / "autoscaler.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

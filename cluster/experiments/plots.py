@@ -13,6 +13,9 @@ matplotlib version).
 - `fig_fleet_timeseries(runs)`: the fleet's generated tokens/s and waiting requests over time,
   one line per run (compare).
 - `fig_load_balance(runs)`: requests routed to each instance and each instance's busy fraction.
+- `fig_autoscaler(run)` (a run with an autoscaler: timeseries_fleet.csv has its columns): the
+  instance counts (active, provisioning, draining, stacked) above the fleet's running + waiting
+  requests, per second.
 - `fig_sweep(header, rows, metric, x, line)`: a metric against one axis, a line per value of
   another (the other axes' first values are held, so each line is one slice of the sweep).
 - `fig_capacity(result)`: every probe's TTFT and TPOT p99 against the offered rate (or, for a
@@ -180,13 +183,33 @@ def fig_load_balance(runs: list):
     return fig
 
 
-RUN_FIGURES = ("latency_cdf.png", "timeseries.png", "load_balance.png")
+def fig_autoscaler(run: RunData):
+    plt = need_matplotlib()
+    f = run.fleet
+    fig, axes = plt.subplots(2, 1, figsize=(12, 5.5), sharex=True)
+    axes[0].stackplot(f["second"], f["active"], f["provisioning"], f["draining"], step="pre",
+                      labels=("active", "provisioning", "draining"))
+    axes[0].set_title("instances (at the end of each second)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    axes[1].plot(f["second"], np.asarray(f["running"]) + np.asarray(f["waiting"]), color="black")
+    axes[1].set_title("fleet load (running + waiting requests)")
+    axes[1].set_xlabel("simulated second")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{run.label}: autoscaling")
+    fig.tight_layout()
+    return fig
+
+
+RUN_FIGURES = ("latency_cdf.png", "timeseries.png", "load_balance.png")   # and autoscaler.png with an autoscaler
 
 
 def run_figures(run: RunData, as_png: bool = True) -> dict:
     """{file name: PNG bytes} of one run's figures ({file name: Figure} unless `as_png`)."""
     figs = {"latency_cdf.png": fig_latency_cdfs([run]), "timeseries.png": fig_timeseries(run),
             "load_balance.png": fig_load_balance([run])}
+    if run.fleet is not None and "active" in run.fleet.dtype.names:
+        figs["autoscaler.png"] = fig_autoscaler(run)
     return {name: png_bytes(fig) for name, fig in figs.items()} if as_png else figs
 
 
