@@ -278,3 +278,20 @@ def test_the_shipped_admission_sweep_builds_its_ten_points():
     stages = [tuple(s.name for s in config_from_doc(p.cluster, "point", str(REPO)).admission) for p in points]
     assert stages == [(), ("token_bucket",), ("slo",), ("slo",), ("queue_cap",)] * 2
     assert [p.rate_scale for p in points] == [2 / 3] * 5 + [1.0] * 5
+
+
+def test_admission_in_front_of_an_autoscaled_fleet(tmp_path):
+    # one instance to start, a second after a 2 s cold start: while the first is alone, SLO
+    # shedding turns requests away; every arrival is a row, admitted + rejected = arrived
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(EXAMPLE_CLUSTER.read_text() + "router: {policy: least_loaded}\nautoscaler: {min: 1, max: 2, "
+                   "initial: 1, interval_s: 1, provisioning_delay_s: 2, policy: queue_length, target: 2}\n")
+    out = run_cli(tmp_path / "o", "--admission", "slo:ttft_ms=300", cluster=cfg,
+                  workload="synth:n=200,rate=40,prompt=normal(1024,256),output=64,seed=2")
+    s = summary(out)
+    a = s["admission"]
+    assert a["arrived"] == 200 == a["admitted"] + a["rejected"] and a["rejected"] > 0
+    assert a["admitted"] == s["num_requests"] == sum(i["routed"] for i in s["instances"])
+    rs = rows(out)
+    assert len(rs) == 200 and sum(1 for r in rs if r["rejected"] == "slo") == a["rejected"]
+    assert "autoscaler" in s
