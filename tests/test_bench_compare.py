@@ -28,6 +28,10 @@ def test_compare_head_with_itself(tmp_path):
         ratios = [o / n for o, n in zip(row["old_wall_s"], row["new_wall_s"])]
         assert row["speedup_min"] == pytest.approx(min(ratios), abs=2e-3)
         assert row["floor_median_s"] > 0
+        assert len(row["old_cpu_s"]) == len(row["new_cpu_s"]) == 2 and min(row["old_cpu_s"]) > 0
+        cpu_ratios = [o / n for o, n in zip(row["old_cpu_s"], row["new_cpu_s"])]
+        assert row["cpu_speedup_median"] == pytest.approx(sorted(cpu_ratios)[0] / 2 + sorted(cpu_ratios)[1] / 2,
+                                                          abs=2e-3)
         assert "| a |" in run.stdout
         assert any(p.name.startswith("fleetsim-compare-") for p in tmp_path.iterdir())
         bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench" / "compare.py"), "no-such-rev"],

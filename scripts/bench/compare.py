@@ -8,8 +8,10 @@ each run a fresh process of that tree's own `scenarios.py NAME --one` with the t
 (so each side runs its own code and its own definition of the scenario). Before every pair it
 times the machine's floor, `python3 -c 'import numpy'`. It prints one JSON line per scenario:
 whole-process wall seconds of every run, their medians, the pair-by-pair ratio old/new (> 1: the
-working tree is faster) with its median, min and max, and the floor's median; then a markdown
-table of the same. Machines here differ by up to 3x from day to day, so only the ratios, taken
+working tree is faster) with its median, min and max, and the floor's median; the same for
+the CPU seconds of each run (the child's user + sys, from getrusage: less sensitive than wall
+time to other jobs on a shared machine) and the load average at the end; then a markdown table
+of the same. Machines here differ by up to 3x from day to day, so only the ratios, taken
 in one sitting, are comparable across days.
 
 Scenario a is the 300-request replay; `--requests` shortens b-e. Extra arguments after `--` go
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,33 +49,42 @@ def worktree(rev: str) -> str:
     return path
 
 
-def timed(cmd: list[str], tree: str) -> tuple[float, dict | None]:
+def timed(cmd: list[str], tree: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: the child's user + sys) of one run."""
     env = {**os.environ, "PYTHONPATH": tree}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise SystemExit(f"compare.py: {' '.join(cmd[1:3])} failed in {tree}: {last}")
-    lines = res.stdout.strip().splitlines()
-    return wall, (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None)
+    return wall, cpu
 
 
 def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_extra: tuple = ()) -> dict:
-    floor, walls = [], {"old": [], "new": []}
+    floor, walls, cpus = [], {"old": [], "new": []}, {"old": [], "new": []}
     for _ in range(pairs):
         floor.append(timed([sys.executable, "-c", "import numpy"], new)[0])
         for side, tree in (("old", old), ("new", new)):
             own = list(new_extra) if side == "new" else []
             cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra, *own]
-            walls[side].append(timed(cmd, tree)[0])
+            wall, cpu = timed(cmd, tree)
+            walls[side].append(wall)
+            cpus[side].append(cpu)
     ratios = [o / n for o, n in zip(walls["old"], walls["new"])]
+    cpu_ratios = [o / n for o, n in zip(cpus["old"], cpus["new"])]
     return {"scenario": name, "pairs": pairs, "old_wall_s": [round(w, 3) for w in walls["old"]],
             "new_wall_s": [round(w, 3) for w in walls["new"]],
             "old_median_s": round(statistics.median(walls["old"]), 3),
             "new_median_s": round(statistics.median(walls["new"]), 3),
             "speedup_median": round(statistics.median(ratios), 3), "speedup_min": round(min(ratios), 3),
-            "speedup_max": round(max(ratios), 3), "floor_median_s": round(statistics.median(floor), 3)}
+            "speedup_max": round(max(ratios), 3), "floor_median_s": round(statistics.median(floor), 3),
+            "old_cpu_s": [round(c, 3) for c in cpus["old"]], "new_cpu_s": [round(c, 3) for c in cpus["new"]],
+            "cpu_speedup_median": round(statistics.median(cpu_ratios), 3), "cpu_speedup_min": round(min(cpu_ratios), 3),
+            "cpu_speedup_max": round(max(cpu_ratios), 3), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main(argv=None) -> None:
@@ -96,10 +108,11 @@ def main(argv=None) -> None:
         rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg)))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n| scenario | {args.old_rev} median s | working tree median s | speed-up (median of pairs, min-max) "
-          f"| floor s |\n|---|---|---|---|---|")
+          f"| CPU speed-up (median, min-max) | floor s |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['scenario']} | {r['old_median_s']} | {r['new_median_s']} | {r['speedup_median']}x "
-              f"({r['speedup_min']}-{r['speedup_max']}) | {r['floor_median_s']} |")
+              f"({r['speedup_min']}-{r['speedup_max']}) | {r['cpu_speedup_median']}x ({r['cpu_speedup_min']}-"
+              f"{r['cpu_speedup_max']}) | {r['floor_median_s']} |")
 
 
 if __name__ == "__main__":
