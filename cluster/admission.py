@@ -29,7 +29,8 @@ snapshots plus what it routed since (cluster/snapshot.py): the same staleness as
 - `queue_cap` (max_queued k >= 0, scope `instance` (default) or `fleet`): the queued requests
   are the snapshots' waiting ones (queued in the engine or still in its front end) plus those
   routed since the snapshot; a request is rejected when its instance (`instance`) or the whole
-  fleet (`fleet`) already has k queued, so the router never makes more than k.
+  fleet (`fleet`: every instance, routable or not) already has k queued, so the router never makes
+  more than k.
 - `slo` (ttft_ms bound): the predicted TTFT of the request on the chosen instance is
   `ceil((P + prompt + S) · ns / tokens)`. P is the instance's outstanding prefill tokens in the
   router's view (every queued and running request's prompt tokens not yet computed, plus the
