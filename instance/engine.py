@@ -208,8 +208,9 @@ class Engine:
         start = self.now
         scheduled, batch, prompt_tokens = self.choose_batch(start)
         if batch is None:
-            if self.scheduler.held:
-                self.stalled = True         # waits for a transfer to end (PD)
+            sched = self.scheduler
+            if sched.held and (sched.running or sched.waiting):
+                self.stalled = True         # work, but only held blocks would fit it: wait for a transfer (PD)
                 return True
             if not self.async_scheduling:
                 raise RuntimeError(f"instance {self.instance_id}: scheduler made no progress at t={start} ns")

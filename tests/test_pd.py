@@ -234,3 +234,37 @@ def test_an_autoscaler_with_pd_roles_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "an autoscaler with prefill/decode roles is not supported yet" in err, err
+
+
+def test_an_idle_prefill_instance_takes_the_next_prompt_while_its_last_transfer_runs(tmp_path):
+    from fleetsim.cluster.config import load_cluster_config
+    from fleetsim.cluster.fleet import load_cost_model
+    from fleetsim.costmodel.batch import BatchShape
+    cluster = write_cluster(tmp_path / "c.yaml", [{"count": 1, "role": "prefill"}, {"count": 1, "role": "decode"}],
+                            pd={"link": {"gbps": 0.1}})              # A's 131 MB take 1.3 s
+    cm = load_cost_model(load_cluster_config(str(cluster)).instances[0])
+    f = cm.time_batch(BatchShape.of_pairs([(1000, 0)])) + cm.cpu_overhead_ns(1)
+    workload = write_workload(tmp_path / "w.jsonl", [(1000, 4, 0), (100, 2, f + 1000)])
+    got = {int(r["request id"]): r for r in rows(run_cli(tmp_path / "out", cluster=cluster, workload=workload))}
+    assert int(got[0]["transfer_end"]) > f + 1_000_000_000
+    assert int(got[1]["queuing_delay"]) == 0                 # not held up by A's blocks
+    assert int(got[1]["TTFT"]) == cm.time_batch(BatchShape.of_pairs([(100, 0)])) + cm.cpu_overhead_ns(1)
+
+
+def test_a_prefill_instance_full_of_held_blocks_waits_for_the_transfers(tmp_path):
+    cluster = write_cluster(tmp_path / "c.yaml", [{"count": 1, "role": "prefill", "engine": {"num_gpu_blocks": 130}},
+                                                  {"count": 1, "role": "decode"}], pd={"link": {"gbps": 1}})
+    workload = write_workload(tmp_path / "w.jsonl", [(1000, 3, 0)] * 4)      # 63 blocks each: two fit
+    got = sorted(rows(run_cli(tmp_path / "out", "--check-invariants", "full", cluster=cluster, workload=workload)),
+                 key=lambda r: int(r["request id"]))
+    assert len(got) == 4
+    first_end = min(int(r["transfer_end"]) for r in got[:2])
+    assert all(int(r["arrival"]) + int(r["queuing_delay"]) >= first_end for r in got[2:])   # admitted after a release
+
+
+def test_closed_loop_clients_run_through_a_pd_fleet(tmp_path):
+    cluster = write_cluster(tmp_path / "c.yaml", [{"count": 2, "role": "prefill"}, {"count": 2, "role": "decode"}],
+                            router={"policy": "least_loaded"})
+    out = run_cli(tmp_path / "out", "--num-requests", "40", "--max-concurrency", "4", cluster=cluster)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_requests"] == 40 and summary["pd"]["transfers"] == 40
