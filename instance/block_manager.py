@@ -24,7 +24,7 @@ class BlockManager:
         self.block_size = block_size
         self.enable_caching = enable_caching
         self.next_fresh = 0
-        self._queue: list[int] = []           # freed blocks, oldest first, from _head on
+        self._queue = array("i")              # freed blocks, oldest first, from _head on (4 bytes each)
         self._head = 0
         self._queued = 0                      # live entries in _queue
         self._stale = 0                       # stale entries in _queue
@@ -62,7 +62,7 @@ class BlockManager:
     def _compact(self) -> None:
         """Drop the stale entries (run when they outnumber the live ones, so amortised O(1);
         otherwise hits on freed blocks could grow the list while never-used blocks last)."""
-        self._queue = self._live_queue()
+        self._queue = array("i", self._live_queue())
         self._head = 0
         self._skip = array("i", bytes(4 * self.num_blocks))
         self._stale = 0
@@ -167,7 +167,7 @@ class BlockManager:
         """`count` live blocks from the head of the freed-block list."""
         queue, head = self._queue, self._head
         if not self._stale:
-            out = queue[head:head + count]
+            out = queue[head:head + count].tolist()
             head += count
         else:
             out, skip = [], self._skip
