@@ -54,9 +54,8 @@ never sent (counted as `session_turns_not_sent`, not as arrivals).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
-from fleetsim.cluster.errors import InputError, is_finite_number, is_int
+from fleetsim.cluster.errors import InputError, exact_fraction, is_finite_number, is_int
 
 NS_PER_S = 10 ** 9
 
@@ -69,11 +68,6 @@ class StageSpec:
 
     def option(self, key: str, default=None):
         return dict(self.options).get(key, default)
-
-
-def _fraction(value) -> Fraction:
-    """A positive finite number as the exact fraction of its shortest decimal text."""
-    return Fraction(repr(float(value)))
 
 
 def _positive(spec: StageSpec, key: str, where: str, default=None):
@@ -126,7 +120,7 @@ class TokenBucket(Stage):
             raise InputError(f"{where}: token_bucket.burst must be an integer >= 1, got {burst!r}")
 
     def __init__(self, spec: StageSpec, rates):
-        rate = _fraction(spec.option("rate"))
+        rate = exact_fraction(spec.option("rate"))
         self.gain = rate.numerator                      # units per ns
         self.cost = NS_PER_S * rate.denominator         # units per token
         self.capacity = self.cost * spec.option("burst", 1)
@@ -194,7 +188,7 @@ class SloShedding(Stage):
         self.budgets = [tokens for tokens, _ in rates]
         given = spec.option("prefill_tokens_per_s")
         if given is not None:
-            r = _fraction(given)
+            r = exact_fraction(given)
             rates = [(r.numerator, NS_PER_S * r.denominator)] * len(rates)
         self.rates = rates                      # per instance (tokens, ns)
 

@@ -4,6 +4,7 @@ be rebuilt); the CLI prints it and exits 4. Also the two type checks the input r
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 
 class InputError(ValueError):
@@ -17,6 +18,11 @@ class BackendFailure(RuntimeError):
 def is_int(value) -> bool:
     """An integer, not a bool (YAML/JSON `true` is not a count)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def exact_fraction(value) -> Fraction:
+    """A number as the exact fraction of its shortest decimal text (2.5 -> 5/2, 0.1 -> 1/10)."""
+    return Fraction(repr(float(value)))
 
 
 def is_finite_number(value) -> bool:

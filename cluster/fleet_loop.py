@@ -55,6 +55,8 @@ class FleetLoop:
         self.pd = fleet if pd is not None else None
         self.router, self.fleet = router, fleet
         self.scaler = router.autoscaler
+        # an autoscaler or PD roles: every window is synced, with snapshots, and none is merged
+        self.always_sync = self.scaler is not None or self.pd is not None
         self.write_requests = write_requests
         self.series = TimeSeriesWriter(*series_streams, n, self.scaler.columns if self.scaler else None)
         self.metrics = MetricsCollector(n)
@@ -95,12 +97,11 @@ class FleetLoop:
         # [(end, rejected rows)] of each window run as one (just this one unless `_merge` merges)
         windows = self._merge(deliveries, [(end, self._rejected())])
         end = windows[-1][0]
-        if router.needs_load or router.holding or end >= NEVER or scaler is not None or pd is not None:
+        if router.needs_load or router.holding or end >= NEVER or self.always_sync:
             for handle, w_windows in self.in_flight:
                 self.synced.append(self._sync(fleet.collect(handle), w_windows))
             self.in_flight = []
-            self._sync_window(deliveries, windows, router.needs_load or router.clients is not None or scaler is not None
-                              or pd is not None)
+            self._sync_window(deliveries, windows, router.needs_load or router.clients is not None or self.always_sync)
         else:
             # load-blind routing with no session turn in flight: nothing the router does
             # depends on results, so keep a few windows queued at the workers
@@ -176,7 +177,7 @@ class FleetLoop:
         router = self.router
         end = windows[-1][0]
         if (router.needs_load or router.n == 1 or router.holding or router.clients is not None or end >= NEVER
-                or self.scaler is not None or self.pd is not None):
+                or self.always_sync):
             return windows
         routed = sum(map(len, deliveries.values()))
         cap = MERGED_REQUESTS_PER_INSTANCE * router.n

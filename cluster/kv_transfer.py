@@ -67,10 +67,6 @@ class _Link:
                 _, key, nbytes = heapq.heappop(queued)
                 active[key] = Fraction(nbytes)
 
-    @property
-    def busy(self) -> bool:
-        return bool(self.active or self.queued)
-
 
 class KVLink:
     def __init__(self, mode: str = "pair", gbps: float = 50.0, latency_us: float = 10.0):
@@ -80,7 +76,6 @@ class KVLink:
         self.rate = Fraction(round(gbps * 1e9), 10 ** 9)      # bytes per ns
         self.latency_ns = round(latency_us * 1000)
         self.links: dict = {}
-        self.starts: dict = {}          # key -> start ns of transfers in flight
 
     def start(self, key: int, src: int, dst: int, at_ns: int, nbytes: int) -> None:
         """A transfer `key` (a request id) of `nbytes` from instance `src` to `dst` from `at_ns` on."""
@@ -91,25 +86,15 @@ class KVLink:
         if at_ns < link.t:
             raise ValueError(f"transfer {key} starts at {at_ns} ns, before its link's settled time {link.t}")
         heapq.heappush(link.queued, (at_ns, key, nbytes))
-        self.starts[key] = at_ns
 
     def settle(self, upto: int) -> list[tuple[int, int]]:
         """(end ns, key) of every transfer whose last byte is served by `upto`, in (end, key) order."""
         done: list = []
         for link_id in sorted(self.links):
             self.links[link_id].run(upto, self.rate, done)
-        out = []
-        for exact, key in done:
-            del self.starts[key]
-            out.append((-((-exact.numerator) // exact.denominator) + self.latency_ns, key))
-        out.sort()
-        return out
-
-    def transfer_ns(self, nbytes: int) -> int:
-        """How long a transfer of `nbytes` takes alone on a link."""
-        exact = Fraction(nbytes) / self.rate
-        return -((-exact.numerator) // exact.denominator) + self.latency_ns
+        return sorted((-((-exact.numerator) // exact.denominator) + self.latency_ns, key) for exact, key in done)
 
     @property
     def in_flight(self) -> int:
-        return len(self.starts)
+        """Transfers started and not yet settled."""
+        return sum(len(link.active) + len(link.queued) for link in self.links.values())

@@ -196,12 +196,10 @@ class PDFleet:
     def __init__(self, backend, plan: PDPlan):
         self.backend, self.plan = backend, plan
         spec = plan.spec
-        self.n = len(spec.roles)
         self.link = KVLink(spec.link_mode, spec.link_gbps, spec.link_latency_us)
         self.decode = plan.decode_policy
         self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([plan.seed, stable_hash("pd_decode")])))
-        self.snaps = [Snapshot(i) for i in range(self.n)]
-        self.prefill_side = set(spec.members("prefill", "mixed"))
+        self.snaps = [Snapshot(i) for i in range(len(spec.roles))]
         self.flight: dict[int, tuple] = {}          # rid -> (decode copy, source, decode instance)
         self.releases: dict[int, list] = {}         # source -> [(rid, te)] for the next window
         self.prefill_busy = False

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from fleetsim.cluster.errors import InputError, is_finite_number
+from fleetsim.cluster.errors import InputError, exact_fraction, is_finite_number
 
 
 class AutoscalingPolicy:
@@ -62,8 +62,8 @@ class HpaPolicy(AutoscalingPolicy):
 
     def __init__(self, options: dict | None = None):
         super().__init__(options)
-        self.target = Fraction(repr(float(self.options["target"])))
-        self.tolerance = Fraction(repr(float(self.options.get("tolerance", 0.1))))
+        self.target = exact_fraction(self.options["target"])
+        self.tolerance = exact_fraction(self.options.get("tolerance", 0.1))
 
     @classmethod
     def check_options(cls, options: dict, where: str) -> None:

@@ -165,12 +165,9 @@ def slo_block(slo: dict, cols: dict, run_summary: dict, rejected: int | None = N
     for ok in met.values():
         good &= ok
     span_s = max(1e-9, (int(cols["end"].max()) - int(cols["arrival"].min())) / 1e9) if n else 1e-9
-    if rejected:
-        attainment = {k: int(ok.sum()) / (n + rejected) for k, ok in met.items()}
-        attainment["all"] = int(good.sum()) / (n + rejected)
-    else:
-        attainment = {k: float(ok.mean()) if n else 1.0 for k, ok in met.items()}
-        attainment["all"] = float(good.mean()) if n else 1.0
+    total = n + (rejected or 0)          # a rejected request met no SLO
+    attainment = {k: int(ok.sum()) / total if total else 1.0 for k, ok in met.items()}
+    attainment["all"] = int(good.sum()) / total if total else 1.0
     target = slo.get("attainment", DEFAULT_ATTAINMENT)
     aggregate = {}
     for key in AGGREGATE:
