@@ -51,13 +51,10 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fleetsim.cluster.admission import parse_admission
-from fleetsim.cluster.autoscaling.spec import AutoscalerSpec, fleet_specs, parse_autoscaler
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
-from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.memory_limit import check_instance_count
-from fleetsim.cluster.pd import PDSpec, check_role, parse_pd
 from fleetsim.cluster.policies import policy_class
 from fleetsim.cluster.textfile import yaml_document
 from fleetsim.costmodel.arch import KV_CACHE_DTYPES, WEIGHT_DTYPES
@@ -65,6 +62,10 @@ from fleetsim.costmodel.collectives import AstraSimNetwork
 from fleetsim.costmodel.costmodel import ATTENTION_PRICING
 from fleetsim.instance.config import EngineConfig
 from fleetsim.instance.frontend import NO_FRONTEND, FrontEnd
+
+if TYPE_CHECKING:
+    from fleetsim.cluster.autoscaling.spec import AutoscalerSpec
+    from fleetsim.cluster.pd import PDSpec
 
 ENGINE_KEYS = {f.name for f in dataclasses.fields(EngineConfig)}
 INSTANCE_KEYS = {"model", "hardware", "cost_model", "tp", "pp", "ep", "moe_skew", "variant", "memory_gib", "decode_skew",
@@ -317,6 +318,7 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
         check_instance_count(inst_doc, f"{where}: instances")
         specs = [instance_spec({}, base, where)] * inst_doc
     elif isinstance(inst_doc, list) and inst_doc:
+        from fleetsim.cluster.pd import check_role      # deferred: a fleet given by a count has no roles
         for i, item in enumerate(inst_doc):
             item_where = f"{where}: instances[{i}]"
             if not isinstance(item, dict):
@@ -339,14 +341,24 @@ def from_fleetsim_yaml(doc: dict, where: str) -> ClusterConfig:
     for key in ("perf_root", "models_root"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise InputError(f"{where}: {key!r} must be a directory path, got {doc[key]!r}")
-    slo = parse_slo(doc["slo"], f"{where}: slo") if doc.get("slo") is not None else {}
+    slo = {}
+    if doc.get("slo") is not None:
+        from fleetsim.cluster.experiments.slo import parse_slo      # deferred: only configs with slo: need it
+        slo = parse_slo(doc["slo"], f"{where}: slo")
     router = _router(doc.get("router"), where)
-    admission = parse_admission((doc.get("router") or {}).get("admission"), f"{where}: router.admission")
-    pd = parse_pd(doc.get("pd"), roles or ["mixed"] * len(specs), specs, where)
+    admission = ()
+    if (doc.get("router") or {}).get("admission") is not None:
+        from fleetsim.cluster.admission import parse_admission      # deferred: only configs with admission need it
+        admission = parse_admission(doc["router"]["admission"], f"{where}: router.admission")
+    pd = None
+    if roles or doc.get("pd") is not None:
+        from fleetsim.cluster.pd import parse_pd        # deferred: without roles and pd: a fleet is not PD
+        pd = parse_pd(doc.get("pd"), roles or ["mixed"] * len(specs), specs, where)
     if pd is not None and doc.get("autoscaler") is not None:
         raise InputError(f"{where}: an autoscaler with prefill/decode roles is not supported yet")
     autoscaler = None
     if doc.get("autoscaler") is not None:
+        from fleetsim.cluster.autoscaling.spec import fleet_specs, parse_autoscaler   # deferred: only autoscaled fleets
         autoscaler = parse_autoscaler(doc["autoscaler"], where)
         specs = fleet_specs(specs, autoscaler, "instances" in doc, where)
         check_instance_count(len(specs), f"{where}: autoscaler.max")

@@ -4,7 +4,10 @@ be rebuilt); the CLI prints it and exits 4. Also the two type checks the input r
 from __future__ import annotations
 
 import math
-from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 
 class InputError(ValueError):
@@ -22,6 +25,7 @@ def is_int(value) -> bool:
 
 def exact_fraction(value) -> Fraction:
     """A number as the exact fraction of its shortest decimal text (2.5 -> 5/2, 0.1 -> 1/10)."""
+    from fractions import Fraction      # deferred: only admission and autoscaling runs need it
     return Fraction(repr(float(value)))
 
 

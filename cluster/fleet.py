@@ -5,7 +5,6 @@ import os
 import re
 import time
 
-from fleetsim.cluster.admission import Admission
 from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
@@ -152,6 +151,7 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
         router_info["relative_capacity"] = [round(c, 4) for c in capacities]
     admission = rejections = None
     if config.admission:
+        from fleetsim.cluster.admission import Admission      # deferred: only runs with admission control need it
         admission = Admission(config.admission, rates)
         rejections = Rejections([s.name for s in config.admission], [s.model for s in specs],
                                 4 if config.pd is not None else 0)     # PD: its columns (cluster/pd.py) empty

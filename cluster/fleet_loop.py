@@ -28,7 +28,6 @@ bytes are the same.
 """
 from __future__ import annotations
 
-from fleetsim.cluster.experiments.slo import SloTracker
 from fleetsim.cluster.invariants import InvariantViolation, RunChecker
 from fleetsim.cluster.metrics import MetricsCollector, hit_rate
 from fleetsim.cluster.timeseries_writer import TimeSeriesWriter
@@ -61,7 +60,10 @@ class FleetLoop:
         self.series = TimeSeriesWriter(*series_streams, n, self.scaler.columns if self.scaler else None)
         self.metrics = MetricsCollector(n)
         self.checker = RunChecker(n)
-        self.tracker = SloTracker(slo) if slo else None
+        self.tracker = None
+        if slo:
+            from fleetsim.cluster.experiments.slo import SloTracker     # deferred: only runs with SLOs need it
+            self.tracker = SloTracker(slo)
         self.router_info = router_info
         self.t = 0
         self.in_flight: list = []     # (handle, window end) submitted, not yet collected

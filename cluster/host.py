@@ -16,7 +16,6 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from fleetsim.cluster.invariants import instance_checks
-from fleetsim.cluster.pd import with_pd_columns
 from fleetsim.cluster.records import RecordBatch
 from fleetsim.cluster.requests_csv import check_detail
 from fleetsim.instance.dp_group import DPGroup
@@ -122,6 +121,7 @@ class InstanceHost:
         else:
             batch = RecordBatch.from_requests(finished, models, self.detail)
             if pd:
+                from fleetsim.cluster.pd import with_pd_columns      # deferred: only PD runs need it
                 batch = with_pd_columns(batch, finished)
         for r in finished:
             r.itl = []                      # the batch has them; do not keep per-token ints alive

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleetsim.cluster.metrics import ARRIVAL, E2E, END, INSTANCE, OUTPUT, QUEUEING, RID, TTFT
-from fleetsim.cluster.pd import DECODE_INSTANCE
+from fleetsim.cluster.metrics import ARRIVAL, DECODE_INSTANCE, E2E, END, INSTANCE, OUTPUT, QUEUEING, RID, TTFT
 
 TIME_LIMIT_NS = 10 ** 18          # about 31.7 years of simulated time
 LEVELS = ("basic", "full")

@@ -21,6 +21,7 @@ METRICS = ("ttft", "tpot", "itl", "e2e", "queueing")
 
 # columns of the fixed part of a record (see records.RecordBatch)
 INSTANCE, RID, INPUT, OUTPUT, ARRIVAL, END, E2E, QUEUEING, TTFT, TPOT, PREEMPTIONS, HITS, QUEUED = range(13)
+DECODE_INSTANCE, TRANSFER_START, TRANSFER_END, DECODE_SCHEDULED = range(13, 17)   # with PD roles (pd.with_pd_columns)
 
 
 _REQUEST_FIELDS = attrgetter("instance", "rid", "prompt_len", "output_len", "arrival_ns", "last_token_ns",

@@ -47,7 +47,7 @@ import numpy as np
 
 from fleetsim.cluster.errors import InputError, is_finite_number
 from fleetsim.cluster.kv_transfer import MODES, KVLink
-from fleetsim.cluster.metrics import stats_ms
+from fleetsim.cluster.metrics import DECODE_INSTANCE, DECODE_SCHEDULED, TRANSFER_END, stats_ms
 from fleetsim.cluster.policies import make_policy, policy_class, stable_hash
 from fleetsim.cluster.records import RecordBatch
 from fleetsim.cluster.snapshot import Snapshot
@@ -56,7 +56,6 @@ ROLES = ("prefill", "decode", "mixed")
 PD_KEYS = {"decode_policy", "decode_options", "link"}
 LINK_KEYS = {"mode", "gbps", "latency_us"}
 MIN_WINDOW_NS = 1_000_000
-DECODE_INSTANCE, TRANSFER_START, TRANSFER_END, DECODE_SCHEDULED = range(13, 17)   # RecordBatch.fixed columns
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from fleetsim.cluster.admission import parse_admission
 from fleetsim.cluster.config import ClusterConfig, config_from_doc, load_cluster_config
 from fleetsim.cluster.errors import InputError, is_int
-from fleetsim.cluster.experiments.slo import parse_slo
 from fleetsim.cluster.progress import loading_bar
 from fleetsim.cluster.result import Result
 from fleetsim.cluster.workloads import Workload, load_workload
@@ -110,8 +108,10 @@ def resolve_config(cluster, options: RunOptions) -> ClusterConfig:
             raise InputError(f"--seed must be an integer >= 0, got {options.seed!r}")
         config = dataclasses.replace(config, seed=options.seed)
     if options.slo is not None:
+        from fleetsim.cluster.experiments.slo import parse_slo      # deferred: only runs with --slo need it
         config = dataclasses.replace(config, slo=parse_slo(options.slo))
     if options.admission is not None:
+        from fleetsim.cluster.admission import parse_admission      # deferred: only runs with --admission need it
         config = dataclasses.replace(config, admission=parse_admission(options.admission, "--admission"))
     return config.with_fleet_overrides(instances=options.instances, policy=options.router,
                                        sync_interval_ms=options.sync_interval_ms)

@@ -15,7 +15,6 @@ from fleetsim.costmodel.files import load_json
 from fleetsim.costmodel.hardware import Hardware
 from fleetsim.costmodel.paths import bundle_dir, hardware_path, model_config_path
 from fleetsim.costmodel.profile import ProfileBackend, ProfileTables, read_bundle
-from fleetsim.costmodel.roofline import RooflineBackend
 
 BACKENDS = ("profile", "roofline")
 ATTENTION_PRICING = ("aggregate", "per_sequence")   # profile backend, see profile.ProfileBackend
@@ -87,6 +86,7 @@ class CostModelState:
 
     def build_backend(self):
         if self.backend == "roofline":
+            from fleetsim.costmodel.roofline import RooflineBackend      # deferred: profile runs do not need it
             doc = self.raw_tables.get("hardware.yaml") or {}
             return RooflineBackend(self.arch, self.hardware, self.tp, self.ep, self.moe_skew,
                                    sm_count=doc.get("sm_count"), l2_mib=doc.get("l2_mib"), network=self.network)

@@ -6,7 +6,7 @@
     result.requests            # pandas DataFrame (numpy structured array without pandas)
     result.save("out/run1")    # requests.csv, summary.json, timeseries.csv, timeseries_fleet.csv
 
-The public names are re-exported from the layers below (no logic here): `simulate`, `Result`,
+The public names are re-exported from the layers below, loaded on first use (no logic here): `simulate`, `Result`,
 `RunOptions` (the options `simulate` takes), `load_workload`, `load_cluster_config`,
 `CostModel`, `Policy` (the base class of user routing policies), `AutoscalingPolicy` (of user
 autoscaling policies), `InputError`,
@@ -22,16 +22,39 @@ _ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_ROOT, "costmodel", "__init__.py")) and _ROOT not in __path__:
     __path__.append(_ROOT)
 
-from fleetsim.costmodel import CostModel, CostModelError  # noqa: E402
-from fleetsim.costmodel.paths import SHIPPED as CONFIGS  # noqa: E402
-from fleetsim.cluster.autoscaling import AutoscalingPolicy  # noqa: E402
-from fleetsim.cluster.config import ClusterConfig, load_cluster_config  # noqa: E402
-from fleetsim.cluster.errors import InputError  # noqa: E402
-from fleetsim.cluster.policies import Policy  # noqa: E402
-from fleetsim.cluster.result import Result  # noqa: E402
-from fleetsim.cluster.simulation import RunOptions, simulate  # noqa: E402
-from fleetsim.cluster.version import __version__  # noqa: E402
-from fleetsim.cluster.workloads import Workload, load_workload  # noqa: E402
+# The public names load on first use (PEP 562), so that `import fleetsim.cluster.fleet` or the
+# CLI does not import the whole API: name -> (module, name there).
+_PUBLIC = {
+    "AutoscalingPolicy": ("fleetsim.cluster.autoscaling", "AutoscalingPolicy"),
+    "CONFIGS": ("fleetsim.costmodel.paths", "SHIPPED"),
+    "ClusterConfig": ("fleetsim.cluster.config", "ClusterConfig"),
+    "CostModel": ("fleetsim.costmodel", "CostModel"),
+    "CostModelError": ("fleetsim.costmodel", "CostModelError"),
+    "InputError": ("fleetsim.cluster.errors", "InputError"),
+    "Policy": ("fleetsim.cluster.policies", "Policy"),
+    "Result": ("fleetsim.cluster.result", "Result"),
+    "RunOptions": ("fleetsim.cluster.simulation", "RunOptions"),
+    "Workload": ("fleetsim.cluster.workloads", "Workload"),
+    "__version__": ("fleetsim.cluster.version", "__version__"),
+    "load_cluster_config": ("fleetsim.cluster.config", "load_cluster_config"),
+    "load_workload": ("fleetsim.cluster.workloads", "load_workload"),
+    "simulate": ("fleetsim.cluster.simulation", "simulate"),
+}
 
 __all__ = ["AutoscalingPolicy", "CONFIGS", "ClusterConfig", "CostModel", "CostModelError", "InputError", "Policy", "Result",
            "RunOptions", "Workload", "__version__", "load_cluster_config", "load_workload", "simulate"]
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = _PUBLIC[name]
+    except KeyError:
+        raise AttributeError(f"module 'fleetsim' has no attribute {name!r}") from None
+    import importlib
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value          # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

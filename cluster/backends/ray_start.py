@@ -9,7 +9,6 @@ dashboard, no usage stats), watched by `ray_reaper` so that it dies with this pr
 from __future__ import annotations
 
 import os
-import socket
 
 from fleetsim.cluster.errors import InputError
 
@@ -85,6 +84,7 @@ def _connect_error(address: str, timeout_s: float = 3.0) -> str | None:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or address.startswith(("ray://", "auto")):
         return None
+    import socket                       # deferred: only a Ray address to join needs it
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
     except OSError as exc:

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import logging
 
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
-
-log = logging.getLogger(__name__)
 
 
 def stable_hash(value) -> int:
@@ -92,8 +89,9 @@ def warn_if_blind(policy: Policy, requests, source: str) -> bool:
             if req.has_identity:
                 return False
             req = req.followup
-    log.warning("router policy %s matches prompt prefixes by token or hash ids, but %s has none: "
-                "it routes as if no two prompts shared a prefix", policy.name, source)
+    import logging                      # deferred: the only log record of a run, and most never emit it
+    logging.getLogger(__name__).warning("router policy %s matches prompt prefixes by token or hash ids, but %s "
+                                        "has none: it routes as if no two prompts shared a prefix", policy.name, source)
     return True
 
 
