@@ -14,6 +14,12 @@ time to other jobs on a shared machine) and the load average at the end; then a 
 of the same. Machines here differ by up to 3x from day to day, so only the ratios, taken
 in one sitting, are comparable across days.
 
+Bytecode: both trees are byte-compiled first (`compileall`, as `pip install` does), so each run
+loads cached bytecode as an installed fleetsim would. (This workplace sets
+PYTHONDONTWRITEBYTECODE=1, under which every process would recompile every module from source:
+that charges a tree for its source size, about 0.1-0.2 s of scenario a here.) `--no-bytecode-cache`
+measures that way instead: the trees' cached bytecode is removed and none is written.
+
 Scenario a is the 300-request replay; `--requests` shortens b-e. Extra arguments after `--` go
 to both sides' scenarios.py (e.g. `-- --backend ray`); `--new-arg ARG` (repeatable) goes to the
 working tree's side only: `--new-arg=--no-async-scheduling` compares like with like against a
@@ -26,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,9 +56,24 @@ def worktree(rev: str) -> str:
     return path
 
 
-def timed(cmd: list[str], tree: str) -> tuple[float, float]:
+def byte_compile(tree: str) -> None:
+    """Cached bytecode for the tree's Python sources, as an install writes it."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-x", r"/(tests|\.git)/", tree], check=True,
+                   capture_output=True)
+
+
+def remove_bytecode(tree: str) -> None:
+    """The tree's cached bytecode removed (its `__pycache__` folders)."""
+    for folder, subdirs, _ in os.walk(tree):
+        subdirs[:] = [d for d in subdirs if d != ".git"]
+        if "__pycache__" in subdirs:
+            shutil.rmtree(os.path.join(folder, "__pycache__"))
+            subdirs.remove("__pycache__")
+
+
+def timed(cmd: list[str], tree: str, env_extra: dict | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds: the child's user + sys) of one run."""
-    env = {**os.environ, "PYTHONPATH": tree}
+    env = {**os.environ, "PYTHONPATH": tree, **(env_extra or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
@@ -64,14 +86,15 @@ def timed(cmd: list[str], tree: str) -> tuple[float, float]:
     return wall, cpu
 
 
-def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_extra: tuple = ()) -> dict:
+def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_extra: tuple = (),
+            env_extra: dict | None = None) -> dict:
     floor, walls, cpus = [], {"old": [], "new": []}, {"old": [], "new": []}
     for _ in range(pairs):
-        floor.append(timed([sys.executable, "-c", "import numpy"], new)[0])
+        floor.append(timed([sys.executable, "-c", "import numpy"], new, env_extra)[0])
         for side, tree in (("old", old), ("new", new)):
             own = list(new_extra) if side == "new" else []
             cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra, *own]
-            wall, cpu = timed(cmd, tree)
+            wall, cpu = timed(cmd, tree, env_extra)
             walls[side].append(wall)
             cpus[side].append(cpu)
     ratios = [o / n for o, n in zip(walls["old"], walls["new"])]
@@ -97,15 +120,20 @@ def main(argv=None) -> None:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--requests", type=int, help="passed to both sides' scenarios (b-e)")
     ap.add_argument("--new-arg", action="append", default=[], help="passed to the working tree's scenarios only")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="every process compiles the sources afresh (no cached bytecode read or written)")
     args = ap.parse_args(argv)
     if args.pairs < 1:
         raise SystemExit("compare.py: --pairs must be >= 1")
     if args.requests:
         extra = ["--requests", str(args.requests), *extra]
     old = worktree(args.old_rev)
+    env_extra = {"PYTHONDONTWRITEBYTECODE": "1"} if args.no_bytecode_cache else None
+    for tree in (old, REPO):
+        remove_bytecode(tree) if args.no_bytecode_cache else byte_compile(tree)
     rows = []
     for name in args.scenarios:
-        rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg)))
+        rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg), env_extra))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n| scenario | {args.old_rev} median s | working tree median s | speed-up (median of pairs, min-max) "
           f"| CPU speed-up (median, min-max) | floor s |\n|---|---|---|---|---|---|")
