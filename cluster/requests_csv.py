@@ -23,9 +23,10 @@ every request and every ITL gap):
 
 Lines are formatted where the requests finish (in the Ray actors, in parallel), a window's at
 once (`format_lines`): one f-string a request over its row of the batch's int64 matrix, which
-`metrics.request_matrix` computes column by column. This is the hottest formatting in a run; the
-ITL lists are Python's own list text (`str` of the engine's list, faster than any numpy route
-measured).
+`metrics.request_matrix` computes column by column. This is the hottest formatting in a run. An
+ITL list is written as Python's own list text (`str` of the list), but each distinct gap is
+converted to text once per batch (`_GapText`): the requests decoding together share their gaps
+step by step, so a window has about as many distinct gaps as engine steps, not as tokens.
 
 With admission control (cluster/admission.py) the file has one more column, `rejected`, last:
 empty for a finished request, the reason for a rejected one (cluster/rejections.py has the rows).
@@ -48,6 +49,15 @@ def csv_header(rejected_column: bool = False, pd_columns: bool = False) -> str:
     return CSV_HEADER + (PD_COLUMNS if pd_columns else "") + (",rejected" if rejected_column else "")
 
 
+class _GapText(dict):
+    """gap (int) -> its decimal text, converted on first use."""
+    __slots__ = ()
+
+    def __missing__(self, gap: int) -> str:
+        text = self[gap] = str(gap)
+        return text
+
+
 def format_lines(fixed, itls: list, models: dict, detail: str = "full") -> list[str]:
     """The lines of a batch: `fixed` (int64 rows, `metrics.request_matrix`'s columns), `itls` (each
     row's ITL list; unused for `no-itl`), `models[instance]` the model named in the row; one
@@ -56,9 +66,10 @@ def format_lines(fixed, itls: list, models: dict, detail: str = "full") -> list[
     if detail == "no-itl":
         return [f'{i},{rid},{models[i]},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},,{pre},'
                 f'{hits},{queued}\n' for i, rid, inp, out, arr, end, e2e, q, ttft, tpot, pre, hits, queued in rows]
-    return [f'{i},{rid},{models[i]},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},"{itl}",{pre},'
-            f'{hits},{queued}\n' for (i, rid, inp, out, arr, end, e2e, q, ttft, tpot, pre, hits, queued), itl
-            in zip(rows, itls)]
+    text = _GapText().__getitem__
+    return [f'{i},{rid},{models[i]},{inp},{out},{arr},{end},{e2e},{q},{ttft},{tpot if out > 1 else ""},'
+            f'"[{", ".join(map(text, itl))}]",{pre},{hits},{queued}\n'
+            for (i, rid, inp, out, arr, end, e2e, q, ttft, tpot, pre, hits, queued), itl in zip(rows, itls)]
 
 
 def format_row(row: tuple, model: str, detail: str = "full") -> str:
