@@ -273,7 +273,8 @@ class ProfileBackend:
         def step(j: int) -> int:
             s = ctx_sum + j * n
             kv_mean = s // n
-            attn = max(1, int(look(kv_mean)))
+            attn = int(look(kv_mean))
+            attn = attn if attn > 1 else 1
             mx = ctx_max + j
             if alpha is not None and mx != kv_mean:
                 a = alpha(s / n, ctx_min + j, mx)

@@ -412,8 +412,10 @@ class RooflineBackend:
         comp = self.peak * self.p("attention.c_max")
         keys0 = ctx_sum + n
 
-        def step(j: int) -> int:
+        def step(j: int) -> int:       # max() spelt as comparisons (what max returns, without its call)
             keys = keys0 + j * n
-            s = launch + max((keys * per_key + q_bytes) / mem, flops_per_key * keys / comp)
-            return fixed + L * max(1, round(s * 1e9))
+            memory = (keys * per_key + q_bytes) / mem
+            compute = flops_per_key * keys / comp
+            ns = round((launch + (compute if compute > memory else memory)) * 1e9)
+            return fixed + L * (ns if ns > 1 else 1)
         return step

@@ -198,20 +198,23 @@ class _Run:
         overhead = self.cm.cpu_overhead_ns(n)
         step = self.cm.decode_steps(n, self.base_sum + n * j0, self.bases[0] + j0, self.bases[-1] + j0)
         ends, gaps, events, need = self.ends, self.gaps, [], self.need
+        end, gap_of = ends.append, gaps.append
         t, seen, lag = self.t, self.seen, self.lag
+        due = need[0][0] - j0                # the next step at which some member's block is due
         j = 0
         while j < left and t < t_end and (seen if lag else t) < arrival:
-            if need[0][0] <= j0 + j:         # some member's next block is due (or a stale entry)
+            if j >= due:                     # (or a stale entry's step)
                 mark = self.step_events(j0 + j, events)
                 if len(events) > free:       # stepping would preempt here: stop before this step
                     del events[mark:]
                     self.blocked = True
                     break
+                due = need[0][0] - j0
             gap = step(j) + overhead
             seen = t
             t += gap
-            ends.append(t)
-            gaps.append(gap)
+            end(t)
+            gap_of(gap)
             j += 1
         if j == 0:
             return 0, False
