@@ -179,6 +179,7 @@ class ProfileBackend:
         self._dense_cache: dict = {}
         self._edge_cache: dict = {}
         self._seq_cache: dict = {}
+        self._decode_cache: dict = {}      # n -> what `decode_steps` needs of n decodes
 
     def dense_ns(self, tokens: int) -> tuple[int, int]:
         """(once-per-step ns, per-layer ns) of the token-proportional ops for T tokens."""
@@ -258,17 +259,21 @@ class ProfileBackend:
 
     def decode_steps(self, n: int, ctx_sum: int, ctx_min: int, ctx_max: int):
         """j -> `time_batch` of a decode-only step of n sequences whose contexts (sum, min, max)
-        all grew by j; table brackets other than the context resolved once, those of the
+        all grew by j; table brackets other than the context resolved once per n, those of the
         contexts and the skew bins remembered from step to step (`Curve.cursor`,
-        `DecodeSkew.along`)."""
-        once, per_layer = self.dense_ns(n)
-        fixed = once + self.sequence_ns(n)
+        `DecodeSkew.along`: a cursor gives the table's value wherever x moves, so one per n
+        serves every stretch of n sequences)."""
+        parts = self._decode_cache.get(n)
+        if parts is None:
+            once, per_layer = self.dense_ns(n)
+            table = self.tables.attention
+            skewed = self.decode_skew and n > 1
+            parts = self._decode_cache[n] = (
+                once + self.sequence_ns(n), per_layer, table.along_kvd(0, 0, n),
+                self.tables.skew.along(0, n, 0) if skewed else None,
+                table.along_kvd(0, 0, n) if skewed else None)       # its own brackets: the max context
+        fixed, per_layer, look, alpha, look_max = parts
         L = self.num_layers
-        table = self.tables.attention
-        look = table.along_kvd(0, 0, n)
-        skewed = self.decode_skew and n > 1
-        alpha = self.tables.skew.along(0, n, 0) if skewed else None
-        look_max = table.along_kvd(0, 0, n) if skewed else None    # its own brackets: the max context
 
         def step(j: int) -> int:
             s = ctx_sum + j * n
