@@ -13,6 +13,7 @@ to the decode instances and advances them. Rows then carry the PD columns (`pd.w
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 
 from fleetsim.cluster.invariants import instance_checks
@@ -124,7 +125,7 @@ class InstanceHost:
                 from fleetsim.cluster.pd import with_pd_columns      # deferred: only PD runs need it
                 batch = with_pd_columns(batch, finished)
         for r in finished:
-            r.itl = []                      # the batch has them; do not keep per-token ints alive
+            r.itl = array("q")              # the batch has them; do not keep the gaps alive
             r.hashes = []
         return (batch, snaps, series) if phase is None else (batch, snaps, series, handoffs)
 

@@ -50,7 +50,7 @@ def request_row(req) -> tuple:
     """(instance, rid, input, output, arrival, end, e2e, queueing, ttft, tpot, itl list, preemptions, hits,
     queued) of one finished request (`request_matrix`'s row with its ITL list)."""
     row = request_matrix([req])[0].tolist()
-    return (*row[:TPOT + 1], req.itl, *row[TPOT + 1:])
+    return (*row[:TPOT + 1], list(req.itl), *row[TPOT + 1:])
 
 
 def stats_ms(values) -> dict:

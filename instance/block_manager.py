@@ -31,7 +31,8 @@ class BlockManager:
         self._skip = array("i", bytes(4 * num_blocks))
         self.compact_at = 4096                # stale entries tolerated before `_compact`
         self.ref_cnt = array("i", bytes(4 * num_blocks))
-        self.block_hash: list = [None] * num_blocks
+        self.block_hash: dict[int, object] = {}     # block -> hash of its cached content (a dict, not a
+                                                    # list per block: the GC would walk every slot)
         self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
         self.track_generations = False                          # set once a request remembers blocks
         self.cached: dict[int, int] = {}
@@ -155,11 +156,9 @@ class BlockManager:
             if self.cached:
                 hashes, cached = self.block_hash, self.cached
                 for b in reused:
-                    h = hashes[b]
-                    if h is not None:
-                        if cached.get(h) == b:
-                            del cached[h]
-                        hashes[b] = None
+                    h = hashes.pop(b, None)
+                    if h is not None and cached.get(h) == b:
+                        del cached[h]
             out += reused
         return out
 
@@ -244,6 +243,6 @@ class BlockManager:
         for b in range(self.num_blocks):
             free = b in queued
             assert (self.ref_cnt[b] == 0) == free, f"block {b} ref/free mismatch"
-            assert b < self.next_fresh or self.block_hash[b] is None, f"never-used block {b} has a hash"
+            assert b < self.next_fresh or b not in self.block_hash, f"never-used block {b} has a hash"
         for h, b in self.cached.items():
-            assert self.block_hash[b] == h, f"cached hash of block {b} out of sync"
+            assert self.block_hash.get(b) == h, f"cached hash of block {b} out of sync"

@@ -26,6 +26,7 @@ seat and blocks through the next step's scheduling, so that step is run as an ad
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, insort
 from heapq import heapify, heappop, heappush, heapreplace
 
@@ -71,7 +72,7 @@ class _Run:
         self.lag = engine.async_scheduling
         self.seen = engine.seen_ns      # async: what the next step's scheduler knows (engine.py)
         self.ends: list[int] = []       # end time of each step of the run
-        self.gaps: list[int] = []       # gaps[j] = ends[j] − (end of step j − 1)
+        self.gaps = array("q")         # gaps[j] = ends[j] − (end of step j − 1)
         self.produced = 0
         self.blocked = False            # the next step's new blocks do not fit: stepping takes over
         running = self.sched.running

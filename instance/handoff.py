@@ -15,6 +15,8 @@ from the token after the first: nothing is recomputed.
 """
 from __future__ import annotations
 
+from array import array
+
 from fleetsim.instance.request import Request
 
 
@@ -31,7 +33,7 @@ def decode_copy(req: Request) -> Request:
     new.first_scheduled_ns = req.first_scheduled_ns
     new.first_token_ns = req.first_token_ns
     new.last_token_ns = req.last_token_ns
-    new.itl = list(req.itl)
+    new.itl = array("q", req.itl)
     new.preemptions = req.preemptions
     new.hit_tokens = req.hit_tokens
     return new

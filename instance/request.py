@@ -1,6 +1,7 @@
 """`Request`: one inference request and its progress through an engine."""
 from __future__ import annotations
 
+from array import array
 from itertools import accumulate
 
 
@@ -49,7 +50,8 @@ class Request:
         self.first_scheduled_ns = -1
         self.first_token_ns = -1            # end of the step that produced the first output token
         self.last_token_ns = -1             # ... and the latest one
-        self.itl: list[int] = []            # gaps between consecutive output tokens
+        self.itl = array("q")              # gaps between consecutive output tokens (int64: no
+                                            # per-token objects for the GC to walk)
         self.preemptions = 0
         self.hit_tokens = 0
         self.run_from = 0                   # fast-forward: first step of the run not yet applied
@@ -72,7 +74,7 @@ class Request:
         times = list(times)
         self.first_token_ns = times[0] if times else -1
         self.last_token_ns = times[-1] if times else -1
-        self.itl = [b - a for a, b in zip(times, times[1:])]
+        self.itl = array("q", [b - a for a, b in zip(times, times[1:])])
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs
