@@ -10,7 +10,8 @@ times the machine's floor, `python3 -c 'import numpy'`. It prints one JSON line 
 whole-process wall seconds of every run, their medians, the pair-by-pair ratio old/new (> 1: the
 working tree is faster) with its median, min and max, and the floor's median; the same for
 the CPU seconds of each run (the child's user + sys, from getrusage: less sensitive than wall
-time to other jobs on a shared machine) and the load average at the end; then a markdown table
+time to other jobs on a shared machine), the largest peak RSS of each side's runs (as each
+scenario reports it) and the load average at the end; then a markdown table
 of the same. Machines here differ by up to 3x from day to day, so only the ratios, taken
 in one sitting, are comparable across days.
 
@@ -71,8 +72,8 @@ def remove_bytecode(tree: str) -> None:
             subdirs.remove("__pycache__")
 
 
-def timed(cmd: list[str], tree: str, env_extra: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, CPU seconds: the child's user + sys) of one run."""
+def timed(cmd: list[str], tree: str, env_extra: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds: the child's user + sys, its stdout) of one run."""
     env = {**os.environ, "PYTHONPATH": tree, **(env_extra or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -83,20 +84,21 @@ def timed(cmd: list[str], tree: str, env_extra: dict | None = None) -> tuple[flo
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise SystemExit(f"compare.py: {' '.join(cmd[1:3])} failed in {tree}: {last}")
-    return wall, cpu
+    return wall, cpu, res.stdout
 
 
 def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_extra: tuple = (),
             env_extra: dict | None = None) -> dict:
-    floor, walls, cpus = [], {"old": [], "new": []}, {"old": [], "new": []}
+    floor, walls, cpus, rss = [], {"old": [], "new": []}, {"old": [], "new": []}, {"old": [], "new": []}
     for _ in range(pairs):
         floor.append(timed([sys.executable, "-c", "import numpy"], new, env_extra)[0])
         for side, tree in (("old", old), ("new", new)):
             own = list(new_extra) if side == "new" else []
             cmd = [sys.executable, os.path.join(tree, "scripts", "bench", "scenarios.py"), name, "--one", *extra, *own]
-            wall, cpu = timed(cmd, tree, env_extra)
+            wall, cpu, out = timed(cmd, tree, env_extra)
             walls[side].append(wall)
             cpus[side].append(cpu)
+            rss[side].append(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
     ratios = [o / n for o, n in zip(walls["old"], walls["new"])]
     cpu_ratios = [o / n for o, n in zip(cpus["old"], cpus["new"])]
     return {"scenario": name, "pairs": pairs, "old_wall_s": [round(w, 3) for w in walls["old"]],
@@ -107,7 +109,8 @@ def compare(old: str, new: str, name: str, pairs: int, extra: list[str], new_ext
             "speedup_max": round(max(ratios), 3), "floor_median_s": round(statistics.median(floor), 3),
             "old_cpu_s": [round(c, 3) for c in cpus["old"]], "new_cpu_s": [round(c, 3) for c in cpus["new"]],
             "cpu_speedup_median": round(statistics.median(cpu_ratios), 3), "cpu_speedup_min": round(min(cpu_ratios), 3),
-            "cpu_speedup_max": round(max(cpu_ratios), 3), "load_average": [round(x, 2) for x in os.getloadavg()]}
+            "cpu_speedup_max": round(max(cpu_ratios), 3), "old_peak_rss_mb": max(rss["old"]),
+            "new_peak_rss_mb": max(rss["new"]), "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main(argv=None) -> None:
@@ -136,11 +139,11 @@ def main(argv=None) -> None:
         rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg), env_extra))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\n| scenario | {args.old_rev} median s | working tree median s | speed-up (median of pairs, min-max) "
-          f"| CPU speed-up (median, min-max) | floor s |\n|---|---|---|---|---|---|")
+          f"| CPU speed-up (median, min-max) | peak RSS MB (old / new) | floor s |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['scenario']} | {r['old_median_s']} | {r['new_median_s']} | {r['speedup_median']}x "
               f"({r['speedup_min']}-{r['speedup_max']}) | {r['cpu_speedup_median']}x ({r['cpu_speedup_min']}-"
-              f"{r['cpu_speedup_max']}) | {r['floor_median_s']} |")
+              f"{r['cpu_speedup_max']}) | {r['old_peak_rss_mb']} / {r['new_peak_rss_mb']} | {r['floor_median_s']} |")
 
 
 if __name__ == "__main__":
