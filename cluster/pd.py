@@ -145,6 +145,7 @@ class MemberPolicy:
         self.name = inner.name
         self.needs_load = inner.needs_load
         self.needs_token_ids = getattr(inner, "needs_token_ids", False)
+        self.draws = getattr(inner, "draws", True)
         self.position = {m: k for k, m in enumerate(self.members)}
         self.local = [Snapshot(k) for k in range(len(self.members))]
 

@@ -162,3 +162,37 @@ def test_lazy_heap_argmin_matches_a_full_scan(name):
             assert got == expected
             snapshots[got].note_routed(req)
             p.routed(req, got)
+
+
+def test_policies_that_declare_no_draws_route_without_a_generator():
+    """`draws = False` policies are given rng=None (the router makes no generator); they route as
+    with one, and the drawing ones (random, power_of_two) still declare draws."""
+    four = snaps((3, 1, 10, 0, 5), (0, 2, 50, 0, 9), (1, 0, 5, 0, 1), (0, 0, 80, 0, 2))
+    quiet = [name for name in sorted(POLICIES) if not POLICIES[name].draws]
+    assert set(quiet) >= {"round_robin", "least_loaded", "session_affinity", "prefix_aware"}
+    assert POLICIES["random"].draws and POLICIES["power_of_two"].draws
+    for name in quiet:
+        with_rng, without = make_policy(name, 4), make_policy(name, 4)
+        for p in (with_rng, without):
+            if hasattr(p, "sync"):
+                p.sync(four)
+        reqs = [r(i, ids=list(range(i % 3, 64))) for i in range(12)]
+        assert [with_rng.choose(q, four, rng()) for q in reqs] == [without.choose(q, four, None) for q in reqs], name
+
+
+def test_router_makes_a_generator_only_for_a_policy_that_draws():
+    from fleetsim.cluster.router import Router
+
+    class Mine(Policy):                  # a user policy that says nothing about draws
+        def choose(self, request, snapshots, rng):
+            return int(rng.integers(len(snapshots)))
+    assert isinstance(Router(Mine(2), 2, 50_000_000, 0).rng, np.random.Generator)
+    assert Router(make_policy("round_robin", 2), 2, 50_000_000, 0).rng is None
+
+
+def test_a_round_robin_replay_does_not_import_numpy_random():
+    code = ("import sys, fleetsim; fleetsim.simulate('configs/clusters/rtxpro6000-llama8b.yaml', "
+            "'configs/workloads/sharegpt-llama-3.1-8b-300-sps10.jsonl', num_requests=20); "
+            "print('numpy.random' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -7,7 +7,10 @@ cluster/router.py). It declares `needs_load`: policies that ignore load are rout
 called after every decision (policies with their own state, e.g. a prefix index, update it);
 `sync` (optional) whenever the router receives fresh snapshots or the routable set changes.
 Ties always break towards the lower index, and all randomness comes from `rng` (the router's
-seeded generator), so decisions are identical on every backend.
+seeded generator), so decisions are identical on every backend. A policy that never draws
+declares `draws = False` and is given `rng=None`: the router then makes no generator (and a
+run that draws nothing elsewhere does not import numpy.random, ~25 ms). `draws` defaults to
+True, so a user policy gets a generator whether it declares it or not.
 
 A policy also declares `needs_token_ids` (a class attribute, or set in `__init__` when it
 depends on the options): it matches prompts by their token ids or block hash ids, so on a
@@ -35,6 +38,7 @@ class Policy:
     name = "policy"
     needs_load = True
     needs_token_ids = False                  # matches prompts by token / hash ids (module doc)
+    draws = True                             # draws from `rng` (False: it is given None)
     OPTIONS: tuple[str, ...] | None = None   # router.options keys it reads (None: not checked)
 
     def __init__(self, num_instances: int, options: dict | None = None, block_size: int = 16):
@@ -103,6 +107,7 @@ class LeastKey(Policy):
     refreshed when it reaches the top. O(log n) per request instead of a scan of all n.
     Entries hold positions in `snapshots` (in index order, so position ties break as index ties).
     """
+    draws = False
 
     def key(self, s):
         raise NotImplementedError

@@ -12,6 +12,7 @@ class RoundRobin(Policy):
     name = "round_robin"
     OPTIONS = ()
     needs_load = False
+    draws = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +42,7 @@ class SessionAffinity(Policy):
     routable goes to the next routable owner clockwise on the ring."""
     name = "session_affinity"
     needs_load = False
+    draws = False
     OPTIONS = ("virtual_nodes",)
 
     def __init__(self, *args, **kwargs):

@@ -65,6 +65,7 @@ class PrefixIndex:
 class PrefixAware(Policy):
     name = "prefix_aware"
     needs_token_ids = True
+    draws = False
     OPTIONS = ("load_cap", "index_blocks")
 
     def __init__(self, *args, **kwargs):

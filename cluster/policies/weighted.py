@@ -16,6 +16,7 @@ SCORERS = ("queue", "kv", "outstanding", "prefix")
 
 class Weighted(Policy):
     name = "weighted"
+    draws = False
     OPTIONS = ("weights", "index_blocks")
 
     def __init__(self, *args, **kwargs):
