@@ -48,7 +48,7 @@ import numpy as np
 from fleetsim.cluster.errors import InputError, is_finite_number
 from fleetsim.cluster.kv_transfer import MODES, KVLink
 from fleetsim.cluster.metrics import DECODE_INSTANCE, DECODE_SCHEDULED, TRANSFER_END, stats_ms
-from fleetsim.cluster.policies import make_policy, policy_class, stable_hash
+from fleetsim.cluster.policies import make_policy, policy_class, policy_rng
 from fleetsim.cluster.records import RecordBatch
 from fleetsim.cluster.snapshot import Snapshot
 
@@ -198,7 +198,7 @@ class PDFleet:
         spec = plan.spec
         self.link = KVLink(spec.link_mode, spec.link_gbps, spec.link_latency_us)
         self.decode = plan.decode_policy
-        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([plan.seed, stable_hash("pd_decode")])))
+        self.rng = policy_rng(self.decode, plan.seed, "pd_decode")
         self.snaps = [Snapshot(i) for i in range(len(spec.roles))]
         self.flight: dict[int, tuple] = {}          # rid -> (decode copy, source, decode instance)
         self.releases: dict[int, list] = {}         # source -> [(rid, te)] for the next window

@@ -56,7 +56,7 @@ import heapq
 
 import numpy as np
 
-from fleetsim.cluster.policies import stable_hash
+from fleetsim.cluster.policies import policy_rng
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.metrics import END, RID
 from fleetsim.cluster.snapshot import Snapshot
@@ -79,8 +79,7 @@ class Router:
         self.arrived = 0                          # requests taken from the heap (routed or rejected)
         self.n = num_instances
         self.sync_ns = int(sync_interval_ns)
-        self.rng = (np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stable_hash("router")])))
-                    if getattr(policy, "draws", True) else None)      # (cluster/policies/base.py)
+        self.rng = policy_rng(policy, seed, "router")
         self.arrivals: list = []                  # heap of (routing time, rid, request)
         self.followups: dict[int, object] = {}    # rid -> next turn (held by the router)
         self.source = iter(())                    # the workload's requests not yet in the heap

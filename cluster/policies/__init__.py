@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fleetsim.cluster.plugins import plugin_class
-from fleetsim.cluster.policies.base import Policy, stable_hash, warn_if_blind
+from fleetsim.cluster.policies.base import Policy, policy_rng, stable_hash, warn_if_blind
 from fleetsim.cluster.policies.load_aware import LeastKV, LeastLoaded, LeastOutstandingTokens, PowerOfTwo
 from fleetsim.cluster.policies.load_blind import Random, RoundRobin, SessionAffinity
 from fleetsim.cluster.policies.prefix_aware import PrefixAware
@@ -22,4 +22,4 @@ def make_policy(name: str, num_instances: int, options: dict | None = None, bloc
     return policy_class(name)(num_instances, options or {}, block_size)
 
 
-__all__ = ["POLICIES", "Policy", "make_policy", "policy_class", "stable_hash", "warn_if_blind"]
+__all__ = ["POLICIES", "Policy", "make_policy", "policy_class", "policy_rng", "stable_hash", "warn_if_blind"]

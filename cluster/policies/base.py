@@ -26,12 +26,22 @@ from __future__ import annotations
 import hashlib
 import heapq
 
+import numpy as np
+
 from fleetsim.cluster.errors import InputError, is_finite_number, is_int
 
 
 def stable_hash(value) -> int:
     """64-bit hash of `str(value)` that is the same in every process (unlike `hash()` of a str)."""
     return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "little")
+
+
+def policy_rng(policy, seed: int, stream: str):
+    """The seeded generator `policy` is given (stream `stream` of `seed`), or None for a policy
+    that declares `draws = False` (module doc)."""
+    if not getattr(policy, "draws", True):
+        return None
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stable_hash(stream)])))
 
 
 class Policy:
