@@ -28,7 +28,8 @@ class RecordBatch:
         `--requests-detail` value (`none`: no lines)."""
         if not reqs:
             return cls.empty()
-        return cls._of(request_matrix(reqs), [r.itl for r in reqs], models, detail)
+        return cls._of(request_matrix(reqs), [r.itl for r in reqs],
+                       [r.itl_cell() for r in reqs] if detail == "full" else (), models, detail)
 
     @classmethod
     def from_rows(cls, rows: list, models: dict, detail: str = "full") -> "RecordBatch":
@@ -36,12 +37,13 @@ class RecordBatch:
         if not rows:
             return cls.empty()
         return cls._of(np.array([r[:10] + r[11:] for r in rows], dtype=np.int64), [array("q", r[10]) for r in rows],
-                       models, detail)
+                       [str(list(r[10])) for r in rows], models, detail)
 
     @classmethod
-    def _of(cls, fixed: np.ndarray, itls: list, models: dict, detail: str) -> "RecordBatch":
-        itl = np.frombuffer(bytearray().join(itls), dtype=np.int64)      # `itls`: int64 arrays, joined in C
-        return cls(fixed, itl, format_lines(fixed, itls, models, detail) if detail != "none" else [])
+    def _of(cls, fixed: np.ndarray, itls: list, cells, models: dict, detail: str) -> "RecordBatch":
+        """`itls`: each row's gaps (int64 arrays, joined in C); `cells`: their CSV text (`full` only)."""
+        itl = np.frombuffer(bytearray().join(itls), dtype=np.int64)
+        return cls(fixed, itl, format_lines(fixed, cells, models, detail) if detail != "none" else [])
 
     @classmethod
     def empty(cls) -> "RecordBatch":

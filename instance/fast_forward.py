@@ -73,6 +73,7 @@ class _Run:
         self.seen = engine.seen_ns      # async: what the next step's scheduler knows (engine.py)
         self.ends: list[int] = []       # end time of each step of the run
         self.gaps = array("q")         # gaps[j] = ends[j] − (end of step j − 1)
+        self.gap_text: list[str] = []   # str of gaps[j], made as members need them (bring_up_to_date)
         self.produced = 0
         self.blocked = False            # the next step's new blocks do not fit: stepping takes over
         running = self.sched.running
@@ -316,18 +317,29 @@ class _Run:
         return used
 
     def bring_up_to_date(self, members: list, j: int) -> None:
-        """Apply steps run_from..j (each produced one token of every member) to `members`."""
-        ends, gaps = self.ends, self.gaps
+        """Apply steps run_from..j (each produced one token of every member) to `members`; their
+        ITL text gets one piece, joined from the run's text of each gap (converted once)."""
+        ends, gaps, text = self.ends, self.gaps, self.gap_text
+        if len(text) <= j:
+            text.extend(map(str, gaps[len(text):j + 1]))
         for r in members:
             f = r.run_from
             k = j - f + 1
             if k <= 0:
                 continue
+            itl = r.itl
+            if r.itl_texted < len(itl):
+                r.text_up_to_date()
             if r.num_output == 0:
                 r.first_token_ns = ends[f]
+                if k > 1:
+                    r.itl_text.append(", ".join(text[f + 1:j + 1]))
             else:
-                r.itl.append(ends[f] - r.last_token_ns)
-            r.itl.extend(gaps[f + 1:j + 1])
+                gap = ends[f] - r.last_token_ns
+                itl.append(gap)
+                r.itl_text.append(f"{gap}, " + ", ".join(text[f + 1:j + 1]) if k > 1 else str(gap))
+            itl.extend(gaps[f + 1:j + 1])
+            r.itl_texted = len(itl)
             r.last_token_ns = ends[j]
             r.num_computed += k
             r.num_output += k

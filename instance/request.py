@@ -19,7 +19,7 @@ class Request:
     """
     __slots__ = ("rid", "arrival_ns", "prompt_len", "output_len", "token_ids", "hash_ids", "hash_block",
                  "session", "followup", "think_ns", "own_cache", "has_identity", "num_computed", "num_output", "num_tokens", "blocks", "num_cached_blocks", "hashes",
-                 "queued_ns", "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "preemptions", "hit_tokens", "instance",
+                 "queued_ns", "first_scheduled_ns", "first_token_ns", "last_token_ns", "itl", "itl_text", "itl_texted", "preemptions", "hit_tokens", "instance",
                  "run_from", "run_need", "run_order", "report_ns",
                  "decode_instance", "transfer_start_ns", "transfer_end_ns", "decode_scheduled_ns")
 
@@ -52,6 +52,8 @@ class Request:
         self.last_token_ns = -1             # ... and the latest one
         self.itl = array("q")              # gaps between consecutive output tokens (int64: no
                                             # per-token objects for the GC to walk)
+        self.itl_text: list[str] = []      # the text of itl[:itl_texted] in pieces (`itl_cell`)
+        self.itl_texted = 0
         self.preemptions = 0
         self.hit_tokens = 0
         self.run_from = 0                   # fast-forward: first step of the run not yet applied
@@ -75,6 +77,20 @@ class Request:
         self.first_token_ns = times[0] if times else -1
         self.last_token_ns = times[-1] if times else -1
         self.itl = array("q", [b - a for a, b in zip(times, times[1:])])
+        self.itl_text, self.itl_texted = [], 0
+
+    def text_up_to_date(self) -> None:
+        """Convert the gaps not yet in `itl_text` (those stepping appended) into one piece."""
+        if self.itl_texted < len(self.itl):
+            self.itl_text.append(str(self.itl[self.itl_texted:].tolist())[1:-1])
+            self.itl_texted = len(self.itl)
+
+    def itl_cell(self) -> str:
+        """Python's list text of the ITL gaps, `str(list(itl))`, from the pieces of `itl_text`:
+        the members of a fast-forward run share the text of its gaps (instance/fast_forward.py),
+        so most gaps are converted once per step, not once per request."""
+        self.text_up_to_date()
+        return "[" + ", ".join(self.itl_text) + "]"
 
     def _block_key(self, i: int, bs: int):
         lo, hi = i * bs, (i + 1) * bs

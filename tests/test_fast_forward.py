@@ -101,6 +101,8 @@ def _run_windows(cfg, specs, fast_forward: bool, window_ns: int):
             e.advance_until(end)
         t = end
     e.blocks.check_invariants()
+    for r in e.finished:     # the CSV text of the gaps, in pieces shared by a run's members, is their list's
+        assert r.itl_cell() == str(r.itl.tolist())
     per_request = [(r.rid, r.first_scheduled_ns, r.first_token_ns, r.last_token_ns, r.itl, r.preemptions,
                     r.hit_tokens) for r in e.finished]
     return (per_request, e.steps, e.busy_ns, e.prompt_tokens_done, e.output_tokens_done, e.series.drain(True),
@@ -113,6 +115,6 @@ def test_fuzz_fast_forward_equals_stepping(case, window_ns):
     """Random engines and workloads (KV pressure and preemption, chunking, thresholds, seat caps,
     prefix caching with and without token identity, async scheduling on and off), delivered in
     windows: fast-forward on and off give the same token times, counters, time series and
-    free-block order."""
+    free-block order, and each request's ITL cell is the text of its gaps."""
     cfg, specs = case
     assert _run_windows(cfg, specs, True, window_ns) == _run_windows(cfg, specs, False, window_ns)

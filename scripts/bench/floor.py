@@ -64,8 +64,8 @@ def main() -> None:
     reqs = engine.drain_finished()
 
     models = {0: spec.model}
-    fixed, itls = request_matrix(reqs), [r.itl for r in reqs]
-    lines = format_lines(fixed, itls, models)
+    fixed, itls, cells = request_matrix(reqs), [r.itl for r in reqs], [r.itl_cell() for r in reqs]
+    lines = format_lines(fixed, cells, models)
     itl = np.fromiter((g for r in itls for g in r), dtype=np.int64)
     with tempfile.TemporaryDirectory() as tmp:
         def write():
@@ -75,9 +75,9 @@ def main() -> None:
             "interpreter start-up": start,
             "imports of a run": imports,
             "reading the workload": load,
-            "requests.csv lines (format_lines)": best_of(lambda: format_lines(fixed, itls, models)),
+            "requests.csv lines (format_lines)": best_of(lambda: format_lines(fixed, cells, models)),
             "record arrays (from_requests less format_lines)": max(
-                0.0, best_of(lambda: RecordBatch.from_requests(reqs, models)) - best_of(lambda: format_lines(fixed, itls, models))),
+                0.0, best_of(lambda: RecordBatch.from_requests(reqs, models)) - best_of(lambda: format_lines(fixed, cells, models))),
             "ITL statistics": best_of(lambda: stats_ms(itl.copy())),
             "writing requests.csv": best_of(write),
         }
