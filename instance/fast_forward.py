@@ -249,10 +249,13 @@ class _Run:
         sched.admit(seen, engine.config.max_num_batched_tokens - n, admitted)
         if sched.finishing:
             sched.release_finishing()
-        pairs = [(a, r.num_computed) for r, a in admitted]
-        prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
-        shape = BatchShape.with_decodes(pairs, n, self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
-        gap = self.cm.time_batch(shape) + self.cm.cpu_overhead_ns(n + len(pairs))
+        ctx = (self.base_sum + n * j, self.bases[0] + j, self.bases[-1] + j)
+        if admitted:
+            pairs = [(a, r.num_computed) for r, a in admitted]
+            prompt_tokens += sum(a for r, a in admitted if a > 1 or r.num_output == 0)
+            gap = self.cm.time_batch(BatchShape.with_decodes(pairs, n, *ctx)) + self.cm.cpu_overhead_ns(n + len(pairs))
+        else:          # only releases: a decode-only step, priced as a stretch's first step (the same ns)
+            gap = self.cm.decode_steps(n, *ctx)(0) + self.cm.cpu_overhead_ns(n)
         self.seen = start = self.t
         self.t += gap
         self.ends.append(self.t)
