@@ -142,6 +142,8 @@ class RooflineBackend:
         self._seq_cache: dict = {}
         self._dense_totals: dict = {}
         self._seq_totals: dict = {}
+        self._decode_consts: dict = {}     # n -> `decode_steps`' constants (a simulation's eff is fixed,
+                                           # as for the totals above; calibration prices uncached)
 
     # ---- primitives (seconds) -------------------------------------------------------------
     def p(self, key: str) -> float:
@@ -402,14 +404,13 @@ class RooflineBackend:
         """j -> `time_batch` of a decode-only step of n sequences whose contexts all grew by j:
         the split-KV decode attention of `attention_parts_s` with its constants folded (same
         float operations, so the same ns)."""
-        fixed, L = self._fixed_ns(n, n), self.L
-        heads, hd = self.heads, self.hd
-        launch = self.p("attention.launch_us") * 1e-6
-        per_key = self.kv_token_layer
-        q_bytes = 2.0 * n * heads * hd * self.dt
-        mem = self.decode_bw(n)
-        flops_per_key = 4.0 * heads * hd
-        comp = self.peak * self.p("attention.c_max")
+        consts = self._decode_consts.get(n)
+        if consts is None:
+            heads, hd = self.heads, self.hd
+            consts = self._decode_consts[n] = (
+                self._fixed_ns(n, n), self.L, self.p("attention.launch_us") * 1e-6, self.kv_token_layer,
+                2.0 * n * heads * hd * self.dt, self.decode_bw(n), 4.0 * heads * hd, self.peak * self.p("attention.c_max"))
+        fixed, L, launch, per_key, q_bytes, mem, flops_per_key, comp = consts
         keys0 = ctx_sum + n
 
         def step(j: int) -> int:       # max() spelt as comparisons (what max returns, without its call)
