@@ -233,6 +233,8 @@ class BlockManager:
                 continue
             for b in r.blocks:
                 count[b] = count.get(b, 0) + 1
+        if not count:
+            return alone
         ref = self.ref_cnt
         return alone + sum(1 for b, c in count.items() if ref[b] == c)
 
