@@ -126,7 +126,7 @@ class InstanceHost:
                 batch = with_pd_columns(batch, finished)
         for r in finished:
             r.itl = array("q")              # the batch has them; do not keep the gaps alive
-            r.itl_text = []
+            r.itl_text, r.itl_texted = [], 0
             r.hashes = []
         return (batch, snaps, series) if phase is None else (batch, snaps, series, handoffs)
 

@@ -331,8 +331,7 @@ class _Run:
             if k <= 0:
                 continue
             itl = r.itl
-            if r.itl_texted < len(itl):
-                r.text_up_to_date()
+            r.text_up_to_date()
             if r.num_output == 0:
                 r.first_token_ns = ends[f]
                 if k > 1:
