@@ -210,7 +210,7 @@ class FleetLoop:
         rejections = self.router.rejections
         for parts, buckets, w_end in self.synced:
             for batch, rejected in parts:
-                self.checker.records(batch.fixed, batch.itl)
+                self.checker.records(batch.fixed, batch.itl, batch.window is not None)
                 self.metrics.add_batch(batch)
                 if self.tracker is not None:
                     self.tracker.add(batch.fixed)
@@ -223,12 +223,17 @@ class FleetLoop:
         """Take the snapshots and finished turns of windows run as one into the router, window by
         window; their ([(ordered batch, rejected rows)], time-series buckets, last end) are
         recorded later, in window order."""
-        batches, snaps, buckets = result
-        parts = []
-        for batch, (w_end, rejected) in zip(batches if len(windows) > 1 else [batches], windows):
+        batch, snaps, buckets = result
+        if len(windows) > 1:     # merged (`_merge`: no autoscaler, nothing held): one batch, cut only for rejections
+            batch = self.router.finished(batch, windows[-1][0])
+            if self.router.rejections is None:
+                parts = [(batch, ())]
+            else:
+                parts = [(part, rejected) for part, (_, rejected) in zip(batch.split(len(windows)), windows)]
+        else:
             if self.scaler is not None:
                 self.scaler.observe(batch.fixed, snaps)
-            parts.append((self.router.finished(batch, w_end), rejected))
+            parts = [(self.router.finished(batch, windows[0][0]), windows[0][1])]
         if snaps:
             self.router.set_snapshots(snaps)
         return parts, buckets, windows[-1][0]

@@ -69,9 +69,9 @@ class InstanceHost:
         advanced, `releases` `{index: [(rid, te)]}` free held blocks, and the result has a fourth
         item: the handoffs `[(first token ns, rid, index, KV bytes, decode copy)]`.
         With `cuts` (ascending ends of load-blind windows merged into this one, never with PD:
-        cluster/fleet_loop.py `_merge`) `records` is a list of `RecordBatch`es, one for each window
-        ending at `*cuts, t_end`: a request goes to the window in which its `report_ns` lies, the
-        one that would have reported it had it run alone.
+        cluster/fleet_loop.py `_merge`) each record's `window` is the index of the window, of those
+        ending at `*cuts, t_end`, in which its `report_ns` lies: the one that would have reported it
+        had it run alone.
         """
         order, units = self.phases[phase]
         decode = phase == "decode"
@@ -115,10 +115,8 @@ class InstanceHost:
         if decode and finished:   # a row names the prefill instance, maybe hosted elsewhere: same model
             models = {**{r.instance: models[r.decode_instance] for r in finished}, **models}
         if cuts:
-            parts = [[] for _ in range(len(cuts) + 1)]
-            for r in finished:
-                parts[bisect_right(cuts, r.report_ns)].append(r)
-            batch = [RecordBatch.from_requests(part, models, self.detail) for part in parts]
+            batch = RecordBatch.from_requests(finished, models, self.detail,
+                                              [bisect_right(cuts, r.report_ns) for r in finished])
         else:
             batch = RecordBatch.from_requests(finished, models, self.detail)
             if pd:

@@ -74,8 +74,9 @@ class RunChecker:
     def __init__(self, num_instances: int):
         self.last_end = np.full(num_instances, -1, dtype=np.int64)
 
-    def records(self, fixed: np.ndarray, itl: np.ndarray) -> None:
-        """A window's finished requests (`RecordBatch.fixed` rows, ordered; `itl` their gaps)."""
+    def records(self, fixed: np.ndarray, itl: np.ndarray, merged: bool = False) -> None:
+        """A window's finished requests (`RecordBatch.fixed` rows, ordered; `itl` their gaps);
+        `merged`: several windows' rows, window after window (cluster/records.py)."""
         if len(fixed) == 0:
             return
         ttft, e2e, queueing = fixed[:, TTFT], fixed[:, E2E], fixed[:, QUEUEING]
@@ -92,15 +93,27 @@ class RunChecker:
         inst = fixed[:, INSTANCE]
         if fixed.shape[1] > DECODE_INSTANCE:       # PD: the instance that finished it
             inst = np.where(fixed[:, DECODE_INSTANCE] >= 0, fixed[:, DECODE_INSTANCE], inst)
+        if merged and len(fixed) > 1:
+            # a window's rows are in end order, so no instance finishing before an earlier window's
+            # completion is no instance's ends decreasing, row after row
+            order = np.argsort(inst, kind="stable")
+            fin, by = fixed[order, END], inst[order]
+            down = (by[1:] == by[:-1]) & (fin[1:] < fin[:-1])
+            if down.any():
+                k = int(np.flatnonzero(down)[0])
+                self._back(int(by[k]), fixed[order[k + 1]], int(fin[k]))
         first = np.full_like(self.last_end, np.iinfo(np.int64).max)
         np.minimum.at(first, inst, fixed[:, END])
         back = first < self.last_end
         if back.any():
             i = int(np.flatnonzero(back)[0])
-            row = fixed[(inst == i)][0]      # (for a handed-off request, i is its decode instance)
-            raise InvariantViolation(f"instance {i}, request {row[RID]}: finished at {row[END]} ns, before an "
-                                     f"earlier window's completion at {self.last_end[i]} ns")
+            self._back(i, fixed[(inst == i)][0], int(self.last_end[i]))   # (handed off: i is its decode instance)
         np.maximum.at(self.last_end, inst, fixed[:, END])
+
+    @staticmethod
+    def _back(i: int, row, earlier: int):
+        raise InvariantViolation(f"instance {i}, request {row[RID]}: finished at {row[END]} ns, before an "
+                                 f"earlier window's completion at {earlier} ns")
 
     @staticmethod
     def _fail(fixed, bad, what: str):

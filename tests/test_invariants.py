@@ -45,6 +45,16 @@ def test_completion_times_never_go_back():
         checker.records(_row(0, 1, 0, 0, 90, 90, 1)[None, :], np.array([], dtype=np.int64))
 
 
+def test_merged_windows_never_go_back_either():
+    """Rows of windows run as one (window after window, each in end order): an instance's ends
+    may not decrease from one window to the next; another instance's earlier end is fine."""
+    one = np.array([], dtype=np.int64)
+    w0, w1 = _row(0, 0, 0, 0, 100, 100, 1), _row(1, 1, 0, 0, 80, 80, 1)      # instance 1 ends first, a window later
+    RunChecker(2).records(np.array([w0, w1]), one, merged=True)
+    with pytest.raises(InvariantViolation, match="instance 0, request 1: finished at 80 ns, before .* 100 ns"):
+        RunChecker(2).records(np.array([w0, _row(0, 1, 0, 0, 80, 80, 1)]), one, merged=True)
+
+
 def _stats(**over):
     return {0: {"now": 1000, "received": 3, "kv_used": 0, **over}}
 

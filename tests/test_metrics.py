@@ -147,3 +147,22 @@ def test_ordered_batch_moves_each_rows_itl_gaps_with_it():
     batch = RecordBatch.from_rows(rows, {0: "m"}).ordered()
     assert batch.fixed[:, 1].tolist() == [1, 3, 2, 0]               # by end, then request id
     assert batch.itl.tolist() == [300, 200, 201, 202, 0, 1]          # rid 1 has none, then 3, 2, 0
+
+
+def test_merged_batch_orders_window_first_and_splits_into_each_windows_batch():
+    """A batch of windows run as one (`window` per row) is the windows' ordered batches end to
+    end: `split` gives each back, rows, gaps and lines, as ordering each window alone would."""
+    rows, window = [], [1, 0, 2, 0, 1]          # no row in window 3
+    for rid, (end, out) in enumerate([(100, 3), (900, 2), (50, 1), (500, 4), (100, 2)]):
+        rows.append((0, rid, 5, out, 0, end, end, 0, 10, 1, [rid * 100 + k for k in range(out - 1)], 0, 0, 0))
+    whole = RecordBatch.from_rows(rows, {0: "m"})
+    whole.window = np.array(window, dtype=np.int64)
+    merged = whole.ordered()
+    assert merged.fixed[:, 1].tolist() == [3, 1, 0, 4, 2]          # window, then end, then request id
+    parts = merged.split(4)
+    assert [p.fixed[:, 1].tolist() for p in parts] == [[3, 1], [0, 4], [2], []]
+    for w, part in enumerate(parts):
+        alone = RecordBatch.from_rows([r for r, k in zip(rows, window) if k == w], {0: "m"}).ordered()
+        assert part.itl.tolist() == alone.itl.tolist() and part.lines == alone.lines
+    assert RecordBatch.concat(parts).itl.tolist() == merged.itl.tolist() == [300, 301, 302, 100, 0, 1, 400]
+    assert [len(p) for p in RecordBatch.empty().split(3)] == [0, 0, 0]

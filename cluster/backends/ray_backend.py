@@ -216,10 +216,7 @@ class RayBackend:
             series.extend(result[2])
             if len(result) > 3:
                 handoffs.extend(result[3])
-        if isinstance(results[0][0], list):        # merged windows: one batch each
-            batch = [RecordBatch.concat(list(parts)) for parts in zip(*(r[0] for r in results))]
-        else:
-            batch = RecordBatch.concat([r[0] for r in results])
+        batch = RecordBatch.concat([r[0] for r in results])
         return (batch, snaps, series) if len(results[0]) == 3 else (batch, snaps, series, handoffs)
 
     def snapshots(self) -> list:
