@@ -21,6 +21,8 @@ import numpy as np
 
 from fleetsim.costmodel.interp import Curve, CurveRows, bracket, lerp_fn, us_to_ns
 
+BRACKETS_KEPT = 1 << 16   # (prefill_chunk, n_decode) points whose brackets `lookup` keeps
+
 
 class AttentionTable:
     """`lookup(pc, kp, nd, kvd)` → ns (float, untruncated) for one layer's attention."""
@@ -39,6 +41,7 @@ class AttentionTable:
         self.pc_keys = sorted({k[0] for k in self.slices})
         self.nd_keys = sorted({k[1] for k in self.slices})
         self._resolved: dict = {}
+        self._brackets: dict = {}
         nd_at: dict = {}
         for p, n in sorted(self.slices):
             nd_at.setdefault(p, []).append(n)
@@ -92,13 +95,6 @@ class AttentionTable:
             self._resolved[(pc, nd)] = found
         return found
 
-    def _along_nd(self, pc: int, nd: float, kp: float, kvd: float) -> float:
-        lo, hi, w = bracket(self.nd_keys, nd)
-        v = self._slice(pc, self.nd_keys[lo]).raw(kp, kvd)
-        if hi != lo and w:
-            v += w * (self._slice(pc, self.nd_keys[hi]).raw(kp, kvd) - v)
-        return v
-
     def _at_nd(self, pc: int, nd: float, kp: float):
         lo, hi, w = bracket(self.nd_keys, nd)
         return lerp_fn(self._slice(pc, self.nd_keys[lo]).at_y(kp),
@@ -112,8 +108,28 @@ class AttentionTable:
                        self._at_nd(self.pc_keys[hi], nd, kp) if hi != lo and w else None, w)
 
     def lookup(self, pc: float, kp: float, nd: float, kvd: float) -> float:
-        lo, hi, w = bracket(self.pc_keys, pc)
-        v = self._along_nd(self.pc_keys[lo], nd, kp, kvd)
-        if hi != lo and w:
-            v += w * (self._along_nd(self.pc_keys[hi], nd, kp, kvd) - v)
+        w, wn, rows = self._brackets.get((pc, nd)) or self._bracket(pc, nd)
+        v = rows[0].raw(kp, kvd)
+        if wn is not None:                   # along n_decode, then across prefill_chunk
+            v += wn * (rows[1].raw(kp, kvd) - v)
+            if w is not None:
+                h = rows[2].raw(kp, kvd)
+                h += wn * (rows[3].raw(kp, kvd) - h)
+                v += w * (h - v)
+        elif w is not None:
+            v += w * (rows[1].raw(kp, kvd) - v)
         return v
+
+    def _bracket(self, pc: float, nd: float) -> tuple:
+        """(prefill_chunk weight, n_decode weight, the bracketing slices: (pc lo, nd lo), (pc lo,
+        nd hi), (pc hi, nd lo), (pc hi, nd hi), those of a weight of None left out) of `lookup`
+        at (pc, nd), kept in `_brackets` (cleared at `BRACKETS_KEPT` entries: it only saves time)."""
+        lo, hi, w = bracket(self.pc_keys, pc)
+        nlo, nhi, wn = bracket(self.nd_keys, nd)
+        pcs = (self.pc_keys[lo], self.pc_keys[hi]) if hi != lo and w else (self.pc_keys[lo],)
+        nds = (self.nd_keys[nlo], self.nd_keys[nhi]) if nhi != nlo and wn else (self.nd_keys[nlo],)
+        if len(self._brackets) >= BRACKETS_KEPT:
+            self._brackets.clear()
+        found = self._brackets[(pc, nd)] = (w if len(pcs) > 1 else None, wn if len(nds) > 1 else None,
+                                            tuple(self._slice(p, n) for p in pcs for n in nds))
+        return found

@@ -161,3 +161,22 @@ def test_attention_table_nested_interpolation():
     assert t.lookup(0, 0, 2, 500) == 30_000              # halfway between 15000 (nd 1) and 45000 (nd 3)
     assert t.lookup(100, 100, 0, 0) == 70_000            # along kv_prefill
     assert t.lookup(0, 0, 1, 2000) == 30_000             # extrapolated along kv_decode
+
+
+def test_attention_table_lerps_along_n_decode_then_across_prefill_chunk(monkeypatch):
+    """Both axes bracketed: each chunk's slices along n_decode first, then across the chunks;
+    the brackets `lookup` keeps per (pc, nd) give the same values when kept, hit or cleared."""
+    import fleetsim.costmodel.attention_table as attention_table
+    #            pc  kp nd kvd  us                                      at kvd 500 (ns)
+    rows = [(0, 0, 2, 0, 10.0), (0, 0, 2, 1000, 20.0),                # 15000
+            (0, 0, 4, 0, 30.0), (0, 0, 4, 1000, 50.0),                # 40000
+            (100, 0, 2, 0, 60.0), (100, 0, 2, 1000, 80.0),            # 70000
+            (100, 0, 4, 0, 100.0), (100, 0, 4, 1000, 140.0)]          # 120000
+    expected = {(50, 3): 61_250,           # (15000 → 40000: 27500) → (70000 → 120000: 95000), halfway
+                (50, 2): 42_500,           # n_decode on a key: across the chunks only
+                (0, 3): 27_500, (100, 4): 120_000}
+    for kept in (attention_table.BRACKETS_KEPT, 1):
+        monkeypatch.setattr(attention_table, "BRACKETS_KEPT", kept)
+        t = attention_table.AttentionTable(*[[r[i] for r in rows] for i in range(5)])
+        for _ in range(2):
+            assert {(pc, nd): t.lookup(pc, 0, nd, 500) for pc, nd in expected} == expected
