@@ -286,8 +286,10 @@ class _Run:
         (so that full blocks are cached as stepping caches them). Returns the blocks in use
         after each step."""
         kv = self.kv
-        used = [0] * k
         if not self.identity:
+            if not events:
+                return [kv.num_used] * k
+            used = [0] * k
             for (s, _, r), b in zip(events, kv.take(len(events))):
                 r.blocks.append(b)
                 used[s - j0] += 1
@@ -296,6 +298,7 @@ class _Run:
                 total += used[i]
                 used[i] = total
             return used
+        used = [0] * k
         e = 0
         for i in range(k):
             s = j0 + i
