@@ -11,6 +11,7 @@ rate of an instance that admitted nothing) is undefined: None, `null` in summary
 """
 from __future__ import annotations
 
+from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -33,7 +34,8 @@ def request_matrix(reqs: list) -> np.ndarray:
     ttft, tpot, preemptions, hits, queued) of finished requests, computed column by column. TPOT
     is (E2E − TTFT)/(output − 1) rounded half up, 0 for one output token (no TPOT). Every time is
     at most the 10^18 ns bound (cluster/invariants.py), so no column overflows."""
-    raw = np.array(list(map(_REQUEST_FIELDS, reqs)), dtype=np.int64).reshape(len(reqs), 11)
+    raw = np.fromiter(chain.from_iterable(map(_REQUEST_FIELDS, reqs)), dtype=np.int64,
+                      count=11 * len(reqs)).reshape(len(reqs), 11)
     arrival, n = raw[:, 4], raw[:, 3]
     out = np.empty((len(reqs), 13), dtype=np.int64)
     out[:, :6] = raw[:, :6]
