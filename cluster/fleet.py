@@ -9,6 +9,7 @@ from fleetsim.cluster.config import ClusterConfig, InstanceSpec
 from fleetsim.cluster.dp_groups import lockstep_groups
 from fleetsim.cluster.errors import InputError
 from fleetsim.cluster.fleet_loop import FleetLoop
+from fleetsim.cluster.full_collections import spaced_full_collections
 from fleetsim.cluster.invariants import LEVELS
 from fleetsim.cluster.memory_limit import check_memory
 from fleetsim.cluster.policies import make_policy, warn_if_blind
@@ -185,7 +186,8 @@ def run_fleet(config: ClusterConfig, workload: Workload, out: "str | RunOutput |
                    out.stream("timeseries_fleet.csv", fleet_header(config.autoscaler is not None)))
         bar = run_bar(len(workload) - clients.warmup_requests, progress)
         try:
-            summary = run.run(out.write_lines if write_requests else None, streams, bar.update)
+            with spaced_full_collections():
+                summary = run.run(out.write_lines if write_requests else None, streams, bar.update)
             if tracers:
                 from fleetsim.cluster.trace_json import trace_text
                 out.stream("trace.json", trace_text(tracers))

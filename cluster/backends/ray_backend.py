@@ -29,6 +29,7 @@ import numpy as np
 
 from fleetsim.cluster.backends.ray_start import start_ray
 from fleetsim.cluster.errors import BackendFailure, InputError
+from fleetsim.cluster.full_collections import spaced_full_collections
 from fleetsim.cluster.invariants import InvariantViolation
 from fleetsim.cluster.records import RecordBatch
 
@@ -121,7 +122,9 @@ class HostActorImpl:
 
     def window(self, packed: bytes, t_end, want_snapshots, phase=None, releases=None, cuts=()):
         """One window (a PD phase of one, with its block releases; merged windows: cluster/host.py)."""
-        return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots, phase, releases, cuts)
+        with spaced_full_collections():
+            return self.host.window(unpack_requests(pickle.loads(packed)), t_end, want_snapshots, phase, releases,
+                                    cuts)
 
     def snapshots(self):
         return self.host.snapshots()

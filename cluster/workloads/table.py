@@ -28,6 +28,7 @@ from fleetsim.instance.request import Request
 # tenth of the simulation's time bound, 10^17 ns (~3.2 years), leaving the rest for serving it,
 # so that no workload can run a simulation past the bound.
 INPUT_TIME_LIMIT_NS = TIME_LIMIT_NS // 10
+ROWS_AT_ONCE = 4096      # rows iteration converts to Python ints at a time
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,19 @@ class Workload:
         return any(e.token_ids is not None or e.hash_ids is not None for e in self.extras.values())
 
     def __iter__(self):
-        """Fresh `Request`s in (arrival, rid) order, made one by one."""
+        """Fresh `Request`s in (arrival, rid) order, made one by one (the columns are read
+        `ROWS_AT_ONCE` rows at a time: lists of a million ints would be walked by every full
+        collection of Python's garbage collector while the run lasts)."""
         extras = self.extras
-        for i, (rid, arr, p, o) in enumerate(zip(self.rid.tolist(), self.arrival.tolist(),
-                                                 self.prompt.tolist(), self.output.tolist())):
-            extra = extras.get(i)
-            if extra is None:
-                yield Request(rid, arr, p, o)
-            else:
-                yield self._request(rid, arr, p, o, extra)
+        for lo in range(0, len(self.arrival), ROWS_AT_ONCE):
+            hi = lo + ROWS_AT_ONCE
+            for i, rid, arr, p, o in zip(range(lo, hi), self.rid[lo:hi].tolist(), self.arrival[lo:hi].tolist(),
+                                         self.prompt[lo:hi].tolist(), self.output[lo:hi].tolist()):
+                extra = extras.get(i)
+                if extra is None:
+                    yield Request(rid, arr, p, o)
+                else:
+                    yield self._request(rid, arr, p, o, extra)
 
     @staticmethod
     def _request(rid: int, arrival: int, prompt: int, output: int, e: Extra) -> Request:
