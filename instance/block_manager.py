@@ -7,6 +7,11 @@ as 0..n−1 and freed blocks join its tail, so it is kept as the never-used bloc
 `next_fresh..n−1` (the head) followed by a list of freed blocks read from `_head` on. A block
 taken out of the middle (a prefix-cache hit) leaves a stale entry behind, skipped when the head
 reaches it: `_skip[b]` counts b's stale entries, which always come before its live one.
+
+Reference counts matter only once a block can be shared (a request with token identity under
+prefix caching) or a preempted request remembers its blocks. Until then every block in use has
+ref 1 and every free one ref 0, so `ref_cnt` is left alone (no per-block work on take and free)
+and `refs()` derives the counts; the first such request starts counting (`_count_refs`).
 """
 from __future__ import annotations
 
@@ -30,7 +35,8 @@ class BlockManager:
         self._stale = 0                       # stale entries in _queue
         self._skip = array("i", bytes(4 * num_blocks))
         self.compact_at = 4096                # stale entries tolerated before `_compact`
-        self.ref_cnt = array("i", bytes(4 * num_blocks))
+        self.ref_cnt = array("i", bytes(4 * num_blocks))   # kept up to date once `counting_refs`
+        self.counting_refs = False
         self.block_hash: dict[int, object] = {}     # block -> hash of its cached content (a dict, not a
                                                     # list per block: the GC would walk every slot)
         self.generation = array("i", bytes(4 * num_blocks))    # bumped when a freed block is reused
@@ -44,6 +50,22 @@ class BlockManager:
     @property
     def num_used(self) -> int:
         return self.next_fresh - self._queued
+
+    def refs(self) -> array:
+        """Every block's reference count."""
+        if self.counting_refs:
+            return self.ref_cnt
+        refs = array("i", bytes(4 * self.num_blocks))
+        refs[:self.next_fresh] = _ONES * self.next_fresh
+        for b in self._live_queue():
+            refs[b] = 0
+        return refs
+
+    def _count_refs(self) -> None:
+        """Start keeping `ref_cnt` (from now on a block can be shared or remembered)."""
+        if not self.counting_refs:
+            self.ref_cnt = self.refs()
+            self.counting_refs = True
 
     def free_order(self) -> list[int]:
         """The free queue, head (next reused) first."""
@@ -107,6 +129,8 @@ class BlockManager:
                 if self.enable_caching and req.has_identity and total // bs > req.num_cached_blocks:
                     self._cache_full_blocks(req, min(total, req.num_tokens))
                 return True
+        if not self.counting_refs and (hits or (self.enable_caching and req.has_identity)):
+            self._count_refs()
         ref = self.ref_cnt
         num_free = self.num_blocks - self.next_fresh + self._queued
         computed = req.num_computed + len(hits) * bs
@@ -141,14 +165,17 @@ class BlockManager:
         nf = self.next_fresh
         fresh = min(count, self.num_blocks - nf)
         out = list(range(nf, nf + fresh))
+        counting = self.counting_refs
         if fresh:
-            self.ref_cnt[nf:nf + fresh] = _ONES * fresh
+            if counting:
+                self.ref_cnt[nf:nf + fresh] = _ONES * fresh
             self.next_fresh = nf + fresh
         if fresh < count:
             reused = self._pop(count - fresh)
-            ref = self.ref_cnt
-            for b in reused:
-                ref[b] = 1
+            if counting:
+                ref = self.ref_cnt
+                for b in reused:
+                    ref[b] = 1
             if self.track_generations:
                 gen = self.generation
                 for b in reused:
@@ -203,6 +230,7 @@ class BlockManager:
         shared = self.enable_caching and req.has_identity      # only such blocks can have ref > 1
         if preempted and self.enable_caching and not req.has_identity:
             self.track_generations = True
+            self._count_refs()
             gen = self.generation
             req.own_cache = [(b, gen[b]) for b in req.blocks[:req.num_computed // self.block_size]]
         ref, queue = self.ref_cnt, self._queue
@@ -214,8 +242,9 @@ class BlockManager:
                     queue.append(b)
                     self._queued += 1
         else:
-            for b in tail_first:
-                ref[b] = 0
+            if self.counting_refs:
+                for b in tail_first:
+                    ref[b] = 0
             queue.extend(tail_first)
             self._queued += len(tail_first)
         req.blocks = []
@@ -242,9 +271,10 @@ class BlockManager:
         """Every block is either free with ref 0 or held with ref > 0; the cache map agrees."""
         queued = set(self.free_order())
         assert len(queued) == self.num_free, "free queue holds a block twice"
+        refs = self.refs()
         for b in range(self.num_blocks):
             free = b in queued
-            assert (self.ref_cnt[b] == 0) == free, f"block {b} ref/free mismatch"
+            assert (refs[b] == 0) == free, f"block {b} ref/free mismatch"
             assert b < self.next_fresh or b not in self.block_hash, f"never-used block {b} has a hash"
         for h, b in self.cached.items():
             assert self.block_hash.get(b) == h, f"cached hash of block {b} out of sync"

@@ -76,7 +76,7 @@ def check_clean(engine: Engine) -> None:
     """After a run: nothing left, every block free, block manager consistent."""
     assert not engine.has_work
     assert engine.blocks.num_free == engine.blocks.num_blocks
-    assert all(r == 0 for r in engine.blocks.ref_cnt)
+    assert all(r == 0 for r in engine.blocks.refs())
     engine.blocks.check_invariants()
 
 

@@ -91,10 +91,10 @@ def test_shared_blocks_are_ref_counted():
     hits = bm.find_cached_prefix(b)
     assert hits == [0, 1]
     assert bm.allocate(b, 1, hits)
-    assert [bm.ref_cnt[x] for x in (0, 1)] == [2, 2]
+    assert [bm.refs()[x] for x in (0, 1)] == [2, 2]
     assert b.blocks[:2] == [0, 1] and b.blocks[2] not in a.blocks
     bm.free(a)
-    assert 0 not in bm.free_order() and bm.ref_cnt[0] == 1
+    assert 0 not in bm.free_order() and bm.refs()[0] == 1
     bm.free(b)
     assert bm.num_free == 8
     bm.check_invariants()
@@ -103,6 +103,33 @@ def test_shared_blocks_are_ref_counted():
 # --------------------------------------------------------------------------- fuzz
 
 PREFIXES = [list(range(1, 41)), list(range(1, 21)) + list(range(500, 520)), [3] * 40]
+
+
+def test_refs_are_counted_only_once_a_block_can_be_shared_or_remembered():
+    """Without token identity every block in use has ref 1: `refs()` derives that (no per-block
+    work on take and free) and agrees with a manager that counts from the start; a preempted
+    request that remembers its blocks, or one with identity, starts the counting."""
+    plain, counted = BlockManager(6, 4), BlockManager(6, 4)
+    counted.counting_refs = True
+    reqs = {}
+    for bm in (plain, counted):
+        a, b = _r(0, 9), _r(1, 8)
+        assert bm.allocate(a, 9) and bm.allocate(b, 8)       # blocks 0-2 and 3-4
+        bm.free(a)                                           # queue: 2, 1, 0
+        c = _r(2, 12)
+        assert bm.allocate(c, 12)                            # block 5, then reused 2, 1
+        reqs[id(bm)] = (b, c)
+    assert not plain.counting_refs
+    assert list(plain.refs()) == list(counted.refs()) == [0, 1, 1, 1, 1, 1]
+    assert list(plain.ref_cnt) == [0] * 6                    # never touched
+    b, c = reqs[id(plain)]
+    b.num_computed = 8
+    plain.free(b, preempted=True)                            # remembers blocks 3, 4: counting starts
+    assert plain.counting_refs and list(plain.ref_cnt) == [0, 1, 1, 0, 0, 1]
+    plain.check_invariants()
+    d = BlockManager(4, 4)
+    assert d.allocate(_r(3, 5, ids=list(range(5))), 5) and d.counting_refs
+    assert list(d.ref_cnt) == [1, 1, 0, 0]
 
 
 @st.composite
@@ -170,7 +197,7 @@ def test_fuzz_engine_runs_to_completion_cleanly(case):
     while e.has_work:
         e.advance_until(max(e.now, e.next_event_ns()) + 1)   # one step (or one idle jump) at a time
         e.blocks.check_invariants()
-        used = sum(1 for c in e.blocks.ref_cnt if c > 0)
+        used = sum(1 for c in e.blocks.refs() if c > 0)
         assert used == e.blocks.num_used
         guard += 1
         assert guard < 100_000
@@ -244,7 +271,7 @@ def test_free_queue_is_lru_like_a_plain_list(case):
     def release(req, preempted):
         held = list(req.blocks)
         bm.free(req, preempted)
-        ref_queue.extend(b for b in reversed(held) if bm.ref_cnt[b] == 0 and b not in ref_queue)
+        ref_queue.extend(b for b in reversed(held) if bm.refs()[b] == 0 and b not in ref_queue)
 
     for op, slot, size, prefix, flag in ops:
         if op == "admit" and slot not in live:

@@ -92,6 +92,7 @@ def test_instance_side_checks():
     with pytest.raises(InvariantViolation, match="instance 2: simulated time reached .* past the bound"):
         instance_checks(_Engine(now=TIME_LIMIT_NS + 1), 5, [], full=False)
     broken = BlockManager(8, 16)
+    broken.counting_refs = True
     broken.ref_cnt[7] = 1                  # referenced but never handed out: the free queue disagrees
     with pytest.raises(InvariantViolation, match="instance 2: KV block manager"):
         instance_checks(_Engine(blocks=broken), 5, [], full=True)

@@ -232,7 +232,7 @@ def test_prefix_cache_hit_while_owner_still_running_shares_blocks():
     e.advance_until(1_481)                               # steps at 0 and 1480
     assert r1.hit_tokens == 32                           # capped: 2 full blocks of 47 tokens
     assert r1.blocks[:2] == r0.blocks[:2]
-    assert [e.blocks.ref_cnt[b] for b in r0.blocks[:2]] == [2, 2]
+    assert [e.blocks.refs()[b] for b in r0.blocks[:2]] == [2, 2]
     assert scheduled_per_step(e)[1] == (17, 2, ((16, 32),), 1)
     e.run_to_completion()
     check_clean(e)
