@@ -22,6 +22,12 @@ _ROOT = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if _os.path.isfile(_os.path.join(_ROOT, "costmodel", "__init__.py")) and _ROOT not in __path__:
     __path__.append(_ROOT)
 
+# The hot modules load from their compiled builds where the install made current ones
+# (compiled_modules.py; FLEETSIM_PURE_PYTHON=1: the .py files only).
+from fleetsim import compiled_modules as _compiled_modules  # noqa: E402
+
+_compiled_modules.install()
+
 # The public names load on first use (PEP 562), so that `import fleetsim.cluster.fleet` or the
 # CLI does not import the whole API: name -> (module, name there).
 _PUBLIC = {

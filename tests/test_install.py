@@ -33,8 +33,10 @@ def test_fresh_virtualenv_install(tmp_path):
     # is built and installed into the venv, not in editable mode
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     py = str(venv / "bin" / "python")
+    # pure Python (FLEETSIM_PURE_PYTHON=1): compiling the hot modules would take minutes here, and
+    # tests/test_compiled_modules.py covers them in the install the suite runs on
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)],
-                   check=True, cwd=tmp_path)
+                   check=True, cwd=tmp_path, env={**os.environ, "FLEETSIM_PURE_PYTHON": "1"})
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FLEETSIM_CONFIGS")}
     run = subprocess.run([py, "-c", SNIPPET], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr

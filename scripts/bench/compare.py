@@ -21,6 +21,10 @@ PYTHONDONTWRITEBYTECODE=1, under which every process would recompile every modul
 that charges a tree for its source size, about 0.1-0.2 s of scenario a here.) `--no-bytecode-cache`
 measures that way instead: the trees' cached bytecode is removed and none is written.
 
+Compiled modules: a tree whose setup.py builds them (fleetsim/compiled_modules.py) gets its builds
+made first (`setup.py build_ext --inplace`, what `pip install -e .` runs), so each side runs as
+installed. `--pure-python` sets FLEETSIM_PURE_PYTHON=1 on both sides instead: the .py files only.
+
 Scenario a is the 300-request replay; `--requests` shortens b-e. Extra arguments after `--` go
 to both sides' scenarios.py (e.g. `-- --backend ray`); `--new-arg ARG` (repeatable) goes to the
 working tree's side only: `--new-arg=--no-async-scheduling` compares like with like against a
@@ -61,6 +65,13 @@ def byte_compile(tree: str) -> None:
     """Cached bytecode for the tree's Python sources, as an install writes it."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-x", r"/(tests|\.git)/", tree], check=True,
                    capture_output=True)
+
+
+def build_compiled(tree: str) -> None:
+    """The tree's compiled modules, as its install builds them (none before setup.py did)."""
+    if os.path.isfile(os.path.join(tree, "setup.py")):
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
+                       capture_output=True)
 
 
 def remove_bytecode(tree: str) -> None:
@@ -125,15 +136,21 @@ def main(argv=None) -> None:
     ap.add_argument("--new-arg", action="append", default=[], help="passed to the working tree's scenarios only")
     ap.add_argument("--no-bytecode-cache", action="store_true",
                     help="every process compiles the sources afresh (no cached bytecode read or written)")
+    ap.add_argument("--pure-python", action="store_true",
+                    help="FLEETSIM_PURE_PYTHON=1 on both sides: no compiled modules built or loaded")
     args = ap.parse_args(argv)
     if args.pairs < 1:
         raise SystemExit("compare.py: --pairs must be >= 1")
     if args.requests:
         extra = ["--requests", str(args.requests), *extra]
     old = worktree(args.old_rev)
-    env_extra = {"PYTHONDONTWRITEBYTECODE": "1"} if args.no_bytecode_cache else None
+    env_extra = {"PYTHONDONTWRITEBYTECODE": "1"} if args.no_bytecode_cache else {}
+    if args.pure_python:
+        env_extra["FLEETSIM_PURE_PYTHON"] = "1"
     for tree in (old, REPO):
         remove_bytecode(tree) if args.no_bytecode_cache else byte_compile(tree)
+        if not args.pure_python:
+            build_compiled(tree)
     rows = []
     for name in args.scenarios:
         rows.append(compare(old, REPO, name, args.pairs, extra, tuple(args.new_arg), env_extra))
