@@ -38,7 +38,8 @@ def extensions() -> list:
     except ImportError:
         print("fleetsim: Cython is not installed: installing the pure-Python modules only", file=sys.stderr)
         return []
-    exts = [Extension(name, [source_of(name)]) for name in compiled.COMPILED]
+    no_debug_info = [] if sys.platform == "win32" else ["-g0"]     # a quarter of the size, the same code
+    exts = [Extension(name, [source_of(name)], extra_compile_args=no_debug_info) for name in compiled.COMPILED]
     try:
         return cythonize(exts, build_dir=os.path.join("build", "cython"), quiet=True,
                          compiler_directives={"language_level": 3, "binding": True, "annotation_typing": False})
