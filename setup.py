@@ -5,7 +5,6 @@ Each is the module's own .py compiled by Cython. A build that cannot be made (no
 compiler, FLEETSIM_PURE_PYTHON=1) is skipped with one line on stderr: the package is then pure
 Python and computes the same.
 """
-import glob
 import importlib.util
 import os
 import sys
@@ -17,17 +16,14 @@ _spec = importlib.util.spec_from_file_location("compiled_modules", os.path.join(
 compiled = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compiled)
 
-# package -> folder, as [tool.setuptools.package-dir] in pyproject.toml maps them
-FOLDERS = {"fleetsim.costmodel": "costmodel", "fleetsim.instance": "instance", "fleetsim.cluster": "cluster"}
 LEAVES = {name.rpartition(".")[2]: name for name in compiled.COMPILED}
 assert len(LEAVES) == len(compiled.COMPILED), "two compiled modules share a last name"
 
 
 def source_of(name: str) -> str:
-    package, _, leaf = name.rpartition(".")
-    top = ".".join(package.split(".")[:2])
-    rest = package.split(".")[2:]
-    return os.path.join(FOLDERS[top], *rest, leaf + ".py")
+    """fleetsim.X.Y -> X/Y.py: the checkout's costmodel/, instance/ and cluster/ are the
+    subpackages of the same names ([tool.setuptools.package-dir])."""
+    return os.path.join(*name.split(".")[1:]) + ".py"
 
 
 def extensions() -> list:
@@ -77,12 +73,8 @@ class OptionalBuildExt(build_ext):
     def _remove_stale(self):
         """Builds of earlier sources left in the source folders (they would never load again)."""
         for name in compiled.COMPILED:
-            source = source_of(name)
-            keep = compiled.build_name(source)
-            stem = os.path.basename(source)[:-len(".py")]
-            for old in glob.glob(os.path.join(os.path.dirname(source), f"{stem}.compiled-*")):
-                if os.path.basename(old) != keep:
-                    os.remove(old)
+            for old in compiled.stale_builds(source_of(name)):
+                os.remove(old)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

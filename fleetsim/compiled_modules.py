@@ -42,18 +42,28 @@ def pure_python() -> bool:
     return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
+def _stem(source: str) -> str:
+    """`<module>.compiled-`: how every build of `source` starts."""
+    return os.path.basename(source)[:-len(".py")] + ".compiled-"
+
+
 def build_name(source: str) -> str:
     """File name of the build of `source` (a .py path) as compiled from its present bytes."""
     with open(source, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()[:16]
-    stem = os.path.basename(source)[:-len(".py")]
-    return f"{stem}.compiled-{sha}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    return f"{_stem(source)}{sha}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
 
 
 def current_build(source: str) -> str | None:
     """Path of the build of `source` that matches it, if there is one."""
     path = os.path.join(os.path.dirname(source), build_name(source))
     return path if os.path.isfile(path) else None
+
+
+def stale_builds(source: str) -> list[str]:
+    """Paths of the builds of `source` compiled from other bytes than its present ones."""
+    folder, keep, stem = os.path.dirname(source) or ".", build_name(source), _stem(source)
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(stem) and f != keep)
 
 
 class CompiledFinder:
