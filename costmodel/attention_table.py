@@ -30,13 +30,19 @@ class AttentionTable:
     def __init__(self, pc, kp, nd, kvd, time_us):
         pc, kp, nd, kvd = (np.asarray(a, dtype=np.int64) for a in (pc, kp, nd, kvd))
         ns = us_to_ns(time_us)
-        order = np.lexsort((np.arange(len(ns)), kp, nd, pc))      # stable: file order within a row
+        # rows (pc, nd, kp), each sorted by kvd, file order within equal kvd; of equal kvd the
+        # last row wins: the `Curve` of each row's (kvd, ns), built for all rows at once
+        order = np.lexsort((np.arange(len(ns)), kvd, kp, nd, pc))
         pc, kp, nd, kvd, ns = (a[order] for a in (pc, kp, nd, kvd, ns))
-        cut = np.flatnonzero((pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])) + 1
+        new_row = (pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])
+        last = np.append(new_row | (kvd[1:] != kvd[:-1]), True)
+        pc, kp, nd, kvd, ns = (a[last] for a in (pc, kp, nd, kvd, ns))
+        starts = np.append(0, np.flatnonzero((pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])) + 1)
+        keys, values = kvd.astype(np.float64).tolist(), ns.tolist()
         groups: dict = {}
-        for lo, hi in zip(np.r_[0, cut].tolist(), np.r_[cut, len(ns)].tolist()):
-            row = groups.setdefault((int(pc[lo]), int(nd[lo])), {})
-            row[int(kp[lo])] = Curve(kvd[lo:hi], ns[lo:hi])
+        for lo, hi, p, n, k in zip(starts.tolist(), np.append(starts[1:], len(ns)).tolist(),
+                                   pc[starts].tolist(), nd[starts].tolist(), kp[starts].tolist()):
+            groups.setdefault((p, n), {})[k] = Curve.of_sorted(keys[lo:hi], values[lo:hi])
         self.slices = {key: CurveRows(rows) for key, rows in groups.items()}
         self.pc_keys = sorted({k[0] for k in self.slices})
         self.nd_keys = sorted({k[1] for k in self.slices})

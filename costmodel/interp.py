@@ -58,6 +58,14 @@ class Curve:
         self.keys = [float(x) for x in k[last]]
         self.values = [int(x) for x in v[last]]
 
+    @classmethod
+    def of_sorted(cls, keys: list, values_ns: list) -> "Curve":
+        """A curve from keys already sorted and unique (floats) and their ns (ints), as
+        `__init__` leaves them."""
+        c = cls.__new__(cls)
+        c.keys, c.values = keys, values_ns
+        return c
+
     def raw(self, x: float) -> float:
         lo, hi, w = bracket(self.keys, x)
         v = self.values

@@ -163,6 +163,23 @@ def test_attention_table_nested_interpolation():
     assert t.lookup(0, 0, 1, 2000) == 30_000             # extrapolated along kv_decode
 
 
+def test_attention_table_rows_in_any_order_last_duplicate_wins():
+    """The rows of all (pc, nd, kp) curves are sorted and de-duplicated at once: file order does
+    not matter except between rows of the same (pc, nd, kp, kvd), where the later one wins."""
+    from fleetsim.costmodel.attention_table import AttentionTable
+    #            pc  kp  nd  kvd   us
+    rows = [(0, 0, 1, 1000, 20.0), (100, 200, 0, 0, 90.0), (0, 0, 1, 0, 99.0),
+            (0, 0, 1, 0, 10.0),                                   # replaces the 99 µs row
+            (100, 0, 0, 0, 50.0), (0, 0, 1, 500, 40.0), (0, 0, 1, 500, 16.0)]
+    t = AttentionTable(*[[r[i] for r in rows] for i in range(5)])
+    curve = t.slices[(0, 1)].rows[0]
+    assert curve.keys == [0.0, 500.0, 1000.0] and curve.values == [10_000, 16_000, 20_000]
+    assert all(type(k) is float for k in curve.keys) and all(type(v) is int for v in curve.values)
+    assert t.lookup(0, 0, 1, 250) == 13_000                  # between the 0 and 500 rows
+    assert t.lookup(100, 100, 0, 0) == 70_000                # along kv_prefill
+    assert sorted(t.slices) == [(0, 1), (100, 0)] and t.slices[(100, 0)].y_keys == [0, 200]
+
+
 def test_attention_table_lerps_along_n_decode_then_across_prefill_chunk(monkeypatch):
     """Both axes bracketed: each chunk's slices along n_decode first, then across the chunks;
     the brackets `lookup` keeps per (pc, nd) give the same values when kept, hit or cleared."""
