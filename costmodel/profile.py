@@ -98,6 +98,8 @@ class ProfileTables:
         self.layer_ops = layer_ops + tuple(op for op in OPTIONAL_MOE_OPS if self.moe is not None and op in self.dense)
         self.per_sequence = self._curves(per_seq, "layer", "sequences", os.path.join(source, "per_sequence.csv"),
                                          set(self.seq_ops), seq.name)
+        if not len(att["time_us"]):
+            raise CostModelError(f"{os.path.join(source, 'attention.csv')}: no rows (attention is priced from them)")
         self.attention = AttentionTable(att["prefill_chunk"], att["kv_prefill"], att["n_decode"],
                                         att["kv_decode"], att["time_us"])
         kernel = meta.get("mixed_attention_kernel")

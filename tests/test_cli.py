@@ -88,6 +88,16 @@ def test_error_missing_workload(tiny, tmp_path, capsys):
     _no_outputs(out)
 
 
+def test_error_attention_table_without_rows(tiny, tmp_path, capsys):
+    perf, cluster, work = tiny
+    att = perf / "RTXPRO6000" / "meta-llama/Llama-3.1-8B" / "bf16" / "tp1" / "attention.csv"
+    att.write_text("prefill_chunk,kv_prefill,n_decode,kv_decode,time_us\n")
+    out = tmp_path / "out"
+    assert _run(cluster, work, out, perf) == 2
+    assert _one_error_line(capsys).endswith(f"{att}: no rows (attention is priced from them)")
+    _no_outputs(out)
+
+
 def test_error_malformed_json_line(tiny, tmp_path, capsys):
     perf, cluster, _ = tiny
     work = tmp_path / "bad.jsonl"
