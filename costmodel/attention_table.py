@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleetsim.costmodel.interp import Curve, CurveRows, bracket, lerp_fn, us_to_ns
+from fleetsim.costmodel.interp import Curve, CurveRows, bracket, changes, last_of_each, lerp_fn, us_to_ns
 
 BRACKETS_KEPT = 1 << 16   # (prefill_chunk, n_decode) points whose brackets `lookup` keeps
 
@@ -30,14 +30,11 @@ class AttentionTable:
     def __init__(self, pc, kp, nd, kvd, time_us):
         pc, kp, nd, kvd = (np.asarray(a, dtype=np.int64) for a in (pc, kp, nd, kvd))
         ns = us_to_ns(time_us)
-        # rows (pc, nd, kp), each sorted by kvd, file order within equal kvd; of equal kvd the
-        # last row wins: the `Curve` of each row's (kvd, ns), built for all rows at once
-        order = np.lexsort((np.arange(len(ns)), kvd, kp, nd, pc))
-        pc, kp, nd, kvd, ns = (a[order] for a in (pc, kp, nd, kvd, ns))
-        new_row = (pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])
-        last = np.append(new_row | (kvd[1:] != kvd[:-1]), True)
-        pc, kp, nd, kvd, ns = (a[last] for a in (pc, kp, nd, kvd, ns))
-        starts = np.append(0, np.flatnonzero((pc[1:] != pc[:-1]) | (nd[1:] != nd[:-1]) | (kp[1:] != kp[:-1])) + 1)
+        # the `Curve` of every (pc, nd, kp) row's (kvd, ns) at once: sorted by kvd, the later of
+        # equal kvd winning, as `Curve` makes one
+        keep = last_of_each(kvd, (pc, nd, kp))
+        pc, kp, nd, kvd, ns = (a[keep] for a in (pc, kp, nd, kvd, ns))
+        starts = np.append(0, np.flatnonzero(changes([pc, nd, kp])) + 1)
         keys, values = kvd.astype(np.float64).tolist(), ns.tolist()
         groups: dict = {}
         for lo, hi, p, n, k in zip(starts.tolist(), np.append(starts[1:], len(ns)).tolist(),

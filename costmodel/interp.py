@@ -18,6 +18,22 @@ def us_to_ns(us: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.round(np.asarray(us, dtype=np.float64) * 1000.0)).astype(np.int64)
 
 
+def changes(cols) -> np.ndarray:
+    """Where consecutive rows differ in any of the equal-length arrays `cols` (entry i compares
+    rows i and i + 1)."""
+    out = np.zeros(max(len(cols[0]) - 1, 0), dtype=bool)
+    for c in cols:
+        out |= c[1:] != c[:-1]
+    return out
+
+
+def last_of_each(key: np.ndarray, groups: tuple = ()) -> np.ndarray:
+    """Indices of the rows sorted by (groups..., key), stable, keeping of rows with equal groups
+    and key only the last in file order (a table's later duplicate wins)."""
+    order = np.lexsort((np.arange(len(key)), key) + tuple(reversed(groups)))
+    return order[np.append(changes([c[order] for c in (*groups, key)]), True)]
+
+
 def bracket(keys: list, x: float) -> tuple[int, int, float]:
     """Indices (lo, hi) and weight w of `x` on sorted `keys`: value = v[lo] + w·(v[hi] − v[lo])."""
     n = len(keys)
@@ -50,13 +66,10 @@ class Curve:
     __slots__ = ("keys", "values")
 
     def __init__(self, keys, values_ns):
-        order = np.argsort(np.asarray(keys, dtype=np.float64), kind="stable")
-        k = np.asarray(keys, dtype=np.float64)[order]
-        v = np.asarray(values_ns, dtype=np.int64)[order]
-        # duplicate keys: the last row wins
-        last = np.r_[k[1:] != k[:-1], True]
-        self.keys = [float(x) for x in k[last]]
-        self.values = [int(x) for x in v[last]]
+        k = np.asarray(keys, dtype=np.float64)
+        keep = last_of_each(k)
+        self.keys = k[keep].tolist()
+        self.values = np.asarray(values_ns, dtype=np.int64)[keep].tolist()
 
     @classmethod
     def of_sorted(cls, keys: list, values_ns: list) -> "Curve":
